@@ -1,0 +1,107 @@
+"""The ``image`` job: one picture in; overlay, class mask and side-by-side PNGs out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image
+
+from .errors import OutputError, SourceError
+from .frames import Frame
+from .model import Segmenter
+from .render import DEFAULT_ALPHA, class_shares, draw_legend, make_palette, overlay, side_by_side
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAMES = ("overlay.png", "mask.png", "side_by_side.png")
+
+
+def read_image(path: str | os.PathLike[str]) -> Frame:
+    """Read an image file as ``(H, W, 3)`` uint8 BGR (grey and alpha are converted).
+
+    Raises:
+        SourceError: missing, empty or undecodable file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SourceError(f"image not found: {p}")
+    data = np.fromfile(str(p), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise SourceError(f"cannot read {p} as an image (empty, damaged or not an image format OpenCV reads)")
+    return image
+
+
+def write_png(path: Path, image: np.ndarray) -> None:
+    """Write a BGR image as PNG, raising :class:`OutputError` on failure."""
+    ok, buf = cv2.imencode(".png", image)
+    if not ok:
+        raise OutputError(f"cannot encode {path}")
+    try:
+        buf.tofile(str(path))
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def write_palette_png(path: Path, mask: np.ndarray, lut_bgr: np.ndarray) -> None:
+    """Write class ids as a palette ('P' mode) PNG: pixel values are ids, colours the palette."""
+    img = Image.fromarray(mask, mode="P")
+    img.putpalette(lut_bgr[:, ::-1].reshape(-1).tolist())
+    try:
+        img.save(path, format="PNG")
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def process_image(
+    src: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] = ".",
+    segmenter: Segmenter | None = None,
+    *,
+    palette: str = "voc",
+    alpha: float = DEFAULT_ALPHA,
+    legend: bool = True,
+    overwrite: bool = False,
+    **model_args: Any,
+) -> dict[str, Any]:
+    """Segment one image, as the original single-image script did, and save three PNGs.
+
+    Writes ``overlay.png`` (frame 60 % + mask colour 40 %), ``mask.png`` (a palette PNG whose
+    pixel values are class ids, at the image's size) and ``side_by_side.png`` (original |
+    overlay, labelled) into ``out_dir``.
+
+    Returns:
+        ``{"outputs": [...paths], "classes": [{"id", "name", "share"}...], **model details}``.
+    """
+    image = read_image(src)
+    folder = Path(out_dir)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"output folder is a file: {folder}")
+    targets = [folder / name for name in OUTPUT_NAMES]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise OutputError(f"output exists: {existing[0]}; pass --overwrite to replace it")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {folder}: {exc.strerror or exc}") from exc
+    seg = segmenter or Segmenter(**model_args)
+    small = seg.predict([image])[0]
+    h, w = image.shape[:2]
+    mask = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
+    lut = make_palette(palette, len(seg.categories))
+    blended = overlay(image, mask, lut, alpha)
+    shares = class_shares(mask, len(seg.categories))
+    if legend:
+        draw_legend(blended, [cid for cid, _ in shares], seg.categories, lut)
+    pair = side_by_side(image, blended, ("original", "segmented"))
+    write_png(targets[0], blended)
+    write_palette_png(targets[1], mask, lut)
+    write_png(targets[2], pair)
+    classes = [{"id": cid, "name": seg.categories[cid], "share": round(share, 4)} for cid, share in shares]
+    return {"input": str(src), "outputs": [str(t) for t in targets], "classes": classes, **seg.describe()}

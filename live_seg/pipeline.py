@@ -1,0 +1,347 @@
+"""Threads, queues and shutdown: capture → inference → render/encode.
+
+The capture thread reads frames into a bounded queue, the inference worker turns batches
+of frames into masks, and the calling (main) thread renders and writes. Every loop waits
+with a timeout and re-checks the :class:`Control`, so every exit path (end of input, an
+error in any stage, a stop request, an abort) ends all threads. A worker's exception is
+handed to the main thread and raised there.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import statistics
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from .errors import LiveSegError, PipelineError
+from .frames import Frame, FramePacket, SegResult
+
+log = logging.getLogger(__name__)
+
+THREAD_PREFIX = "live_seg-"
+"""Every pipeline thread's name starts with this (tests look for leftovers by it)."""
+
+POLL_S = 0.05
+JOIN_S = 10.0
+
+
+class FrameSource(Protocol):
+    """What the pipeline needs of a source."""
+
+    def __iter__(self) -> Iterator[FramePacket]: ...
+
+    def stop(self) -> None: ...
+
+
+class MaskModel(Protocol):
+    """What the pipeline needs of a model (see :class:`live_seg.model.Segmenter`)."""
+
+    def preprocess(self, frames: Sequence[Frame]) -> Any: ...
+
+    def infer(self, batch: Any) -> np.ndarray: ...
+
+
+class Control:
+    """Stop requests shared by all stages.
+
+    ``stop()`` is graceful: capture ends, frames already read are still inferred, rendered
+    and written. ``abort()`` ends every stage at once.
+    """
+
+    def __init__(self) -> None:
+        self.stopping = threading.Event()
+        self.aborted = threading.Event()
+        self.reason: str | None = None
+
+    def stop(self, reason: str = "stopped") -> None:
+        """Ask for a graceful stop (first call's reason is kept)."""
+        if self.reason is None:
+            self.reason = reason
+        self.stopping.set()
+
+    def abort(self, reason: str = "aborted") -> None:
+        """Ask every stage to end now."""
+        self.stop(reason)
+        self.aborted.set()
+
+
+class _End:
+    """Sentinel sent downstream when a stage ends."""
+
+
+END = _End()
+
+
+def put(q: queue.Queue, item: object, control: Control, give_up: threading.Event | None = None) -> bool:
+    """Put ``item``, waiting for room until ``give_up`` is set (default: the run is aborted).
+
+    Returns:
+        False when it gave up without putting.
+    """
+    give_up = give_up or control.aborted
+    while not give_up.is_set():
+        try:
+            q.put(item, timeout=POLL_S)
+            return True
+        except queue.Full:
+            continue
+    return False
+
+
+def get(q: queue.Queue, control: Control) -> object:
+    """Get the next item, or ``END`` when the run is aborted."""
+    while not control.aborted.is_set():
+        try:
+            return q.get(timeout=POLL_S)
+        except queue.Empty:
+            continue
+    return END
+
+
+class Stage(threading.Thread):
+    """A pipeline thread: runs ``body``, stores its exception, aborts the run on error,
+    and always sends ``END`` downstream."""
+
+    def __init__(self, name: str, body: Callable[[], None], control: Control, downstream: queue.Queue | None):
+        super().__init__(name=THREAD_PREFIX + name, daemon=True)
+        self.body = body
+        self.control = control
+        self.downstream = downstream
+        self.error: BaseException | None = None
+
+    def run(self) -> None:
+        try:
+            self.body()
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            self.error = exc
+            log.debug("stage %s failed", self.name, exc_info=True)
+            self.control.abort(f"{self.name.removeprefix(THREAD_PREFIX)} failed")
+        finally:
+            if self.downstream is not None:
+                # Waits for room while the consumer runs; gives up once the run is aborted.
+                put(self.downstream, END, self.control)
+
+
+def join_all(stages: Sequence[Stage], timeout: float = JOIN_S) -> None:
+    """Join stages; raise the first stage error as a user-facing error."""
+    deadline = time.monotonic() + timeout
+    for stage in stages:
+        stage.join(max(0.0, deadline - time.monotonic()))
+    alive = [s.name for s in stages if s.is_alive()]
+    if alive:
+        raise PipelineError(f"pipeline threads did not stop within {timeout:.0f} s: {', '.join(alive)}")
+    for stage in stages:
+        if stage.error is not None:
+            raise_stage_error(stage)
+
+
+def raise_stage_error(stage: Stage) -> None:
+    """Re-raise a stage's error: user-facing errors as they are, others wrapped."""
+    exc = stage.error
+    assert exc is not None
+    if isinstance(exc, LiveSegError):
+        raise exc
+    stage_name = stage.name.removeprefix(THREAD_PREFIX)
+    raise PipelineError(f"{stage_name} failed: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
+
+
+@dataclass
+class Stats:
+    """Counts and per-stage timings of one run (seconds internally, ms in :meth:`summary`)."""
+
+    frames_in: int = 0
+    frames_out: int = 0
+    wall_s: float = 0.0
+    interrupted: bool = False
+    stop_reason: str | None = None
+    stages: dict[str, list[float]] = field(
+        default_factory=lambda: {k: [] for k in ("decode", "preprocess", "infer", "render", "encode")}
+    )
+    latency: list[float] = field(default_factory=list)
+
+    def add(self, stage: str, seconds: float) -> None:
+        self.stages.setdefault(stage, []).append(seconds)
+
+    @property
+    def fps(self) -> float:
+        return self.frames_out / self.wall_s if self.wall_s > 0 else 0.0
+
+    def summary(self) -> dict[str, Any]:
+        """A JSON-ready summary: counts, wall seconds, end-to-end fps, median ms per stage,
+        and latency percentiles (capture → written) in ms."""
+        lat = sorted(self.latency)
+        return {
+            "frames_in": self.frames_in,
+            "frames_out": self.frames_out,
+            "wall_s": round(self.wall_s, 4),
+            "fps": round(self.fps, 3),
+            "interrupted": self.interrupted,
+            "stop_reason": self.stop_reason,
+            "stage_ms": {k: round(statistics.median(v) * 1000, 3) if v else None for k, v in self.stages.items()},
+            "latency_ms": {
+                "p50": round(percentile(lat, 50) * 1000, 2) if lat else None,
+                "p95": round(percentile(lat, 95) * 1000, 2) if lat else None,
+                "max": round(lat[-1] * 1000, 2) if lat else None,
+            },
+        }
+
+
+def percentile(sorted_values: Sequence[float], q: float) -> float:
+    """Linear-interpolated percentile ``q`` (0..100) of already sorted values."""
+    if not sorted_values:
+        raise ValueError("percentile of an empty sequence")
+    pos = (len(sorted_values) - 1) * q / 100
+    lo = int(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+def infer_loop(
+    model: MaskModel,
+    inbox: queue.Queue,
+    outbox: queue.Queue,
+    control: Control,
+    batch: int = 1,
+) -> None:
+    """Take frames from ``inbox`` in batches of up to ``batch``, put :class:`SegResult` s in ``outbox``.
+
+    Frames already queued are still processed after a graceful stop; an abort ends at once.
+    """
+    ended = False
+    while not ended and not control.aborted.is_set():
+        item = get(inbox, control)
+        if item is END:
+            return
+        packets: list[FramePacket] = [item]  # type: ignore[list-item]
+        while len(packets) < batch:
+            item = get(inbox, control)
+            if item is END:
+                ended = True
+                break
+            packets.append(item)  # type: ignore[arg-type]
+        t0 = time.perf_counter()
+        tensor = model.preprocess([p.image for p in packets])
+        t1 = time.perf_counter()
+        masks = model.infer(tensor)
+        t2 = time.perf_counter()
+        n = len(packets)
+        for packet, mask in zip(packets, masks, strict=True):
+            result = SegResult(packet, mask, preprocess_s=(t1 - t0) / n, infer_s=(t2 - t1) / n, t_done=t2)
+            if not put(outbox, result, control):
+                return
+
+
+def run_file(
+    source: FrameSource,
+    model: MaskModel,
+    render: Callable[[Frame, np.ndarray], Frame],
+    write: Callable[[Frame, float | None], None],
+    *,
+    batch: int = 1,
+    queue_size: int | None = None,
+    control: Control | None = None,
+    on_frame: Callable[[Stats], None] | None = None,
+) -> Stats:
+    """Run every frame of ``source`` through ``model``, ``render`` and ``write``, in order.
+
+    No frame is dropped; memory is bounded by the two queues. Rendering and writing happen
+    on the calling thread.
+
+    Args:
+        source: iterable of :class:`FramePacket` with a thread-safe ``stop()``.
+        model: ``preprocess(frames) -> batch`` and ``infer(batch) -> (N, s, s) uint8``.
+        render: ``(frame, mask) -> image`` (BGR uint8).
+        write: ``(image, pts_seconds) -> None``.
+        batch: frames per forward pass.
+        queue_size: capacity of each queue (default ``2 * batch + 2``).
+        control: shared stop/abort requests (a new one when ``None``).
+        on_frame: called after each written frame with the running stats.
+
+    Returns:
+        The run's :class:`Stats`; ``interrupted`` is True when a stop or abort ended it early.
+
+    Raises:
+        LiveSegError: a stage failed (raised after every thread has stopped).
+    """
+    control = control or Control()
+    size = queue_size or 2 * batch + 2
+    frames_q: queue.Queue = queue.Queue(maxsize=size)
+    results_q: queue.Queue = queue.Queue(maxsize=size)
+    stats = Stats()
+
+    def capture() -> None:
+        for packet in source:
+            if control.stopping.is_set():
+                break
+            stats.frames_in += 1
+            stats.add("decode", packet.decode_s)
+            if not put(frames_q, packet, control, give_up=control.stopping):
+                break
+
+    stages = [
+        Stage("capture", capture, control, frames_q),
+        Stage("infer", lambda: infer_loop(model, frames_q, results_q, control, batch), control, results_q),
+    ]
+    t_start = time.perf_counter()
+    for stage in stages:
+        stage.start()
+    main_error: BaseException | None = None
+    try:
+        _consume(results_q, control, render, write, stats, on_frame)
+    except BaseException as exc:  # noqa: BLE001 - stop the threads first, raise below
+        main_error = exc
+        control.abort("render/write failed")
+    source.stop()
+    stats.wall_s = time.perf_counter() - t_start
+    stats.stop_reason = control.reason
+    stats.interrupted = control.reason is not None
+    join_all(stages)
+    if main_error is not None:
+        if isinstance(main_error, LiveSegError | KeyboardInterrupt):
+            raise main_error
+        raise PipelineError(f"render/write failed: {type(main_error).__name__}: {main_error}") from main_error
+    return stats
+
+
+def _consume(
+    results_q: queue.Queue,
+    control: Control,
+    render: Callable[[Frame, np.ndarray], Frame],
+    write: Callable[[Frame, float | None], None],
+    stats: Stats,
+    on_frame: Callable[[Stats], None] | None,
+) -> None:
+    """Main-thread loop: render and write results until ``END`` or an abort."""
+    while True:
+        try:
+            item = get(results_q, control)
+        except KeyboardInterrupt:
+            # Without the CLI's signal handlers: first Ctrl-C stops gracefully, second aborts.
+            if control.stopping.is_set():
+                control.abort("interrupted")
+            else:
+                control.stop("interrupted")
+            continue
+        if item is END:
+            return
+        result: SegResult = item  # type: ignore[assignment]
+        t0 = time.perf_counter()
+        image = render(result.packet.image, result.mask)
+        t1 = time.perf_counter()
+        write(image, result.packet.pts)
+        t2 = time.perf_counter()
+        stats.add("preprocess", result.preprocess_s)
+        stats.add("infer", result.infer_s)
+        stats.add("render", t1 - t0)
+        stats.add("encode", t2 - t1)
+        stats.latency.append(t2 - result.packet.t_capture)
+        stats.frames_out += 1
+        if on_frame is not None:
+            on_frame(stats)

@@ -1,0 +1,124 @@
+"""The ``video`` job: a video file in, the same video with its segmentation blended in out."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .model import Segmenter
+from .pipeline import Control, Stats, run_file
+from .render import DEFAULT_ALPHA, Renderer
+from .sinks import VideoWriter, check_output_path
+from .sources import VideoFileSource
+
+log = logging.getLogger(__name__)
+
+
+def default_output(src: str | os.PathLike[str]) -> Path:
+    """``clip.mp4`` → ``clip.seg.mp4`` beside it."""
+    p = Path(src)
+    return p.with_name(p.stem + ".seg.mp4")
+
+
+def process_video(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    segmenter: Segmenter | None = None,
+    *,
+    palette: str = "voc",
+    alpha: float = DEFAULT_ALPHA,
+    legend: bool = False,
+    view: str = "overlay",
+    audio: bool = True,
+    overwrite: bool = False,
+    batch: int = 1,
+    preset: str = "veryfast",
+    crf: int = 20,
+    realtime: bool = False,
+    control: Control | None = None,
+    on_frame: Callable[[Stats], None] | None = None,
+    on_open: Callable[[VideoFileSource], None] | None = None,
+    **model_args: Any,
+) -> dict[str, Any]:
+    """Segment every frame of ``src`` and write the rendered video to ``dst``.
+
+    The output is H.264/yuv420p MP4 with ``+faststart`` at the source's size (odd sizes
+    padded by one pixel), one output frame per input frame at the input's timestamps, with
+    the source's audio copied (or transcoded to AAC when MP4 cannot hold it).
+
+    Args:
+        src: input video file.
+        dst: output ``.mp4``; written under a temporary name and renamed when complete.
+        segmenter: a ready :class:`Segmenter`; when ``None`` one is built from ``model_args``
+            (``model``, ``weights``, ``device``, ``precision``, ``size``, ``threads``).
+        palette, alpha, legend, view: rendering (see :class:`live_seg.render.Renderer`).
+        audio: keep the source's audio.
+        overwrite: replace an existing ``dst``.
+        batch: frames per forward pass.
+        preset, crf: libx264 settings.
+        realtime: read the file at its own pace, as a camera would deliver it.
+        control: stop/abort requests (signal handlers call ``control.stop()``).
+        on_frame: called after each written frame with the running stats.
+        on_open: called with the opened source (e.g. to size a progress bar).
+
+    Returns:
+        A JSON-ready dict: the run's stats summary plus model, input and output details.
+
+    Raises:
+        SourceError, ModelError, OutputError, PipelineError: one-line, user-facing.
+    """
+    t_setup = time.perf_counter()
+    out = check_output_path(dst, overwrite)
+    control = control or Control()
+    with VideoFileSource(src, realtime=realtime) as source:
+        info = source.info
+        assert info is not None
+        if on_open is not None:
+            on_open(source)
+        seg = segmenter or Segmenter(**model_args)
+        renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend, mode=view)
+        width = info.width * (2 if view == "side" else 1)
+        writer = VideoWriter(
+            out,
+            width,
+            info.height,
+            fps=info.fps,
+            time_base=info.time_base,
+            audio_from=src if audio and info.has_audio else None,
+            audio_offset=source.start_time,
+            overwrite=overwrite,
+            preset=preset,
+            crf=crf,
+        )
+        setup_s = time.perf_counter() - t_setup
+        try:
+            stats = run_file(
+                source, seg, renderer.render, writer.write, batch=batch, control=control, on_frame=on_frame
+            )
+        except BaseException:
+            writer.close(complete=False)
+            raise
+        written = writer.close(complete=not stats.interrupted)
+    summary = stats.summary()
+    summary.update(
+        {
+            "input": str(src),
+            "output": str(written) if written else None,
+            "width": info.width,
+            "height": info.height,
+            "source_fps": round(info.fps, 3),
+            "audio": bool(audio and info.has_audio),
+            "skipped_packets": source.skipped_packets,
+            "truncated_input": source.truncated,
+            "setup_s": round(setup_s, 3),
+            "batch": batch,
+            **seg.describe(),
+        }
+    )
+    if source.truncated:
+        log.warning("%s is cut short: processed the %d frames that could be decoded", src, stats.frames_out)
+    return summary

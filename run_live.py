@@ -1,0 +1,3 @@
+from live_seg.cli import main
+
+raise SystemExit(main())
