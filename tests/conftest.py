@@ -1,0 +1,25 @@
+"""Shared fixtures: every test must leave no pipeline thread alive."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+PREFIX = "live_seg-"
+
+
+def pipeline_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith(PREFIX) and t.is_alive()]
+
+
+@pytest.fixture(autouse=True)
+def no_thread_left():
+    """Fail a test that leaves a ``live_seg-*`` thread running (after a short grace period)."""
+    yield
+    deadline = time.monotonic() + 2.0
+    while pipeline_threads() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    left = pipeline_threads()
+    assert not left, f"pipeline threads still alive after the test: {left}"
