@@ -13,11 +13,12 @@ import json
 import logging
 import signal
 import sys
+import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import LiveSegError
+from .errors import LiveSegError, OutputError
 from .pipeline import Control, Stats
 
 log = logging.getLogger("live_seg")
@@ -111,7 +112,132 @@ def get_args_parser() -> argparse.ArgumentParser:
     image.add_argument("--show", action="store_true", help="show original | segmented in a window")
     _model_options(image)
     _render_options(image, legend_default=True)
+    _bench_parser(sub)
+    _live_parser(sub)
     return parser
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
+    return value
+
+
+def _bench_parser(sub: Any) -> None:
+    bench = sub.add_parser("bench", help="fps per device x precision x model: naive loop, model only, pipeline")
+    g = bench.add_argument_group("what to measure")
+    g.add_argument(
+        "--device", nargs="+", default=["auto"], choices=("auto", "cpu", "cuda", "mps", "all"), help="default: auto"
+    )
+    g.add_argument(
+        "--precision",
+        nargs="+",
+        default=["auto"],
+        choices=("auto", "fp32", "fp16", "bf16", "all"),
+        help="default: auto",
+    )
+    g.add_argument("--model", nargs="+", default=["fcn_resnet101"], choices=MODEL_NAMES, help="default: fcn_resnet101")
+    g.add_argument(
+        "--weights",
+        default="random",
+        help="default 'random': speed does not depend on the weights ('default' or a file PATH also work)",
+    )
+    g.add_argument("--source", metavar="FILE|synthetic", help="clip to read (default: samples/sample.mp4)")
+    g.add_argument("--size", type=_positive_int, default=512, help="model input is SIZE x SIZE (default: %(default)s)")
+    g.add_argument("--batch", type=_positive_int, default=1, help="frames per forward pass (default: %(default)s)")
+    g.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch decides)")
+    t = bench.add_argument_group("timing")
+    t.add_argument("--frames", type=_positive_int, default=10, help="frames per timed run (default: %(default)s)")
+    t.add_argument("--warmup", type=_non_negative_int, default=1, help="untimed frames first (default: %(default)s)")
+    t.add_argument("--repeat", type=_positive_int, default=3, help="timed runs; the median is kept (default: 3)")
+    o = bench.add_argument_group("reports")
+    o.add_argument("--json", metavar="FILE", help="write the full report as JSON (schema in the README)")
+    o.add_argument("--markdown", metavar="FILE", help="write the tables as Markdown")
+    o.add_argument("--plot", metavar="FILE.png", help="bar chart of fps per configuration (needs matplotlib)")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a TCP port number, got {text!r}") from None
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port 0..65535 (0 = any free port), got {value}")
+    return value
+
+
+def _live_parser(sub: Any) -> None:
+    live = sub.add_parser(
+        "live", help="camera / stream / video file -> segmentation on screen, live (or in a browser without a display)"
+    )
+    s = live.add_argument_group("source")
+    s.add_argument(
+        "--source",
+        default="0",
+        metavar="0|N|URL|FILE",
+        help="camera index, stream URL (rtsp://…, http://…/stream.mjpg) or video file (default: camera 0)",
+    )
+    s.add_argument(
+        "--realtime",
+        action="store_true",
+        help="video file: play it at its own pace, like a camera (frames the model cannot keep up with are "
+        "dropped); without it the file is read as fast as the model takes frames and nothing is dropped",
+    )
+    s.add_argument(
+        "--reconnect",
+        type=_non_negative_int,
+        default=5,
+        metavar="N",
+        help="camera/stream: reopen attempts after it is lost, waiting 0.5, 1, 2, 4, 8, 8… s (default: %(default)s)",
+    )
+    v = live.add_argument_group("view")
+    v.add_argument(
+        "--pairing",
+        default="newest",
+        choices=("newest", "matched"),
+        help="newest: the newest frame with the newest mask, refreshed at the source's rate (default); "
+        "matched: each mask on the frame it was computed on (the picture lags by one inference)",
+    )
+    v.add_argument("--view", default="overlay", choices=("overlay", "mask", "side"), help="first view (key m cycles)")
+    v.add_argument("--no-hud", dest="hud", action="store_false", help="hide the HUD (rates, latency, drops, model)")
+    v.add_argument(
+        "--display",
+        default="auto",
+        choices=("auto", "window", "browser", "none"),
+        help="auto: a window when there is a display, else the browser view; none: no view (record/stats only)",
+    )
+    v.add_argument(
+        "--serve",
+        type=_port,
+        metavar="PORT",
+        help="show the view in a browser at http://HOST:PORT/ instead of a window (0 = any free port; "
+        "without a display this happens by itself on port 8090)",
+    )
+    v.add_argument(
+        "--host", default="127.0.0.1", help="address the browser view binds (default: %(default)s, this machine only)"
+    )
+    v.add_argument("--snapshot-dir", default=".", metavar="DIR", help="where key s saves PNGs (default: .)")
+    o = live.add_argument_group("output")
+    o.add_argument("--record", metavar="OUT.mp4", help="record the rendered view (H.264, timed by capture wall-clock)")
+    o.add_argument("--overwrite", action="store_true", help="replace an existing recording")
+    o.add_argument("--duration", type=_seconds, metavar="S", help="stop after S seconds")
+    o.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON (also when the source is lost)")
+    _model_options(live)
+    _render_options(live, legend_default=True)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
@@ -123,22 +249,61 @@ def _setup_logging(verbose: int, quiet: bool) -> None:
     root.setLevel(level)
 
 
-class SignalGate:
-    """While a run is active: the first SIGINT/SIGTERM stops it gracefully, the second aborts."""
+GRACE_S = 7.0
+"""After the first SIGINT/SIGTERM, frames in flight get this long to finish before the run is
+aborted, so that a stop takes seconds whatever the model's speed."""
 
-    def __init__(self, control: Control) -> None:
+
+class SignalGate:
+    """While a run is active: the first SIGINT/SIGTERM stops it gracefully, the second aborts.
+
+    Args:
+        control: the run's stop/abort requests.
+        setup_interrupts: until :meth:`start` is called (the run's setup: model download and
+            build), a signal raises ``KeyboardInterrupt`` at once: nothing is in flight yet.
+
+    Attributes:
+        grace_s: seconds the frames in flight get after the first signal before the run is
+            aborted (``None``: no limit); timed by a thread named ``live_seg-grace`` that ends
+            when the gate is uninstalled.
+        signum: the first signal received, or ``None``.
+    """
+
+    grace_s: float | None = GRACE_S
+
+    def __init__(self, control: Control, *, setup_interrupts: bool = False) -> None:
         self.control = control
         self.signum: int | None = None
+        self.running = not setup_interrupts
+        self._timer: threading.Timer | None = None
+
+    def start(self) -> None:
+        """The run started: from now on a signal stops it gracefully."""
+        self.running = True
 
     def _handle(self, signum: int, _frame: object) -> None:
         name = signal.Signals(signum).name
-        if self.signum is None:
-            self.signum = signum
+        first = self.signum is None
+        self.signum = self.signum or signum
+        if not self.running:
+            log.warning("%s: stopping before the first frame", name)
+            self.control.abort(f"interrupted by {name}")
+            raise KeyboardInterrupt
+        if first:
             log.warning("%s: finishing the frames in flight and closing the output (again to abort)", name)
             self.control.stop(f"interrupted by {name}")
+            if self.grace_s is not None:
+                self._timer = threading.Timer(self.grace_s, self._overdue, args=(name,))
+                self._timer.name, self._timer.daemon = "live_seg-grace", True
+                self._timer.start()
         else:
             log.warning("%s again: aborting", name)
             self.control.abort(f"aborted by {name}")
+
+    def _overdue(self, name: str) -> None:
+        if not self.control.aborted.is_set():
+            log.warning("%s: the frames in flight took over %g s; aborting", name, self.grace_s)
+            self.control.abort(f"aborted {self.grace_s:g} s after {name}")
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[SignalGate]:
@@ -148,6 +313,9 @@ class SignalGate:
         finally:
             for s, handler in previous.items():
                 signal.signal(s, handler)
+            if self._timer is not None:
+                self._timer.cancel()
+                self._timer.join()
 
 
 def _model_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -175,10 +343,12 @@ def _progress(total: int | None, quiet: bool) -> Any:
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from .video import default_output, process_video
 
     control = Control()
-    gate = SignalGate(control)
+    gate = SignalGate(control, setup_interrupts=True)
     bar = None
 
     def on_open(source: Any) -> None:
@@ -191,7 +361,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
 
     output = args.output or str(default_output(args.input))
     try:
-        with gate.installed():
+        with gate.installed(), logging_redirect_tqdm():  # log lines above the progress bar, not into it
             summary = process_video(
                 args.input,
                 output,
@@ -207,8 +377,17 @@ def _cmd_video(args: argparse.Namespace) -> int:
                 control=control,
                 on_frame=on_frame,
                 on_open=on_open,
+                on_start=gate.start,
                 **_model_args(args),
             )
+    except KeyboardInterrupt:
+        if gate.signum is None:
+            raise
+        log.warning("interrupted before the first frame: nothing was written")
+        if args.stats:
+            _write_json(args.stats, {"input": args.input, "output": None, "frames_in": 0, "frames_out": 0,
+                                     "interrupted": True, "stop_reason": control.reason})  # fmt: skip
+        return SIGNAL_EXIT[gate.signum]
     finally:
         if bar is not None:
             bar.close()
@@ -255,7 +434,124 @@ def _cmd_image(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"video": _cmd_video, "image": _cmd_image}
+def _bench_command(args: argparse.Namespace) -> str:
+    """The command line that reproduces a bench run, with every setting spelled out."""
+    parts = ["python run_live.py bench", "--device", *args.device, "--precision", *args.precision]
+    parts += ["--model", *args.model]
+    parts += ["--weights", args.weights, "--source", args.source or "samples/sample.mp4", "--size", str(args.size)]
+    parts += ["--batch", str(args.batch), "--frames", str(args.frames), "--warmup", str(args.warmup)]
+    parts += ["--repeat", str(args.repeat)] + (["--threads", str(args.threads)] if args.threads else [])
+    return " ".join(parts)
+
+
+def _write_text(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from .bench import check_plot_available, format_markdown, format_table, run_bench, write_plot
+
+    if args.plot:
+        check_plot_available()  # before minutes of measuring
+    if args.weights == "random":
+        log.info("weights: random (untrained); speed does not depend on the weights and nothing is downloaded")
+    report = run_bench(
+        args.device,
+        args.precision,
+        args.model,
+        source=args.source,
+        size=args.size,
+        frames=args.frames,
+        warmup=args.warmup,
+        repeat=args.repeat,
+        batch=args.batch,
+        weights=args.weights,
+        threads=args.threads,
+        command=_bench_command(args),
+    )
+    print(format_table(report))
+    if args.json:
+        _write_text(args.json, json.dumps(report, indent=2) + "\n")
+        log.info("wrote %s", args.json)
+    if args.markdown:
+        _write_text(args.markdown, format_markdown(report))
+        log.info("wrote %s", args.markdown)
+    if args.plot:
+        log.info("wrote %s", write_plot(report, args.plot))
+    statuses = [r["status"] for r in report["results"]]
+    if "ok" not in statuses:
+        log.warning("nothing was measured: no requested configuration is available here")
+    return EXIT_ERROR if "error" in statuses else 0
+
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from .live import LiveOptions, LiveSession
+
+    control = Control()
+    gate = SignalGate(control)
+    options = LiveOptions(
+        source=args.source,
+        realtime=args.realtime,
+        reconnect=args.reconnect,
+        pairing=args.pairing,
+        view=args.view,
+        legend=args.legend,
+        hud=args.hud,
+        palette=args.palette,
+        alpha=args.alpha,
+        display="browser" if args.serve is not None else args.display,
+        host=args.host,
+        port=args.serve,
+        record=args.record,
+        overwrite=args.overwrite,
+        duration=args.duration,
+        snapshot_dir=args.snapshot_dir,
+    )
+
+    def on_serve(url: str) -> None:
+        print(f"live view: {url}", flush=True)
+
+    session = LiveSession(options, control=control, on_serve=on_serve, **_model_args(args))
+    try:
+        with gate.installed():
+            summary = session.run()
+    finally:
+        if args.stats and session.summary is not None:
+            _write_json(args.stats, session.summary)
+    lat = summary["latency_ms"]
+    log.info(
+        "%s: %d frames captured, %d inferred, %d dropped, %d shown in %.1f s (%.1f fps); "
+        "latency p50 %s ms, p95 %s ms%s",
+        summary["input"],
+        summary["frames_captured"],
+        summary["frames_inferred"],
+        summary["frames_dropped"],
+        summary["frames_shown"],
+        summary["wall_s"],
+        summary["display_fps"],
+        lat["p50"],
+        lat["p95"],
+        ", untrained weights" if summary.get("untrained") else "",
+    )
+    if summary["output"]:
+        log.info("recorded %s (%d frames)", summary["output"], summary["frames_recorded"])
+    if gate.signum is not None:
+        return SIGNAL_EXIT[gate.signum]
+    return 0
+
+
+COMMANDS = {"video": _cmd_video, "image": _cmd_image, "bench": _cmd_bench, "live": _cmd_live}
+
+
+class _Terminated(KeyboardInterrupt):
+    """SIGTERM before a command handles signals itself (e.g. while torch is imported)."""
+
+
+def _terminated(_signum: int, _frame: object) -> None:
+    raise _Terminated
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -266,6 +562,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse: 0 for --help, 2 for bad arguments
         return int(exc.code or 0)
     _setup_logging(args.verbose, args.quiet)
+    previous = None
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        previous = signal.signal(signal.SIGTERM, _terminated)  # exit 143 like a handled SIGTERM
     try:
         return COMMANDS[args.command](args)
     except LiveSegError as exc:
@@ -273,11 +572,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             log.exception("error")
         log.error("error: %s", " ".join(str(exc).split()))
         return EXIT_ERROR
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         log.error("interrupted")
-        return SIGNAL_EXIT[signal.SIGINT]
+        return SIGNAL_EXIT[signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT]
     except Exception as exc:  # noqa: BLE001 - a bug must still not greet the user with a traceback
         if args.verbose:
             log.exception("internal error")
         log.error("internal error: %s: %s (run with -v for the traceback)", type(exc).__name__, exc)
         return EXIT_ERROR
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)

@@ -8,11 +8,21 @@ and renames on :meth:`VideoWriter.close`, so the final name never holds a half-w
 
 from __future__ import annotations
 
+import errno
+import html
+import ipaddress
 import logging
 import os
+import queue
+import socket
+import sys
 import tempfile
+import threading
+import time
 from fractions import Fraction
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -43,6 +53,11 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool = False) -> 
         raise OutputError(f"output folder is not writable: {folder}")
     if out.exists() and not overwrite:
         raise OutputError(f"output exists: {out}; pass --overwrite to replace it")
+    try:  # permissions alone do not tell (root, read-only mounts, special file systems)
+        with tempfile.TemporaryFile(dir=folder, prefix=".live_seg-probe."):
+            pass
+    except OSError as exc:
+        raise OutputError(f"output folder is not writable: {folder} ({exc.strerror or exc})") from exc
     return out
 
 
@@ -156,7 +171,10 @@ class VideoWriter:
             log.warning("%dx%d is odd: padding to %dx%d for yuv420p", width, height, self.enc_w, self.enc_h)
         self.fps = fps if fps and fps > 0 else 25.0
         self.time_base = time_base or Fraction(1, 90000)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".partial.mp4", dir=self.path.parent or ".")
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".partial.mp4", dir=self.path.parent or ".")
+        except OSError as exc:
+            raise OutputError(f"cannot create a file beside {self.path}: {exc.strerror or exc}") from exc
         os.close(fd)
         self.tmp = Path(tmp)
         try:
@@ -173,6 +191,9 @@ class VideoWriter:
         except Exception as exc:
             self._discard()
             raise OutputError(f"cannot set up the encoder for {self.path}: {exc}") from exc
+        except BaseException:  # an interrupt: leave no temporary file behind
+            self._discard()
+            raise
         self.frames = 0
         self.last_pts: int | None = None
         self.last_time = 0.0
@@ -277,3 +298,431 @@ def show_image(title: str, path: str | os.PathLike[str]) -> None:
         raise OutputError(f"cannot open a window (no display?): {' '.join(str(exc).split())[:200]}") from exc
     finally:
         cv2.destroyAllWindows()
+
+
+# --- Live preview: a window on this screen, or the same view in a browser -----------------------
+
+KEY_QUIT = frozenset({ord("q"), ord("Q"), 27})
+"""Keys that end a live run: q or Esc."""
+
+
+def _opencv_gui() -> str:
+    """The GUI backend OpenCV was built with (``"QT5"``, ``"GTK3"``, ``"NONE"``, …)."""
+    import cv2
+
+    for line in cv2.getBuildInformation().splitlines():
+        key, _, value = line.strip().partition(":")
+        if key.strip() == "GUI":
+            return value.strip() or "NONE"
+    return "UNKNOWN"
+
+
+def _x_display_reachable(display: str, timeout: float = 1.0) -> bool:
+    """Whether the X server named by ``DISPLAY`` accepts a connection (without Xlib).
+
+    Qt aborts the whole process when it cannot reach the display, so this is checked first.
+    Unparseable values count as reachable (the GUI library gets to decide).
+    """
+    host, sep, rest = display.rpartition(":")
+    number = rest.split(".", 1)[0]
+    if not sep or not number.isdigit():
+        return True
+    if host in ("", "unix"):
+        paths = [f"/tmp/.X11-unix/X{number}"]
+        if sys.platform.startswith("linux"):
+            paths.insert(0, f"\0/tmp/.X11-unix/X{number}")  # the abstract socket Xorg/Xvfb also open
+        for path in paths:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+                sock.settimeout(timeout)
+                try:
+                    sock.connect(path)
+                    return True
+                except OSError:
+                    continue
+        return False
+    try:
+        with socket.create_connection((host, 6000 + int(number)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def display_problem() -> str | None:
+    """Why no preview window can be opened here, or ``None`` when one can.
+
+    Checks, without opening anything: an OpenCV build with a GUI, and on Linux/BSD an X
+    display that answers (``DISPLAY``; OpenCV's Qt build does not speak Wayland itself, so
+    ``WAYLAND_DISPLAY`` alone only counts for a GTK build).
+    """
+    gui = _opencv_gui().upper()
+    if gui.startswith("NONE"):
+        return "this OpenCV build has no GUI (opencv-python-headless?)"
+    if sys.platform.startswith(("linux", "freebsd", "openbsd", "netbsd")):
+        display = os.environ.get("DISPLAY", "")
+        if not display:
+            if not os.environ.get("WAYLAND_DISPLAY"):
+                return "no DISPLAY set"
+            if "GTK" in gui:
+                return None
+            return "no DISPLAY set (WAYLAND_DISPLAY only, and this OpenCV GUI needs X11 or XWayland)"
+        if not _x_display_reachable(display):
+            return f"the X display {display} does not answer"
+    return None
+
+
+class PreviewWindow:
+    """A resizable OpenCV window without toolbar, owned by the thread that opened it.
+
+    Args:
+        title: window title (also its OpenCV name).
+        max_size: initial size limit ``(width, height)``; the window keeps the image's aspect.
+    """
+
+    def __init__(self, title: str, max_size: tuple[int, int] = (1280, 800)) -> None:
+        self.title = title
+        self.max_size = max_size
+        self._open = False
+        self._size: tuple[int, int] | None = None
+
+    def show(self, image: Frame) -> None:
+        """Show a BGR uint8 image (the window opens on the first call).
+
+        Raises:
+            OutputError: the window cannot be opened.
+        """
+        import cv2
+
+        try:
+            if not self._open:
+                cv2.namedWindow(self.title, cv2.WINDOW_NORMAL | cv2.WINDOW_KEEPRATIO | cv2.WINDOW_GUI_NORMAL)
+                self._open = True
+            size = (image.shape[1], image.shape[0])
+            if size != self._size:
+                scale = min(1.0, self.max_size[0] / size[0], self.max_size[1] / size[1])
+                cv2.resizeWindow(self.title, max(1, round(size[0] * scale)), max(1, round(size[1] * scale)))
+                self._size = size
+            cv2.imshow(self.title, image)
+        except cv2.error as exc:
+            raise OutputError(
+                f"cannot open a preview window ({' '.join(str(exc).split())[:160]}); "
+                "use --serve PORT to watch in a browser instead"
+            ) from exc
+
+    def poll(self, wait_ms: int = 1) -> int | None:
+        """Let the window process events for ``wait_ms`` ms; the key pressed (low byte), if any."""
+        import cv2
+
+        if not self._open:
+            return None
+        key = cv2.waitKey(max(1, wait_ms))
+        return None if key == -1 else key & 0xFF
+
+    @property
+    def closed_by_user(self) -> bool:
+        """The user closed the window with its close button."""
+        import cv2
+
+        if not self._open:
+            return False
+        try:
+            return cv2.getWindowProperty(self.title, cv2.WND_PROP_VISIBLE) < 1
+        except cv2.error:
+            return True
+
+    def close(self) -> None:
+        """Destroy the window. Safe to call twice."""
+        import cv2
+
+        if self._open:
+            self._open = False
+            try:
+                cv2.destroyWindow(self.title)
+                cv2.waitKey(1)
+            except cv2.error:
+                pass
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title>
+<style>
+body{{margin:0;background:#111;color:#ddd;font:14px sans-serif}}
+img{{display:block;margin:auto;max-width:100vw;max-height:calc(100vh - 44px)}}
+nav{{text-align:center;padding:8px}}
+</style></head>
+<body>
+<img id="view" src="/stream.mjpg" alt="live view">
+<nav>
+<button data-k=" ">pause (space)</button>
+<button data-k="m">view (m)</button>
+<button data-k="l">legend (l)</button>
+<button data-k="s">snapshot (s)</button>
+</nav>
+<script>
+const send = k => fetch("/key", {{method: "POST", body: k}});
+for (const b of document.querySelectorAll("button")) b.onclick = () => send(b.dataset.k);
+document.onkeydown = e => {{ if (" mls".includes(e.key)) {{ send(e.key); e.preventDefault(); }} }};
+</script>
+</body></html>
+"""
+
+PAGE_KEYS = frozenset(" mls")
+"""Keys the browser page may send (never quit: stop the tool where it runs)."""
+
+MJPEG_BOUNDARY = "live_seg_frame"
+
+
+class _PreviewHTTPServer(ThreadingHTTPServer):
+    daemon_threads = True
+    owner: PreviewServer
+
+    def process_request(self, request: socket.socket, client_address: Any) -> None:
+        thread = threading.Thread(
+            target=self.process_request_thread,
+            args=(request, client_address),
+            name="live_seg-serve-client",
+            daemon=True,
+        )
+        self.owner._track(thread)
+        thread.start()
+
+
+class _PreviewHandler(BaseHTTPRequestHandler):
+    server: _PreviewHTTPServer
+    timeout = 10  # a client that stops reading frees its thread
+    server_version = "live_seg"
+
+    def log_message(self, format: str, *args: Any) -> None:
+        log.debug("serve: %s - %s", self.address_string(), format % args)
+
+    def _send(self, code: int, body: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Cache-Control", "no-cache, no-store")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self) -> None:
+        owner = self.server.owner
+        route = self.path.split("?", 1)[0]
+        if route in ("/", "/index.html"):
+            self._send(200, owner.page.encode(), "text/html; charset=utf-8")
+        elif route == "/stream.mjpg":
+            owner._stream_to(self)
+        elif route == "/frame.jpg":
+            jpeg = owner.latest_jpeg()
+            if jpeg is None:
+                self._send(503, b"no frame yet\n", "text/plain")
+            else:
+                self._send(200, jpeg, "image/jpeg")
+        else:
+            self._send(404, b"not found\n", "text/plain")
+
+    def do_POST(self) -> None:
+        owner = self.server.owner
+        if self.path.split("?", 1)[0] != "/key":
+            self._send(404, b"not found\n", "text/plain")
+            return
+        length = min(int(self.headers.get("Content-Length") or 0), 16)
+        key = self.rfile.read(length).decode("utf-8", "replace")
+        try:
+            local = ipaddress.ip_address(self.client_address[0]).is_loopback
+        except ValueError:
+            local = False
+        if not local:
+            self._send(403, b"keys are accepted from this machine only\n", "text/plain")
+        elif key not in PAGE_KEYS:
+            self._send(400, b"unknown key\n", "text/plain")
+        else:
+            owner._keys.put(key)
+            self._send(204, b"", "text/plain")
+
+
+class PreviewServer:
+    """The rendered view in a browser: MJPEG over HTTP with a small page, on loopback by default.
+
+    Routes: ``/`` (the page, with pause / view / legend / snapshot buttons), ``/stream.mjpg``
+    (``multipart/x-mixed-replace`` JPEGs, each client gets the newest frame), ``/frame.jpg``
+    (the newest frame once) and ``POST /key`` (one of ``" mls"``, from loopback clients only).
+    The HTTP server runs in a thread named ``live_seg-serve``, each client in
+    ``live_seg-serve-client``; :meth:`close` ends them all.
+
+    Args:
+        host: address to bind (``127.0.0.1``: this machine only).
+        port: TCP port; 0 picks a free one.
+        title: page title.
+        quality: JPEG quality.
+        any_port_if_busy: bind a free port (with a warning) when ``port`` is taken, instead
+            of failing.
+    """
+
+    def __init__(
+        self,
+        host: str = "127.0.0.1",
+        port: int = 8090,
+        title: str = "live_seg",
+        quality: int = 80,
+        any_port_if_busy: bool = False,
+    ) -> None:
+        self.host, self.port, self.quality = host, port, quality
+        self.any_port_if_busy = any_port_if_busy
+        self.page = _PAGE.format(title=html.escape(title))
+        self.frames_sent = 0
+        self._cond = threading.Condition()
+        self._image: np.ndarray | None = None
+        self._jpeg: bytes | None = None
+        self._jpeg_seq = -1
+        self._seq = -1
+        self._streams = 0
+        self._closing = threading.Event()
+        self._keys: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._threads: list[threading.Thread] = []
+        self._sockets: set[socket.socket] = set()
+        self._httpd: _PreviewHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> PreviewServer:
+        """Bind and serve in the background.
+
+        Raises:
+            OutputError: the address cannot be bound.
+        """
+        try:
+            httpd = _PreviewHTTPServer((self.host, self.port), _PreviewHandler)
+        except OSError as exc:
+            if not (self.any_port_if_busy and exc.errno == errno.EADDRINUSE):
+                raise OutputError(
+                    f"cannot serve the preview on {self.host}:{self.port} ({exc.strerror or exc}); "
+                    "pick another port with --serve PORT (0 = any free port)"
+                ) from exc
+            log.warning("port %d is taken; serving the preview on a free port instead", self.port)
+            httpd = _PreviewHTTPServer((self.host, 0), _PreviewHandler)
+        httpd.owner = self
+        self._httpd = httpd
+        self.port = int(httpd.server_address[1])
+        self._thread = threading.Thread(
+            target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="live_seg-serve", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    @property
+    def url(self) -> str:
+        """The page's address (loopback when bound to all interfaces)."""
+        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else "[::1]" if self.host == "::" else self.host
+        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
+        return f"http://{host}:{self.port}/"
+
+    @property
+    def clients(self) -> int:
+        """Browsers (stream connections) watching now."""
+        with self._cond:
+            return self._streams
+
+    def publish(self, image: Frame) -> None:
+        """Offer the newest rendered view (BGR uint8); encoded only while someone watches."""
+        copy = image.copy()
+        jpeg = self._encode(copy) if self.clients else None
+        with self._cond:
+            self._seq += 1
+            self._image = copy
+            if jpeg is not None:
+                self._jpeg, self._jpeg_seq = jpeg, self._seq
+            self._cond.notify_all()
+
+    def keys(self) -> list[str]:
+        """Keys sent from the page since the last call."""
+        out = []
+        while True:
+            try:
+                out.append(self._keys.get_nowait())
+            except queue.Empty:
+                return out
+
+    def latest_jpeg(self) -> bytes | None:
+        """The newest view as JPEG, or ``None`` before the first frame."""
+        with self._cond:
+            if self._jpeg_seq == self._seq:
+                return self._jpeg
+            image, seq = self._image, self._seq
+        if image is None:
+            return None
+        jpeg = self._encode(image)
+        with self._cond:
+            if seq >= self._jpeg_seq:
+                self._jpeg, self._jpeg_seq = jpeg, seq
+        return jpeg
+
+    def _encode(self, image: np.ndarray) -> bytes:
+        import cv2
+
+        ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, self.quality])
+        if not ok:
+            raise OutputError("cannot encode the preview frame as JPEG")
+        return buf.tobytes()
+
+    def _track(self, thread: threading.Thread) -> None:
+        self._threads = [t for t in self._threads if t.is_alive()]
+        self._threads.append(thread)
+
+    def _stream_to(self, handler: _PreviewHandler) -> None:
+        """Send the newest frame each time there is a new one, until the client or the server goes."""
+        sock = handler.connection
+        with self._cond:
+            self._streams += 1
+            self._sockets.add(sock)
+        try:
+            handler.send_response(200)
+            handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}")
+            handler.send_header("Cache-Control", "no-cache, no-store")
+            handler.send_header("Connection", "close")
+            handler.end_headers()
+            sent = -1
+            while not self._closing.is_set():
+                with self._cond:
+                    if self._seq <= sent:
+                        self._cond.wait(0.25)
+                    if self._closing.is_set() or self._seq <= sent:
+                        continue
+                    seq = self._seq
+                jpeg = self.latest_jpeg()
+                if jpeg is None:
+                    continue
+                head = f"--{MJPEG_BOUNDARY}\r\nContent-Type: image/jpeg\r\nContent-Length: {len(jpeg)}\r\n\r\n"
+                handler.wfile.write(head.encode() + jpeg + b"\r\n")
+                handler.wfile.flush()
+                sent = seq
+                with self._cond:
+                    self.frames_sent += 1
+        except OSError:
+            pass  # the browser went away
+        finally:
+            with self._cond:
+                self._streams -= 1
+                self._sockets.discard(sock)
+
+    def close(self, timeout: float = 5.0) -> None:
+        """Stop serving and end every thread it started. Safe to call twice."""
+        self._closing.set()
+        with self._cond:
+            self._cond.notify_all()
+            socks = list(self._sockets)
+        for sock in socks:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        httpd, self._httpd = self._httpd, None
+        if httpd is not None:
+            httpd.shutdown()
+            httpd.server_close()
+        deadline = time.monotonic() + timeout
+        for thread in [self._thread, *self._threads]:
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+
+    def __enter__(self) -> PreviewServer:
+        return self.start() if self._httpd is None else self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputError
 from .model import Segmenter
 from .pipeline import Control, Stats, run_file
 from .render import DEFAULT_ALPHA, Renderer
@@ -39,9 +40,11 @@ def process_video(
     preset: str = "veryfast",
     crf: int = 20,
     realtime: bool = False,
+    max_frames: int | None = None,
     control: Control | None = None,
     on_frame: Callable[[Stats], None] | None = None,
     on_open: Callable[[VideoFileSource], None] | None = None,
+    on_start: Callable[[], None] | None = None,
     **model_args: Any,
 ) -> dict[str, Any]:
     """Segment every frame of ``src`` and write the rendered video to ``dst``.
@@ -61,9 +64,12 @@ def process_video(
         batch: frames per forward pass.
         preset, crf: libx264 settings.
         realtime: read the file at its own pace, as a camera would deliver it.
+        max_frames: process only the first ``max_frames`` frames (``None``: all).
         control: stop/abort requests (signal handlers call ``control.stop()``).
         on_frame: called after each written frame with the running stats.
         on_open: called with the opened source (e.g. to size a progress bar).
+        on_start: called once the model and the output are ready, as frames start to flow
+            (before it, an interrupt has nothing to finish).
 
     Returns:
         A JSON-ready dict: the run's stats summary plus model, input and output details.
@@ -73,8 +79,10 @@ def process_video(
     """
     t_setup = time.perf_counter()
     out = check_output_path(dst, overwrite)
+    if out.exists() and Path(src).exists() and os.path.samefile(src, out):
+        raise OutputError(f"output is the input file: {out}; write the result to another file")
     control = control or Control()
-    with VideoFileSource(src, realtime=realtime) as source:
+    with VideoFileSource(src, realtime=realtime, max_frames=max_frames) as source:
         info = source.info
         assert info is not None
         if on_open is not None:
@@ -96,6 +104,8 @@ def process_video(
         )
         setup_s = time.perf_counter() - t_setup
         try:
+            if on_start is not None:
+                on_start()
             stats = run_file(
                 source, seg, renderer.render, writer.write, batch=batch, control=control, on_frame=on_frame
             )
@@ -120,5 +130,6 @@ def process_video(
         }
     )
     if source.truncated:
-        log.warning("%s is cut short: processed the %d frames that could be decoded", src, stats.frames_out)
+        listed = f" of the {source.listed_frames} its header lists" if source.listed_frames else ""
+        log.warning("%s is cut short: processed the %d frame(s)%s that could be decoded", src, stats.frames_out, listed)
     return summary

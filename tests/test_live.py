@@ -1,0 +1,680 @@
+"""The ``live`` command against real live sources, without a camera.
+
+The live source is :class:`mjpeg.MJPEGServer`: an HTTP MJPEG stream on 127.0.0.1 at 25 fps,
+opened by OpenCV exactly like an IP camera. Fast tests use LRASPP with untrained weights;
+the one run of the real FCN-ResNet101 on the CPU (~1-2 s per frame) is marked ``slow``.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import logging
+import os
+import queue
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import cv2
+import numpy as np
+import pytest
+from media import make_video, probe
+from mjpeg import MJPEGServer, read_parts
+
+from live_seg.errors import SourceError
+from live_seg.frames import FramePacket
+from live_seg.hud import ORANGE, HudInfo, draw_hud
+from live_seg.live import LiveOptions, LiveSession
+from live_seg.render import DEFAULT_ALPHA, make_palette
+from live_seg.sinks import _x_display_reachable, display_problem
+from live_seg.sources import CaptureSource, LatestFrame, parse_source, redact_url
+
+ROOT = Path(__file__).resolve().parents[1]
+FPS = 25.0
+INTERVAL = 1.0 / FPS
+FAST_MODEL = ["--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--device", "cpu", "--size", "128"]
+"""Where the model is not the point: small and fast, so a busy CPU does not slow the tests down."""
+
+
+# -- helpers and fixtures -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def server():
+    """A 25 fps 640x360 MJPEG stream on 127.0.0.1 (stops by itself after 3 minutes)."""
+    with MJPEGServer(fps=FPS, size=(640, 360), duration=180) as srv:
+        yield srv
+
+
+@pytest.fixture(scope="module")
+def lraspp():
+    from live_seg.model import Segmenter
+
+    return Segmenter("lraspp_mobilenet_v3_large", weights="random", device="cpu", size=128)
+
+
+class SlowModel:
+    """A real model made deliberately slow: each forward pass takes at least ``delay`` seconds.
+
+    The delay is a sleep, so the test sees a model slower than the source (10 frame intervals)
+    without loading the CPU it shares with the other threads.
+    """
+
+    def __init__(self, model, delay: float) -> None:
+        self.model, self.delay = model, delay
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def infer(self, batch):
+        t0 = time.perf_counter()
+        masks = self.model.infer(batch)
+        time.sleep(max(0.0, self.delay - (time.perf_counter() - t0)))
+        return masks
+
+
+def live_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("live_seg-") and t.is_alive()]
+
+
+def cli(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """Start ``python run_live.py live ARGS`` with its stdout and stderr piped."""
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run_live.py"), "live", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
+
+
+def headless_env() -> dict:
+    env = dict(os.environ)
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    return env
+
+
+class Lines:
+    """Collect a pipe's lines in a thread; wait for one that matches."""
+
+    def __init__(self, pipe) -> None:
+        self.lines: list[str] = []
+        self._q: queue.Queue[str] = queue.Queue()
+        self._thread = threading.Thread(target=self._read, args=(pipe,), daemon=True)
+        self._thread.start()
+
+    def _read(self, pipe) -> None:
+        for line in pipe:
+            self.lines.append(line.rstrip("\n"))
+            self._q.put(line.rstrip("\n"))
+
+    def wait_for(self, text: str, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        for line in self.lines:
+            if text in line:
+                return line
+        while time.monotonic() < deadline:
+            try:
+                line = self._q.get(timeout=max(0.0, deadline - time.monotonic()))
+            except queue.Empty:
+                break
+            if text in line:
+                return line
+        raise AssertionError(f"no line with {text!r} within {timeout:.0f} s; got: {self.lines}")
+
+    def text(self) -> str:
+        self._thread.join(10)
+        return "\n".join(self.lines)
+
+
+def check_latency_bound(summary: dict) -> None:
+    """The issue's bound: p95 latency < inference time + 2 frame intervals, and no growth.
+
+    "Inference time" is the p95 of the run's own per-frame inference durations (preprocess +
+    forward + argmax, measured by the worker) over the masks that were shown: the masks the
+    latency is measured on (the last mask, finished after the stop, is never shown, and with a
+    dozen masks on a busy CPU one extra sample moves a p95). A mask's latency is its own
+    inference time plus the waiting around it (for the worker to take the frame, then for the
+    display): that waiting is what a queue would make grow, so it is also checked per mask
+    (p95 under 2 frame intervals) and for growth (median of the last third <= first third x
+    1.25 + one interval). The raw latency's thirds are not compared: on a shared CPU the
+    inference time itself drifts with the machine's load, which is not the tool falling behind.
+    """
+    infer_p95 = summary["shown_infer_ms"]["p95"]
+    lat = summary["latency_ms"]
+    assert lat["p95"] < infer_p95 + 2 * INTERVAL * 1000, (lat, summary["shown_infer_ms"])
+    assert summary["overhead_ms"]["p95"] < 2 * INTERVAL * 1000, summary["overhead_ms"]
+    over = summary["overhead_thirds_ms"]
+    assert over["last"] <= over["first"] * 1.25 + INTERVAL * 1000, over
+    assert summary["frames_dropped"] == summary["frames_captured"] - summary["frames_inferred"]
+
+
+# -- units: source spec, newest-frame slot, HUD, display detection ------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        ("0", 0),
+        ("2", 2),
+        (" 1 ", 1),
+        ("http://127.0.0.1:8080/stream.mjpg", "http://127.0.0.1:8080/stream.mjpg"),
+        ("rtsp://cam.local:554/live", "rtsp://cam.local:554/live"),
+        ("clip.mp4", "clip.mp4"),
+        ("./0", "./0"),
+    ],
+)
+def test_parse_source(spec, expected):
+    assert parse_source(spec) == expected
+
+
+def test_parse_source_refuses_unknown_scheme():
+    with pytest.raises(SourceError, match="unsupported scheme 'ftp'"):
+        parse_source("ftp://user:pw@host/x")
+
+
+def test_redact_url_hides_credentials():
+    assert redact_url("rtsp://admin:secret@10.0.0.2:554/h264") == "rtsp://***@10.0.0.2:554/h264"
+    assert redact_url("http://127.0.0.1/stream.mjpg") == "http://127.0.0.1/stream.mjpg"
+
+
+def _packet(i: int) -> FramePacket:
+    return FramePacket(index=i, pts=None, t_capture=time.perf_counter(), image=np.zeros((2, 2, 3), np.uint8))
+
+
+def test_latest_frame_keeps_the_newest_and_counts_drops():
+    slot = LatestFrame()
+    for i in range(5):
+        assert slot.put(_packet(i))
+    assert slot.take(0).index == 4
+    assert slot.take(0.01) is None
+    slot.put(_packet(5))
+    slot.close(discard=True)
+    assert slot.take(0) is None and slot.finished
+    assert not slot.put(_packet(6))
+    assert (slot.put_count, slot.taken, slot.dropped) == (6, 1, 5)
+    assert slot.put_count == slot.taken + slot.dropped
+
+
+def test_latest_frame_wait_mode_never_drops():
+    slot = LatestFrame()
+    got: list[int] = []
+
+    def consume() -> None:
+        while not slot.finished:
+            packet = slot.take(0.05)
+            if packet is not None:
+                got.append(packet.index)
+                time.sleep(0.005)
+
+    consumer = threading.Thread(target=consume)
+    consumer.start()
+    for i in range(30):
+        assert slot.put(_packet(i), wait=True)
+    slot.close()
+    consumer.join(5)
+    assert got == list(range(30)) and slot.dropped == 0
+
+
+def test_hud_box_is_dark_with_bright_text_and_untrained_in_orange():
+    image = np.full((360, 640, 3), 200, np.uint8)
+    info = HudInfo(25.0, 1.2, 812.0, 37, "fcn_resnet101", "cpu", "fp32", untrained=True, paused=True)
+    draw_hud(image, info)
+    changed = np.any(image != 200, axis=2)
+    ys, xs = np.nonzero(changed)
+    assert xs.min() < 20 and ys.max() > 340  # bottom-left corner
+    box = image[ys.min() : ys.max() + 1, xs.min() : xs.max() + 1]
+    assert np.median(box) < 70  # dark box
+    assert (box.min(axis=2) > 180).sum() > 200  # white text
+    orange = np.all(np.abs(box.astype(int) - ORANGE) < 40, axis=2)
+    assert orange.sum() > 30
+
+
+def test_display_problem_without_display(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert "no DISPLAY" in display_problem()
+
+
+def test_display_problem_wayland_only(monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.setenv("WAYLAND_DISPLAY", "wayland-0")
+    assert display_problem() is None or "WAYLAND_DISPLAY only" in display_problem()
+
+
+def test_display_problem_with_a_display_that_does_not_answer(monkeypatch):
+    monkeypatch.setenv("DISPLAY", ":987")
+    assert not _x_display_reachable(":987")
+    assert "does not answer" in display_problem()
+
+
+# -- the loopback stream and the OpenCV source --------------------------------------------------
+
+
+def test_mjpeg_server_is_a_live_source_at_its_rate(server):
+    source = CaptureSource(server.url, reconnect=0)
+    with source:
+        assert (source.info.width, source.info.height) == (640, 360) and source.info.live
+        t0 = time.perf_counter()
+        packets = []
+        for packet in source:
+            packets.append(packet)
+            if len(packets) == 26:
+                break
+        elapsed = time.perf_counter() - packets[0].t_capture
+    assert 0.6 < elapsed < 2.0, elapsed  # 25 intervals of 40 ms
+    assert time.perf_counter() - t0 < 3
+    assert [p.index for p in packets] == list(range(26))
+
+
+def test_capture_source_reconnects_to_a_restarted_stream(server, caplog):
+    port = server.port
+    source = CaptureSource(server.url, reconnect=3)
+    caplog.set_level(logging.WARNING, logger="live_seg")
+    with source:
+        it = iter(source)
+        next(it)
+        server.kill()
+        restarted = MJPEGServer(fps=FPS, size=(320, 180), port=port, duration=30).start()
+        try:
+            packet = next(it)
+        finally:
+            restarted.stop()
+            source.stop()
+            it.close()
+    assert packet.image.shape == (180, 320, 3)
+    assert source.reconnects == 1
+    assert "reconnect attempt 1/3" in caplog.text and "reconnected" in caplog.text
+
+
+def test_capture_source_gives_up_with_one_line(server, caplog):
+    source = CaptureSource(server.url, reconnect=2)
+    caplog.set_level(logging.WARNING, logger="live_seg")
+    with source:
+        it = iter(source)
+        next(it)
+        server.kill()
+        with pytest.raises(SourceError) as err:
+            for _ in it:
+                pass
+    msg = str(err.value)
+    assert "\n" not in msg and "2 reconnect attempt(s) failed" in msg
+    assert source.failed_attempts == 2
+    assert f"lost {server.url} (no frame)" in caplog.text
+    for attempt, wait in (("1/2", "0.5"), ("2/2", "1.0")):
+        assert f"reconnect attempt {attempt} to {server.url} in {wait} s" in caplog.text
+        assert f"reconnect attempt {attempt} failed" in caplog.text
+
+
+def test_unreachable_stream_is_a_one_line_error():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there once closed
+    with pytest.raises(SourceError, match=r"could not open http://127\.0\.0\.1") as err:
+        CaptureSource(f"http://127.0.0.1:{port}/stream.mjpg").open()
+    assert "\n" not in str(err.value)
+
+
+# -- the live job, in process -------------------------------------------------------------------
+
+
+def test_newest_frame_keeps_latency_bounded(server, lraspp):
+    """A model 10x slower than the source: newest-frame capture drops, latency stays bounded."""
+    options = LiveOptions(source=server.url, display="none", duration=8.0)
+    session = LiveSession(options, SlowModel(lraspp, delay=10 * INTERVAL))
+    summary = session.run()
+    assert live_threads() == []
+    assert summary["stop_reason"] == "duration" and not summary["interrupted"]
+    assert summary["frames_captured"] >= 0.8 * FPS * 8
+    assert 10 <= summary["frames_inferred"] <= 8 / (10 * INTERVAL) + 1
+    assert summary["frames_dropped"] > 0.8 * summary["frames_captured"]
+    check_latency_bound(summary)
+    assert summary["display_fps"] > 0.8 * FPS  # the view refreshes at the source's rate
+    # every mask is shown (the display repaints on each new mask); the last may come after the stop
+    assert summary["frames_inferred"] - 1 <= len(session.latency_s) <= summary["frames_inferred"]
+
+
+def test_lost_stream_stops_everything_and_keeps_the_recording(server, lraspp, tmp_path):
+    options = LiveOptions(source=server.url, display="none", reconnect=1, record=tmp_path / "rec.mp4")
+    session = LiveSession(options, lraspp)
+    killer = threading.Timer(2.5, server.kill)
+    killer.start()
+    try:
+        with pytest.raises(SourceError, match="1 reconnect attempt"):
+            session.run()
+    finally:
+        killer.cancel()
+    assert live_threads() == []
+    summary = session.summary
+    assert summary["stop_reason"] == "source lost" and summary["interrupted"]
+    info = probe(tmp_path / "rec.mp4")["video"]
+    assert info["codec"] == "h264" and info["frames"] == summary["frames_recorded"] > 10
+
+
+def test_file_source_as_fast_as_it_decodes_drops_nothing(tmp_path, lraspp):
+    clip = make_video(tmp_path / "clip.mp4", frames=20, width=160, height=96)
+    options = LiveOptions(source=str(clip), display="none", pairing="matched", record=tmp_path / "out.mp4")
+    summary = LiveSession(options, lraspp).run()
+    assert summary["stop_reason"] == "end of input"
+    assert summary["frames_captured"] == summary["frames_inferred"] == 20
+    assert summary["frames_dropped"] == 0
+    # matched pairing: every mask is shown on its own frame, and those are what is recorded
+    assert summary["frames_shown"] == summary["frames_recorded"] == 20
+
+
+def test_file_source_realtime_is_paced(tmp_path, lraspp):
+    clip = make_video(tmp_path / "clip.mp4", frames=50, width=160, height=96, fps=25)
+    options = LiveOptions(source=str(clip), realtime=True, display="none")
+    summary = LiveSession(options, lraspp).run()
+    assert summary["frames_captured"] == 50
+    assert 22 < summary["capture_fps"] < 27  # delivered at the file's 25 fps
+    assert summary["frames_dropped"] == summary["frames_captured"] - summary["frames_inferred"]
+
+
+def test_no_display_serves_in_browser_with_keys_and_snapshot(server, lraspp, tmp_path, monkeypatch):
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    urls: list[str] = []
+    options = LiveOptions(source=server.url, display="auto", port=0, duration=6.0, snapshot_dir=tmp_path)
+    session = LiveSession(options, lraspp, on_serve=urls.append)
+    result: dict = {}
+    runner = threading.Thread(target=lambda: result.update(session.run()))
+    runner.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not urls and time.monotonic() < deadline:
+            time.sleep(0.05)
+        base = urls[0]
+        with http_get(base + "frame.jpg", retry_until=time.monotonic() + 10) as resp:
+            first = cv2.imdecode(np.frombuffer(resp.read(), np.uint8), cv2.IMREAD_COLOR)
+        assert first.shape == (360, 640, 3)
+        for key in "mms":  # overlay -> mask -> side by side, then a snapshot
+            assert post_key(base, key) == 204
+        assert post_key(base, "q") == 400  # the page cannot quit the tool
+        time.sleep(0.5)
+        parts = read_parts(base + "stream.mjpg", 2)
+        side = cv2.imdecode(np.frombuffer(parts[-1], np.uint8), cv2.IMREAD_COLOR)
+        assert side.shape == (360, 1280, 3)
+    finally:
+        runner.join(30)
+    assert not runner.is_alive() and live_threads() == []
+    assert result["display"] == "browser" and result["url"] == base
+    assert len(result["snapshots"]) == 1
+    snap = cv2.imread(result["snapshots"][0], cv2.IMREAD_COLOR)
+    assert snap.shape == (360, 1280, 3)
+
+
+def test_keys_pause_legend_and_esc_quit(server, lraspp, tmp_path):
+    """The window's keys, fed on a schedule: l, space (pause), space (resume), Esc (quit)."""
+    options = LiveOptions(source=server.url, display="none", duration=30.0, record=tmp_path / "rec.mp4")
+    session = LiveSession(options, lraspp)
+    script = [(1.0, "l"), (1.5, " "), (3.0, " "), (4.0, "\x1b")]
+    paused_shown: list[int] = []
+
+    def keys(window, srv) -> list[int]:
+        elapsed = time.perf_counter() - session.t_start
+        out = []
+        while script and script[0][0] <= elapsed:
+            out.append(ord(script.pop(0)[1]))
+        if out and out[0] == ord(" "):
+            paused_shown.append(session.stats.frames_out)
+        return out
+
+    session._keys = keys
+    summary = session.run()
+    assert summary["stop_reason"] == "quit" and not summary["interrupted"]
+    assert live_threads() == []
+    pause_start, pause_end = paused_shown
+    assert pause_end - pause_start <= 2  # nothing new shown (or recorded) while paused
+    assert summary["frames_shown"] < summary["frames_captured"] - FPS  # 1.5 s of frames not shown
+    assert 3.5 < summary["wall_s"] < 6
+    assert probe(tmp_path / "rec.mp4")["video"]["frames"] == summary["frames_recorded"]
+
+
+def http_get(url: str, retry_until: float = 0.0):
+    parts = urlsplit(url)
+    while True:
+        conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        conn.request("GET", parts.path)
+        resp = conn.getresponse()
+        if resp.status == 200 or time.monotonic() > retry_until:
+            assert resp.status == 200, url
+            return resp
+        resp.read()
+        conn.close()
+        time.sleep(0.1)
+
+
+def post_key(base: str, key: str) -> int:
+    parts = urlsplit(base)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        conn.request("POST", "/key", body=key.encode())
+        resp = conn.getresponse()
+        resp.read()
+        return resp.status
+    finally:
+        conn.close()
+
+
+# -- the command line ---------------------------------------------------------------------------
+
+
+def test_cli_browser_view_record_stats_then_sigterm(server, tmp_path):
+    """No display: the view is served; a browser client gets JPEGs; SIGTERM ends it cleanly."""
+    rec, stats = tmp_path / "rec.mp4", tmp_path / "stats.json"
+    proc = cli(
+        "--source", server.url, "--serve", "0", "--record", str(rec), "--stats", str(stats), "--duration", "60",
+        *FAST_MODEL, env=headless_env(),
+    )  # fmt: skip
+    out, err = Lines(proc.stdout), Lines(proc.stderr)
+    try:
+        url = out.wait_for("live view: http://127.0.0.1:", 60).split("live view: ", 1)[1]
+        with http_get(url, retry_until=time.monotonic() + 5) as resp:
+            page = resp.read().decode()
+        assert '<img id="view" src="/stream.mjpg"' in page
+        jpegs = read_parts(url + "stream.mjpg", 5, timeout=20)
+        frames = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in jpegs]
+        assert all(f is not None and f.shape == (360, 640, 3) for f in frames)
+        t_sigterm = time.monotonic()
+        time.sleep(2.0)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 143, err.text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert time.monotonic() - t_sigterm < 15
+    summary = json.loads(stats.read_text())
+    assert summary["display"] == "browser" and summary["url"] == url
+    assert summary["stop_reason"] == "interrupted by SIGTERM"
+    for key in ("frames_captured", "frames_shown", "frames_dropped", "display_fps", "latency_ms", "stage_ms"):
+        assert key in summary
+    assert summary["frames_dropped"] == summary["frames_captured"] - summary["frames_inferred"]
+    info = probe(rec)
+    video = info["video"]
+    assert info["faststart"] and video["codec"] == "h264" and video["pix_fmt"] == "yuv420p"
+    assert video["frames"] == summary["frames_recorded"] > 0
+    # timed by capture wall-clock: the file lasts as long as the run did
+    assert abs(video["duration"] - summary["wall_s"]) < 1.0, (video["duration"], summary["wall_s"])
+
+
+def test_cli_lost_stream_retries_then_exits_1_with_one_line(tmp_path):
+    """Kill the stream server process mid-run: attempts logged, one-line error, exit 1."""
+    srv = subprocess.Popen(
+        [sys.executable, str(ROOT / "tests" / "mjpeg.py"), "--port", "0", "--fps", "25", "--duration", "120"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = srv.stdout.readline().strip()
+        rec, stats = tmp_path / "rec.mp4", tmp_path / "stats.json"
+        proc = cli(
+            "--source", url, "--display", "none", "--reconnect", "2", "--record", str(rec), "--stats", str(stats),
+            *FAST_MODEL,
+        )  # fmt: skip
+        err = Lines(proc.stderr)
+        err.wait_for("opened http://127.0.0.1", 60)
+        time.sleep(2.0)
+        srv.kill()
+        srv.wait(10)
+        code = proc.wait(60)
+    finally:
+        for p in (srv, locals().get("proc")):
+            if p is not None and p.poll() is None:
+                p.kill()
+    text = err.text()
+    assert code == 1
+    last = text.strip().splitlines()[-1]
+    assert last.startswith("error: lost http://127.0.0.1") and "2 reconnect attempt(s) failed" in last
+    for attempt, wait in (("1/2", "0.5"), ("2/2", "1.0")):
+        assert f"reconnect attempt {attempt} to {url} in {wait} s" in text
+        assert f"reconnect attempt {attempt} failed" in text
+    assert "Traceback" not in text
+    summary = json.loads(stats.read_text())
+    assert summary["stop_reason"] == "source lost"
+    assert probe(rec)["video"]["frames"] == summary["frames_recorded"] > 0
+
+
+def test_cli_refuses_existing_recording_before_opening_anything(tmp_path, server):
+    rec = tmp_path / "rec.mp4"
+    rec.write_bytes(b"x")
+    proc = cli("--source", server.url, "--record", str(rec), "--display", "none", *FAST_MODEL)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    assert err.strip().splitlines()[-1] == f"error: output exists: {rec}; pass --overwrite to replace it"
+
+
+def test_cli_window_without_display_is_one_line(server):
+    proc = cli("--source", server.url, "--display", "window", *FAST_MODEL, env=headless_env())
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    last = err.strip().splitlines()[-1]
+    assert last == "error: cannot open a preview window: no DISPLAY set; use --serve PORT to watch in a browser"
+
+
+# -- the real window under Xvfb -----------------------------------------------------------------
+
+
+@pytest.fixture
+def xvfb():
+    """A virtual X screen (1024x768) of our own; yields its DISPLAY."""
+    if shutil.which("Xvfb") is None:
+        pytest.skip("Xvfb is not installed (apt-get install xvfb)")
+    if shutil.which("import") is None:
+        pytest.skip("imagemagick's import is not installed (apt-get install imagemagick)")
+    for number in range(90, 140):
+        if not os.path.exists(f"/tmp/.X11-unix/X{number}") and not os.path.exists(f"/tmp/.X{number}-lock"):
+            break
+    display = f":{number}"
+    proc = subprocess.Popen(
+        ["Xvfb", display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not _x_display_reachable(display) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert _x_display_reachable(display), "Xvfb did not start"
+        yield display
+    finally:
+        proc.terminate()
+        proc.wait(10)
+
+
+def screenshot(display: str, path: Path) -> np.ndarray:
+    subprocess.run(["import", "-window", "root", str(path)], env={**os.environ, "DISPLAY": display}, check=True)
+    image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    assert image is not None
+    return image
+
+
+def blend_error(shot: np.ndarray, source: np.ndarray) -> float:
+    """Mean distance of ``shot`` from the nearest 60/40 blend of ``source`` with one palette colour."""
+    lut = make_palette("voc", 21).astype(np.float32)
+    src = source.astype(np.float32)
+    candidates = (1 - DEFAULT_ALPHA) * src[None] + DEFAULT_ALPHA * lut[:, None, None, :]
+    err = np.abs(candidates - shot.astype(np.float32)[None]).mean(axis=3)  # (21, H, W)
+    return float(err.min(axis=0).mean())
+
+
+@pytest.mark.display
+def test_window_under_xvfb_shows_blend_and_hud(server, tmp_path, xvfb):
+    """The real window: screenshot shows the frame blended with class colours, and the HUD."""
+    env = {**os.environ, "DISPLAY": xvfb}
+    env.pop("WAYLAND_DISPLAY", None)
+    stats, rec = tmp_path / "stats.json", tmp_path / "rec.mp4"
+    proc = cli(
+        "--source", server.url, "--duration", "6", "--record", str(rec), "--stats", str(stats), *FAST_MODEL, env=env
+    )  # fmt: skip
+    err = Lines(proc.stderr)
+    good = None
+    try:
+        err.wait_for("keys in the window", 60)
+        deadline = time.monotonic() + 5.5
+        while time.monotonic() < deadline and good is None:
+            time.sleep(0.7)
+            shot = screenshot(xvfb, tmp_path / "shot.png")
+            window = shot[:360, :640]
+            if not window.any() or shot[400:, 700:].any():
+                continue  # window not mapped yet (or not where expected)
+            # Rows between the index strip and the moving square: the same in every source frame.
+            from media import frame_pattern
+
+            src = frame_pattern(0, 640, 360)[60:110, 20:500]
+            blended = blend_error(window[60:110, 20:500], src)
+            raw = float(np.abs(window[60:110, 20:500].astype(np.float32) - src).mean())
+            hud = window[250:352, 8:224]
+            if blended < 6.0 and raw > 15.0 and np.median(hud) < 70 and (hud.min(axis=2) > 180).sum() > 200:
+                good = (blended, raw)
+                shutil.copy(tmp_path / "shot.png", tmp_path / "good.png")
+        assert proc.wait(60) == 0, err.text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert good is not None, "no screenshot showed the blended frame with the HUD"
+    summary = json.loads(stats.read_text())
+    assert summary["display"] == "window" and summary["stop_reason"] == "duration"
+    video = probe(rec)["video"]
+    assert video["frames"] == summary["frames_recorded"] > 0
+    assert abs(video["duration"] - summary["wall_s"]) < 1.0
+
+
+# -- the real model -------------------------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_fcn_resnet101_on_cpu_60s_latency_bounded_and_flat(server, tmp_path):
+    """The issue's test: FCN-ResNet101 on the CPU (~1-2 s per frame) against a 25 fps stream
+    for 60 s: p95 latency < p95 inference + 2 frame intervals, and it does not grow."""
+    stats = tmp_path / "stats.json"
+    proc = cli(
+        "--source", server.url, "--display", "none", "--duration", "60", "--stats", str(stats),
+        "--model", "fcn_resnet101", "--weights", "random", "--device", "cpu",
+    )  # fmt: skip
+    _, err = proc.communicate(timeout=240)
+    assert proc.returncode == 0, err
+    summary = json.loads(stats.read_text())
+    assert summary["model"] == "fcn_resnet101" and summary["stop_reason"] == "duration"
+    assert summary["infer_ms"]["p50"] > 300  # really the slow model
+    assert summary["frames_captured"] >= 0.8 * FPS * 60
+    check_latency_bound(summary)
+    keys = (
+        "latency_ms",
+        "infer_ms",
+        "shown_infer_ms",
+        "overhead_ms",
+        "latency_thirds_ms",
+        "infer_thirds_ms",
+        "overhead_thirds_ms",
+    )
+    print(json.dumps({k: summary[k] for k in (*keys, "frames_captured", "frames_inferred", "frames_dropped")}))
