@@ -7,7 +7,9 @@ frames, with the same :class:`~live_seg.model.Segmenter` (built once per configu
   would write the video loop: ``cv2.VideoCapture`` read, ``cvtColor`` BGR→RGB, ``resize`` to
   the model input, torchvision ``ToTensor`` + ``Normalize`` on the CPU, forward, argmax,
   ``.cpu().numpy()``, a per-class colouring loop, ``cv2.addWeighted`` 0.6/0.4 at the frame's
-  size, ``cv2.VideoWriter`` (mp4v). Same device and precision as the other two figures.
+  size, ``cv2.VideoWriter`` (mp4v). Same device as the other two figures, and always fp32:
+  the original scripts have no precision setting, so their loop is the baseline at every
+  precision (a pipeline row at bf16 or fp16 is compared with that fp32 loop).
 * ``model_only``: a preprocessed batch already on the device, forward + argmax only (the
   ceiling the pipeline can approach).
 * ``pipeline``: the real ``video`` job (:func:`live_seg.video.process_video`: decode →
@@ -47,6 +49,7 @@ from .errors import LiveSegError, ModelError, OutputError, SourceError
 from .model import (
     DEFAULT_MODEL,
     Segmenter,
+    agreement,
     available_precisions,
     resolve_device,
     resolve_precision,
@@ -67,6 +70,8 @@ SCHEMA = "live_seg.bench/1"
 
 STAGES = ("decode", "preprocess", "infer", "render", "encode")
 MEASURES = ("naive", "model_only", "pipeline")
+AGREEMENT_FRAMES = 2
+"""Frames of the source on which a non-fp32 row is compared with fp32 (``vs_fp32``)."""
 ALL_DEVICES = ("cpu", "cuda", "mps")
 NOT_AVAILABLE = "not available"
 
@@ -476,6 +481,7 @@ def _row(device: str, precision: str, model: str, status: str, reason: str | Non
         **dict.fromkeys(MEASURES),
         "pipeline_vs_naive": None,
         "pipeline_vs_model_only": None,
+        "vs_fp32": None,
     }
 
 
@@ -504,6 +510,7 @@ def off_main(fn: Callable[[], T], control: Control) -> T:
 
 def bench_one(
     seg: Segmenter,
+    naive_seg: Segmenter,
     src: Path,
     out_dir: Path,
     *,
@@ -513,7 +520,10 @@ def bench_one(
     batch: int,
     control: Control | None = None,
 ) -> dict[str, dict[str, Any]]:
-    """The three measurements of one configuration, with one shared segmenter.
+    """The three measurements of one configuration.
+
+    ``seg`` (the configuration's precision) serves model-only and pipeline; ``naive_seg`` is the
+    same model and weights in fp32, as the original scripts ran it.
 
     Returns:
         ``{"naive": ..., "model_only": ..., "pipeline": ...}``, each a :func:`summarize` dict.
@@ -522,7 +532,8 @@ def bench_one(
     label = f"{seg.device} {seg.precision} {seg.name}"
     measures: dict[str, Callable[[], dict[str, Any]]] = {
         "naive": lambda: off_main(
-            lambda: measure(lambda n: naive_run(seg, src, n, out_dir, control), frames, warmup, repeat), control
+            lambda: measure(lambda n: naive_run(naive_seg, src, n, out_dir, control), frames, warmup, repeat),
+            control,
         ),
         "model_only": lambda: off_main(
             lambda: measure(model_only_runner(seg, read_frames(src, batch), control), frames, warmup, repeat),
@@ -651,9 +662,15 @@ def run_bench(
                         seg = Segmenter(
                             model, weights=weights, device=device, precision=precision, size=size, threads=threads
                         )
+                        naive_seg = (
+                            seg
+                            if seg.precision == "fp32"
+                            else Segmenter(model, weights=weights, device=device, precision="fp32", size=size)
+                        )
                         row.update(
                             bench_one(
                                 seg,
+                                naive_seg,
                                 src,
                                 workdir,
                                 frames=frames,
@@ -671,8 +688,11 @@ def run_bench(
                     row["pipeline_vs_naive"] = round(p / row["naive"]["fps"], 3) if row["naive"]["fps"] else None
                     mo = row["model_only"]["fps"]
                     row["pipeline_vs_model_only"] = round(p / mo, 3) if mo else None
+                    if seg.precision != "fp32":
+                        # What the faster precision costs: logits and masks against fp32 on the source.
+                        row["vs_fp32"] = agreement(seg, naive_seg, read_frames(src, AGREEMENT_FRAMES))
                 finally:
-                    seg = None  # free the model before the next configuration
+                    seg = naive_seg = None  # free the models before the next configuration
                 results.append(row)
     machine = machine_info()
     machine["load_avg_1m_at_start"] = load
@@ -702,9 +722,11 @@ def _summary_rows(report: dict[str, Any]) -> list[list[str]]:
     rows = []
     for r in report["results"]:
         if r["status"] != "ok":
-            rows.append([r["device"], r["precision"], r["model"], r["status"], "", "", "", "", "", ""])
+            rows.append([r["device"], r["precision"], r["model"], r["status"], "", "", "", "", "", "", ""])
             continue
         lat = r["pipeline"]["latency_ms"] or {}
+        vs = r["vs_fp32"]
+        vs_text = f"{vs['mask_agreement'] * 100:.2f}% / {vs['logit_rel_err'] * 100:.2f}%" if vs else "-"
         rows.append(
             [
                 r["device"],
@@ -717,6 +739,7 @@ def _summary_rows(report: dict[str, Any]) -> list[list[str]]:
                 _fmt(r["pipeline_vs_model_only"]) + "x",
                 _fmt(lat.get("p50"), 0),
                 _fmt(lat.get("p95"), 0),
+                vs_text,
             ]
         )
     return rows
@@ -733,6 +756,7 @@ SUMMARY_HEADER = [
     "pipeline/model-only",
     "p50 ms",
     "p95 ms",
+    "vs fp32: masks same / logit err",
 ]
 STAGE_HEADER = ["configuration", "measure", "fps", *STAGES]
 

@@ -67,7 +67,7 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="default: cuda, then mps, then cpu")
     g.add_argument(
-        "--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="auto: fp16 on CUDA, fp32 elsewhere"
+        "--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32"
     )
     g.add_argument("--size", type=_positive_int, default=512, help="model input is SIZE x SIZE (default: %(default)s)")
     g.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch decides)")
@@ -140,7 +140,14 @@ def _bench_parser(sub: Any) -> None:
         choices=("auto", "fp32", "fp16", "bf16", "all"),
         help="default: auto",
     )
-    g.add_argument("--model", nargs="+", default=["fcn_resnet101"], choices=MODEL_NAMES, help="default: fcn_resnet101")
+    g.add_argument(
+        "--model",
+        nargs="+",
+        default=["fcn_resnet101"],
+        choices=MODEL_NAMES,
+        metavar="NAME",
+        help=f"one or more of {', '.join(MODEL_NAMES)} (default: fcn_resnet101)",
+    )
     g.add_argument(
         "--weights",
         default="random",

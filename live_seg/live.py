@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
@@ -43,11 +43,13 @@ import numpy as np
 from .errors import LiveSegError, OutputError, PipelineError
 from .frames import Frame, FramePacket, SegResult
 from .hud import HudInfo, draw_hud
-from .model import Segmenter
 from .pipeline import POLL_S, Control, Stage, Stats, join_all, percentile
 from .render import DEFAULT_ALPHA, Renderer, side_by_side
 from .sinks import KEY_QUIT, PreviewServer, PreviewWindow, VideoWriter, check_output_path, display_problem
 from .sources import DEFAULT_RECONNECT, CaptureSource, LatestFrame, VideoFileSource, open_live_source
+
+if TYPE_CHECKING:
+    from .model import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -310,12 +312,16 @@ class LiveSession:
                 raise OutputError(f"cannot open a preview window: {reason}; use --serve PORT to watch in a browser")
             display = "window" if reason is None else "browser"
         setup_s = 0.0
-        seg = self.segmenter or Segmenter(**self.model_args)
-        self.segmenter = seg
+        # The source first: a wrong camera index or URL is reported before seconds of model loading.
         source = open_live_source(opts.source, realtime=opts.realtime, reconnect=opts.reconnect)
         with source:
             info = source.info
             assert info is not None
+            if self.segmenter is None:
+                from .model import Segmenter  # torch loads here, after the source opened
+
+                self.segmenter = Segmenter(**self.model_args)
+            seg = self.segmenter
             live = info.live or opts.realtime
             if recorder is not None and info.fps:
                 recorder.fps = info.fps
@@ -406,6 +412,8 @@ class LiveSession:
         self.t_start = time.perf_counter()
         for stage in stages:
             stage.start()
+        duration = self.options.duration
+        log.info("live: started%s", f", stopping after {duration:g} s" if duration else "; Ctrl-C to stop")
         main_error: BaseException | None = None
         try:
             self._display(board, stages, window, server, recorder)

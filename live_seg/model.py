@@ -36,8 +36,34 @@ STD = (0.229, 0.224, 0.225)
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "fp16", "bf16")
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
-# The one place that says which precision "auto" means on each device.
+# The one place that says which precision "auto" means on each device (cpu: see auto_precision).
 _AUTO_PRECISION = {"cuda": "fp16", "mps": "fp32", "cpu": "fp32"}
+_NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when the CPU computes bf16 natively (x86 AVX512-BF16 or AMX-BF16).
+
+    Only then is bf16 on the CPU a speed-up (about 3x for FCN-ResNet101 here); elsewhere it is
+    emulated and slower than fp32.
+    """
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return any(flag in line.split() for flag in _NATIVE_BF16_FLAGS)
+    except OSError:
+        pass
+    return False
+
+
+def auto_precision(device: str) -> str:
+    """What ``--precision auto`` means on ``device``: fp16 on CUDA; bf16 on a CPU with native
+    bf16 (masks agree with fp32 on about 99.5 % of pixels for FCN-ResNet101: see the README);
+    fp32 otherwise."""
+    if device == "cpu" and cpu_has_native_bf16():
+        return "bf16"
+    return _AUTO_PRECISION[device]
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +126,7 @@ def resolve_precision(precision: str, device: str) -> str:
     if precision not in PRECISIONS:
         raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
-        return _AUTO_PRECISION[device]
+        return auto_precision(device)
     ok = available_precisions(device)
     if precision not in ok:
         raise ModelError(f"{precision} is not supported on {device}; use --precision {' or '.join(ok)}")
@@ -432,3 +458,23 @@ def runtime_info() -> dict:
         "gpus": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
         "mps_available": torch.backends.mps.is_available(),
     }
+
+
+def agreement(seg: Segmenter, reference: Segmenter, frames: Sequence[np.ndarray]) -> dict[str, float]:
+    """How far ``seg`` (e.g. bf16) is from ``reference`` (fp32, same weights) on ``frames``.
+
+    Args:
+        seg: the segmenter under test.
+        reference: the same model and weights at the reference precision.
+        frames: ``(H, W, 3)`` uint8 BGR frames (real footage gives meaningful figures).
+
+    Returns:
+        ``{"logit_rel_err": ||a - b|| / ||b|| over all logits, "mask_agreement": fraction of
+        pixels whose argmax class is the same, "frames": len(frames)}``.
+    """
+    with torch.inference_mode():
+        a = torch.cat([seg.logits([f]) for f in frames])
+        b = torch.cat([reference.logits([f]) for f in frames])
+        rel = float(torch.linalg.vector_norm(a - b) / torch.linalg.vector_norm(b).clamp_min(1e-12))
+        same = float((a.argmax(1) == b.argmax(1)).float().mean())
+    return {"logit_rel_err": round(rel, 5), "mask_agreement": round(same, 5), "frames": len(frames)}

@@ -119,7 +119,7 @@ class Stage(threading.Thread):
     def run(self) -> None:
         try:
             self.body()
-        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+        except BaseException as exc:
             self.error = exc
             log.debug("stage %s failed", self.name, exc_info=True)
             self.control.abort(f"{self.name.removeprefix(THREAD_PREFIX)} failed")

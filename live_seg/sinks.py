@@ -475,6 +475,10 @@ class _PreviewHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
     owner: PreviewServer
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A browser that goes away mid-response is not worth a traceback on stderr."""
+        log.debug("serve: request from %s failed", client_address, exc_info=True)
+
     def process_request(self, request: socket.socket, client_address: Any) -> None:
         thread = threading.Thread(
             target=self.process_request_thread,

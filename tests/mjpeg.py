@@ -16,7 +16,9 @@ Use it from Python::
         server.kill()                            # drop every connection now, refuse new ones
 
 or as a process (``python tests/mjpeg.py --port 8765 --fps 25 --duration 60``), which prints
-its URL on stdout and serves until the duration ends, Ctrl-C or SIGTERM.
+its URL on stdout and serves until the duration ends, Ctrl-C or SIGTERM (kill the process to
+simulate a camera that dies). :func:`read_parts` reads JPEG parts from any MJPEG stream (this
+one, or the live view's ``/stream.mjpg``).
 
 Default frames are :func:`media.frame_pattern` (index code in the top strip, a moving red
 square), so a reader can tell which frame it got with :func:`media.read_index`.
@@ -151,10 +153,9 @@ class MJPEGServer:
             thread.join(max(0.0, deadline - time.monotonic()))
 
     def kill(self) -> None:
-        """Simulate a crashed camera: reset every open connection now and refuse new ones."""
+        """Simulate a crashed camera: reset every open connection now, then stop listening
+        (new connections are refused from then on)."""
         self._done.set()
-        if self._httpd is not None:
-            self._httpd.server_close()  # the port refuses connections from now on
         self._drop_connections(reset=True)
         self.stop()
 
@@ -278,6 +279,9 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     owner: MJPEGServer
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        pass  # a client that went away mid-response
 
     def process_request(self, request: socket.socket, client_address: object) -> None:  # type: ignore[override]
         thread = threading.Thread(

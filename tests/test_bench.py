@@ -15,6 +15,7 @@ import pytest
 import torch
 from media import make_video, probe
 
+import live_seg.model as model_module
 from live_seg import bench
 from live_seg.bench import SCHEMA, STAGES, Sample, measure, summarize
 from live_seg.cli import main
@@ -160,6 +161,7 @@ def test_model_only_synchronizes_before_every_clock_read(monkeypatch: pytest.Mon
 def test_plan_on_a_cpu_only_machine(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: False)  # auto = fp32 on this CPU
     rows = bench.plan(["all"], ["auto", "fp16", "bf16"])
     ok = [(d, p) for d, p, reason in rows if reason is None]
     assert ok == [("cpu", "fp32"), ("cpu", "bf16")]
@@ -261,6 +263,7 @@ ROW_KEYS = {
     "pipeline",
     "pipeline_vs_naive",
     "pipeline_vs_model_only",
+    "vs_fp32",
 }
 MACHINE_KEYS = {
     "cpu",
@@ -329,19 +332,25 @@ def check_schema(report: dict[str, Any]) -> None:
         assert row["pipeline_vs_model_only"] == pytest.approx(
             row["pipeline"]["fps"] / row["model_only"]["fps"], rel=1e-2
         )
+        if row["precision"] == "fp32":
+            assert row["vs_fp32"] is None
+        else:
+            assert set(row["vs_fp32"]) == {"logit_rel_err", "mask_agreement", "frames"}
+            assert 0 <= row["vs_fp32"]["logit_rel_err"] < 0.05 and row["vs_fp32"]["mask_agreement"] > 0.95
 
 
 def test_run_bench_report_follows_the_schema(clip: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     report = bench.run_bench(
-        ["cpu", "cuda"], ["fp32"], source=str(clip), frames=2, warmup=1, repeat=2, command="test", **TINY
+        ["cpu", "cuda"], ["fp32", "bf16"], source=str(clip), frames=2, warmup=1, repeat=2, command="test", **TINY
     )
     check_schema(report)
     assert json.loads(json.dumps(report)) == report  # plain JSON types only
-    ok, missing = report["results"]
+    ok, ok_bf16, *missing = report["results"]
     assert (ok["device"], ok["precision"], ok["status"]) == ("cpu", "fp32", "ok")
-    assert (missing["device"], missing["status"]) == ("cuda", "not available")
+    assert (ok_bf16["device"], ok_bf16["precision"], ok_bf16["status"]) == ("cpu", "bf16", "ok")
+    assert [(m["device"], m["status"]) for m in missing] == [("cuda", "not available")] * 2
     assert ok["pipeline"]["frames"] == [2, 2] and ok["naive"]["frames"] == [2, 2]
     assert report["settings"]["width"] == 160 and report["settings"]["untrained"] is True
     table = bench.format_table(report)
@@ -393,7 +402,8 @@ def test_cli_bench_prints_and_writes_reports(
     check_schema(report)
     assert report["command"].startswith("python run_live.py bench --device cpu cuda --precision auto")
     assert "--weights random" in report["command"] and f"--source {clip}" in report["command"]
-    assert "| cpu | fp32 | lraspp_mobilenet_v3_large |" in md.read_text()
+    auto = model_module.auto_precision("cpu")  # bf16 on a CPU with native bf16, else fp32
+    assert f"| cpu | {auto} | lraspp_mobilenet_v3_large |" in md.read_text()
 
 
 def test_cli_plot_without_matplotlib_fails_before_measuring(

@@ -522,7 +522,7 @@ def test_cli_lost_stream_retries_then_exits_1_with_one_line(tmp_path):
             *FAST_MODEL,
         )  # fmt: skip
         err = Lines(proc.stderr)
-        err.wait_for("opened http://127.0.0.1", 60)
+        err.wait_for("live: started", 60)
         time.sleep(2.0)
         srv.kill()
         srv.wait(10)

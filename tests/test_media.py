@@ -113,9 +113,7 @@ def test_libx264_refuses_odd_size_in_yuv420p(tmp_path: Path) -> None:
         ("mulaw.mov", "pcm_mulaw", 8000, 1, "pcm_mulaw"),
     ],
 )
-def test_make_video_with_audio(
-    tmp_path: Path, name: str, audio: str, rate: int, channels: int, decoder: str
-) -> None:
+def test_make_video_with_audio(tmp_path: Path, name: str, audio: str, rate: int, channels: int, decoder: str) -> None:
     path = make_video(tmp_path / name, frames=25, audio=audio, audio_rate=rate, audio_channels=channels)
     info = probe(path)
     sound = info["audio"]

@@ -16,6 +16,7 @@ import torch
 from torchvision import transforms
 from torchvision.models import segmentation as tvseg
 
+import live_seg.model as model_module
 from live_seg.errors import ModelError
 from live_seg.model import (
     DEFAULT_MODEL,
@@ -375,11 +376,24 @@ def test_resolve_device(monkeypatch):
 
 
 @pytest.mark.parametrize(
-    ("precision", "device", "expected"),
-    [("auto", "cpu", "fp32"), ("fp32", "cpu", "fp32"), ("bf16", "cpu", "bf16"), ("auto", "cuda", "fp16")],
+    ("precision", "device", "native_bf16", "expected"),
+    [
+        ("auto", "cpu", False, "fp32"),
+        ("auto", "cpu", True, "bf16"),
+        ("fp32", "cpu", True, "fp32"),
+        ("bf16", "cpu", False, "bf16"),
+        ("auto", "cuda", True, "fp16"),
+    ],
 )
-def test_resolve_precision(precision, device, expected):
+def test_resolve_precision(monkeypatch, precision, device, native_bf16, expected):
+    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: native_bf16)
     assert resolve_precision(precision, device) == expected
+
+
+def test_cpu_bf16_detection_reads_the_cpu_flags():
+    flags = open("/proc/cpuinfo").read().split() if os.path.exists("/proc/cpuinfo") else []
+    expected = "avx512_bf16" in flags or "amx_bf16" in flags
+    assert model_module.cpu_has_native_bf16() is expected
 
 
 @pytest.mark.parametrize(

@@ -14,8 +14,9 @@ from live_seg.pipeline import Control, percentile, run_file
 
 
 class FakeSource:
-    def __init__(self, n=20, fail_at=None, delay=0.0, error=RuntimeError("disk gone")):
-        self.n, self.fail_at, self.delay, self.error = n, fail_at, delay, error
+    def __init__(self, n=20, fail_at=None, delay=0.0, error=None):
+        self.n, self.fail_at, self.delay = n, fail_at, delay
+        self.error = error or RuntimeError("disk gone")
         self.stopped = threading.Event()
 
     def __iter__(self):

@@ -227,14 +227,16 @@ def test_mp4_cut_after_its_index_processes_every_decodable_frame(cli, media, tmp
 def test_corrupt_packets_mid_stream_are_skipped_counted_and_warned(cli, media, tmp_path):
     src = clip(media, "sixty_gop10.mp4", frames=60, gop=10)
     bad = corrupt_packets(src, tmp_path / "bad.mp4", count=3)
+    decodable = len(read_frames(bad))  # the decoder also drops frames that lost their reference
+    assert decodable <= 57
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
     r = cli("video", bad, "-o", out, "--stats", stats, *LIGHT)
     assert r.code == 0, r.err
     s = stats_of(stats)
-    assert s["skipped_packets"] == 3 and s["frames_out"] == 57 and s["truncated_input"] is False
+    assert s["skipped_packets"] == 3 and s["frames_out"] == decodable and s["truncated_input"] is False
     assert any("skipped 3 corrupt packet(s)" in ln for ln in r.lines)
     got = indices(out)
-    assert len(got) == 57
+    assert len(got) == decodable
     assert got[:20] == list(range(20)) and got[-10:] == list(range(50, 60))  # clean GOPs intact
     assert_no_pipeline_thread()
 
@@ -409,14 +411,14 @@ def test_output_over_its_own_input_is_refused(cli, media, tmp_path):
 
 
 def test_written_under_a_temporary_name_then_renamed(cli, media, tmp_path, monkeypatch):
-    src = clip(media, "sixty_gop10.mp4", frames=60, gop=10)
+    src = clip(media, "small.mp4", frames=6)
     out = tmp_path / "o.mp4"
     seen: list[tuple[bool, list[str]]] = []
     write = VideoWriter.write
 
     def spy(self, image, pts=None):
         write(self, image, pts)
-        if self.frames == 10:
+        if self.frames == 3:
             seen.append((out.exists(), leftovers(tmp_path)))
 
     monkeypatch.setattr(VideoWriter, "write", spy)

@@ -63,7 +63,11 @@ def test_overlay_and_blend_agree_and_alpha_bounds():
     mask = np.full((4, 4), 15, np.uint8)
     lut = make_palette("voc")
     out = overlay(frame, mask, lut, alpha=0.4)
-    assert tuple(out[0, 0]) == (round(100 * 0.6 + 128 * 0.4), round(100 * 0.6 + 128 * 0.4), round(100 * 0.6 + 192 * 0.4))
+    assert tuple(out[0, 0]) == (
+        round(100 * 0.6 + 128 * 0.4),
+        round(100 * 0.6 + 128 * 0.4),
+        round(100 * 0.6 + 192 * 0.4),
+    )
     assert np.array_equal(blend(frame, colorize(resize_mask(mask, 8, 8), lut), 0.0), frame)
     with pytest.raises(ValueError, match="alpha"):
         Renderer(alpha=1.5)

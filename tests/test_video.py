@@ -94,7 +94,7 @@ def test_refuses_to_overwrite_and_bad_input_leaves_nothing(tmp_path):
     assert probe(out)["video"]["frames"] == 2
     text = tmp_path / "notes.mp4"
     text.write_text("not a video\n")
-    with pytest.raises(SourceError, match="notes.mp4"):
+    with pytest.raises(SourceError, match=r"notes\.mp4"):
         process_video(text, tmp_path / "x.mp4", **LIGHT)
     assert not (tmp_path / "x.mp4").exists()
 
