@@ -302,7 +302,7 @@ class LiveSession:
             ModelError, OutputError, PipelineError: one-line, user-facing; raised after every
                 thread has stopped and the recording is closed.
         """
-        opts = self.options
+        opts, control = self.options, self.control
         t_setup = time.perf_counter()
         recorder = _Recorder(opts.record, opts.overwrite, 25.0) if opts.record else None
         display, reason = opts.display, None
@@ -311,40 +311,56 @@ class LiveSession:
             if reason is not None and display == "window":
                 raise OutputError(f"cannot open a preview window: {reason}; use --serve PORT to watch in a browser")
             display = "window" if reason is None else "browser"
-        setup_s = 0.0
         # The source first: a wrong camera index or URL is reported before seconds of model loading.
         source = open_live_source(opts.source, realtime=opts.realtime, reconnect=opts.reconnect)
         with source:
             info = source.info
             assert info is not None
-            if self.segmenter is None:
-                from .model import Segmenter  # torch loads here, after the source opened
-
-                self.segmenter = Segmenter(**self.model_args)
-            seg = self.segmenter
             live = info.live or opts.realtime
-            if recorder is not None and info.fps:
-                recorder.fps = info.fps
+            slot = self.slot = LatestFrame()
+            board = _Board()
+            stages = [Stage("capture", lambda: self._capture(source, slot, board, live), control, None)]
+            if info.live:
+                # A camera or stream is read (and dropped) from now on, so no backlog of stale
+                # frames builds up in its buffers while the model loads.
+                stages[0].start()
             window = PreviewWindow(f"live_seg: {info.name}") if display == "window" else None
             server = None
+            setup_s = 0.0
+            main_error: BaseException | None = None
             try:
+                if self.segmenter is None:
+                    from .model import Segmenter  # torch loads here, after the source opened
+
+                    self.segmenter = Segmenter(**self.model_args)
+                if recorder is not None and info.fps:
+                    recorder.fps = info.fps
                 if display == "browser":
-                    port = DEFAULT_SERVE_PORT if opts.port is None else opts.port
-                    server = PreviewServer(
-                        opts.host, port, f"live_seg: {info.name}", any_port_if_busy=opts.port is None
-                    )
-                    server.start()
-                    self.url = server.url
-                    if reason:
-                        log.warning("no preview window (%s): serving the live view in the browser instead", reason)
-                    log.info("live view at %s", self.url)
-                    if self.on_serve is not None:
-                        self.on_serve(self.url)
+                    server = self._serve(info.name, reason)
                 if window is not None:
                     log.info("keys in the window: q/Esc quit, space pause, m view, l legend, s snapshot")
                 setup_s = time.perf_counter() - t_setup
-                self._run_threads(seg, source, live, window, server, recorder)
+                stages.append(Stage("infer", lambda: self._infer(slot, board), control, None))
+                self.t_start = time.perf_counter()
+                for stage in stages:
+                    if stage.ident is None:
+                        stage.start()
+                duration = opts.duration
+                log.info("live: started%s", f", stopping after {duration:g} s" if duration else "; Ctrl-C to stop")
+                self._display(board, stages, window, server, recorder)
+            except BaseException as exc:  # noqa: BLE001 - stop the threads first, raise below
+                main_error = exc
+                control.abort("display failed" if self.t_start else "setup failed")
             finally:
+                control.stop("stopped")
+                source.stop()
+                slot.close(discard=True)  # a frame still waiting is dropped (and counted)
+                self.stats.wall_s = time.perf_counter() - self.t_start if self.t_start else 0.0
+                self.stats.stop_reason = control.reason
+                try:
+                    join_all([stage for stage in stages if stage.ident is not None])
+                except LiveSegError as exc:
+                    main_error = main_error or exc
                 if window is not None:
                     window.close()
                 if server is not None:
@@ -355,86 +371,69 @@ class LiveSession:
                         output = recorder.close()
                     except LiveSegError as exc:
                         log.error("recording: %s", exc)
-                self.summary = self._summarise(seg, source, info, display, output, recorder, setup_s, live)
-        return self.summary
-
-    def _run_threads(
-        self,
-        seg: Segmenter,
-        source: CaptureSource | VideoFileSource,
-        live: bool,
-        window: PreviewWindow | None,
-        server: PreviewServer | None,
-        recorder: _Recorder | None,
-    ) -> None:
-        control = self.control
-        slot = self.slot = LatestFrame()
-        board = _Board()
-
-        def capture() -> None:
-            try:
-                for packet in source:
-                    if control.stopping.is_set():
-                        break
-                    self.stats.add("decode", packet.decode_s)
-                    if self._first_capture is None:
-                        self._first_capture = packet.t_capture
-                    self._last_capture = packet.t_capture
-                    if not slot.put(packet, wait=not live):
-                        break
-                    board.post_frame(packet)
-            except LiveSegError:
-                control.abort("source lost")
-                raise
-            finally:
-                slot.close()  # end of input: the worker finishes what is in the slot
-                board.wake()
-
-        def infer() -> None:
-            while True:
-                packet = slot.take(timeout=POLL_S)
-                if packet is None:
-                    if slot.finished or control.aborted.is_set():
-                        return
-                    continue
-                t0 = time.perf_counter()
-                batch = seg.preprocess([packet.image])
-                t1 = time.perf_counter()
-                mask = seg.infer(batch)[0]
-                t2 = time.perf_counter()
-                self.stats.add("preprocess", t1 - t0)
-                self.stats.add("infer", t2 - t1)
-                self.infer_s.append(t2 - t0)
-                self.inferred += 1
-                board.post_result(SegResult(packet, mask, preprocess_s=t1 - t0, infer_s=t2 - t1, t_done=t2))
-
-        stages = [Stage("capture", capture, control, None), Stage("infer", infer, control, None)]
-        self.t_start = time.perf_counter()
-        for stage in stages:
-            stage.start()
-        duration = self.options.duration
-        log.info("live: started%s", f", stopping after {duration:g} s" if duration else "; Ctrl-C to stop")
-        main_error: BaseException | None = None
-        try:
-            self._display(board, stages, window, server, recorder)
-        except BaseException as exc:  # noqa: BLE001 - stop the threads first, raise below
-            main_error = exc
-            control.abort("display failed")
-        finally:
-            control.stop("stopped")
-            source.stop()
-            slot.close(discard=True)  # a frame still waiting is dropped (and counted)
-            self.stats.wall_s = time.perf_counter() - self.t_start
-            self.stats.stop_reason = control.reason
-            try:
-                join_all(stages)
-            except LiveSegError as exc:
-                if main_error is None:
-                    main_error = exc
+                self.summary = self._summarise(source, info, display, output, recorder, setup_s, live)
         if main_error is not None:
             if isinstance(main_error, LiveSegError | KeyboardInterrupt):
                 raise main_error
-            raise PipelineError(f"display failed: {type(main_error).__name__}: {main_error}") from main_error
+            stage = "display" if self.t_start else "setup"
+            raise PipelineError(f"{stage} failed: {type(main_error).__name__}: {main_error}") from main_error
+        return self.summary
+
+    def _serve(self, title: str, reason: str | None) -> PreviewServer:
+        """Start the browser view and announce its URL."""
+        opts = self.options
+        port = DEFAULT_SERVE_PORT if opts.port is None else opts.port
+        server = PreviewServer(opts.host, port, f"live_seg: {title}", any_port_if_busy=opts.port is None)
+        server.start()
+        self.url = server.url
+        if reason:
+            log.warning("no preview window (%s): serving the live view in the browser instead", reason)
+        log.info("live view at %s", self.url)
+        if self.on_serve is not None:
+            self.on_serve(self.url)
+        return server
+
+    def _capture(self, source: CaptureSource | VideoFileSource, slot: LatestFrame, board: _Board, live: bool) -> None:
+        """Capture thread: every frame into the slot (newest only when ``live``) and to the display."""
+        control = self.control
+        try:
+            for packet in source:
+                if control.stopping.is_set():
+                    break
+                self.stats.add("decode", packet.decode_s)
+                if self._first_capture is None:
+                    self._first_capture = packet.t_capture
+                self._last_capture = packet.t_capture
+                if not slot.put(packet, wait=not live):
+                    break
+                board.post_frame(packet)
+        except LiveSegError:
+            control.abort("source lost")
+            raise
+        finally:
+            slot.close()  # end of input: the worker finishes what is in the slot
+            board.wake()
+
+    def _infer(self, slot: LatestFrame, board: _Board) -> None:
+        """Inference thread: the newest frame in, the newest mask out."""
+        seg, control = self.segmenter, self.control
+        assert seg is not None
+        while True:
+            packet = slot.take(timeout=POLL_S)
+            if packet is None:
+                if slot.finished or control.aborted.is_set():
+                    return
+                continue
+            t0 = time.perf_counter()
+            batch = seg.preprocess([packet.image])
+            t1 = time.perf_counter()
+            mask = seg.infer(batch)[0]
+            t2 = time.perf_counter()
+            self.stats.add("preprocess", t1 - t0)
+            self.stats.add("infer", t2 - t1)
+            self.infer_s.append(t2 - t0)
+            self.inferred += 1
+            board.post_result(SegResult(packet, mask, preprocess_s=t1 - t0, infer_s=t2 - t1, t_done=t2))
 
     # -- the main-thread loop ---------------------------------------------------------------------
 
@@ -500,12 +499,12 @@ class LiveSession:
                 elif frame is not None and now - frame.t_capture > 1.0:
                     status = f"no new frame for {now - frame.t_capture:.0f} s"
                 view = self._paint(renderer, packet, mask_result, first_show, paused, status)
-                t_shown = time.perf_counter()
+                t_painted = time.perf_counter()
                 if window is not None:
                     window.show(view)
                 if server is not None:
                     server.publish(view)
-                t_shown, t_painted = time.perf_counter(), t_shown
+                t_shown = time.perf_counter()
                 self.stats.add("show", t_shown - t_painted)
                 if first_show:
                     assert mask_result is not None
@@ -603,7 +602,6 @@ class LiveSession:
 
     def _summarise(
         self,
-        seg: Segmenter,
         source: CaptureSource | VideoFileSource,
         info: Any,
         display: str,
@@ -654,7 +652,7 @@ class LiveSession:
                 "overhead_thirds_ms": _thirds(self.overhead_s),
                 "reconnects": getattr(source, "reconnects", 0),
                 "snapshots": list(self.snapshots),
-                **seg.describe(),
+                **(self.segmenter.describe() if self.segmenter is not None else {}),
             }
         )
         return summary

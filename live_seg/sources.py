@@ -298,11 +298,11 @@ def parse_source(spec: str | int) -> int | str:
     """Tell what ``--source`` names: a camera index, a stream URL or a file path.
 
     Args:
-        spec: ``"0"``, ``"1"``, … (camera index), ``rtsp://…`` / ``http://…`` (stream URL),
-            or a path.
+        spec: ``"0"``, ``"1"``, … (camera index), ``/dev/video0`` (camera device, V4L2),
+            ``rtsp://…`` / ``http://…`` (stream URL), or a video file's path.
 
     Returns:
-        The camera index as an ``int``, or the URL / path as given.
+        The camera index as an ``int``, or the device / URL / path as given.
 
     Raises:
         SourceError: a URL whose scheme is not a stream scheme (e.g. ``ftp://``).
@@ -312,12 +312,19 @@ def parse_source(spec: str | int) -> int | str:
     text = spec.strip()
     if text.isdigit() and len(text) <= 3:
         return int(text)
+    if is_device(text):
+        return text
     if "://" in text:
         scheme = text.split("://", 1)[0].lower()
         if scheme not in STREAM_SCHEMES:
             known = ", ".join(sorted(STREAM_SCHEMES))
             raise SourceError(f"cannot open {redact_url(text)}: unsupported scheme {scheme!r}; use one of {known}")
     return text
+
+
+def is_device(spec: str | int) -> bool:
+    """A camera device path such as ``/dev/video0`` (opened with OpenCV's V4L2 backend)."""
+    return isinstance(spec, str) and spec.startswith("/dev/")
 
 
 def redact_url(url: str) -> str:
@@ -425,7 +432,8 @@ class CaptureSource:
     :class:`SourceError`.
 
     Args:
-        source: camera index, or a stream URL (RTSP, HTTP/MJPEG, …).
+        source: camera index or device path (``/dev/video0``), or a stream URL (RTSP,
+            HTTP/MJPEG, …).
         reconnect: reopen attempts after the source is lost (0: give up at once).
         open_timeout_s: how long opening a stream may take.
         read_timeout_s: how long one read of a stream may wait for data.
@@ -450,7 +458,8 @@ class CaptureSource:
         if reconnect < 0:
             raise ValueError(f"reconnect: expected >= 0, got {reconnect}")
         self.source = source
-        self.name = f"camera {source}" if isinstance(source, int) else redact_url(source)
+        self.camera = isinstance(source, int) or is_device(source)
+        self.name = f"camera {source}" if self.camera else redact_url(source)
         self.reconnect = reconnect
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
@@ -470,8 +479,12 @@ class CaptureSource:
         if not log.isEnabledFor(logging.DEBUG):
             cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # the error says it in one line
         try:
-            if isinstance(self.source, int):
-                cap = cv2.VideoCapture(self.source)
+            if self.camera:
+                cap = (
+                    cv2.VideoCapture(self.source, cv2.CAP_V4L2)
+                    if is_device(self.source)
+                    else cv2.VideoCapture(self.source)
+                )
                 if cap.isOpened():
                     cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a queue of old ones
             else:
@@ -500,7 +513,7 @@ class CaptureSource:
         """
         cap = self._new_capture()
         tries = ""
-        if cap is None and self.retry_open and not isinstance(self.source, int):
+        if cap is None and self.retry_open and not self.camera:
             for attempt in range(1, self.reconnect + 1):
                 delay = BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1]
                 log.warning("could not open %s: attempt %d/%d in %.1f s", self.name, attempt, self.reconnect, delay)
@@ -508,10 +521,11 @@ class CaptureSource:
                     break
             tries = f" after {self.reconnect + 1} attempts"
         if cap is None:
-            if isinstance(self.source, int):
+            if self.camera:
+                other = self.source + 1 if isinstance(self.source, int) else "0"
                 raise SourceError(
                     f"could not open camera {self.source} (or it sent no frame); check that it is connected and "
-                    f"not in use by another program, or try --source {self.source + 1}, a stream URL or a video file"
+                    f"not in use by another program, or try --source {other}, a stream URL or a video file"
                 )
             raise SourceError(
                 f"could not open {self.name}{tries} (or it sent no frame); check the address and that the stream "
@@ -627,6 +641,6 @@ def open_live_source(
         SourceError: a URL with an unsupported scheme.
     """
     what = parse_source(spec)
-    if isinstance(what, str) and "://" not in what:
+    if isinstance(what, str) and "://" not in what and not is_device(what):
         return VideoFileSource(what, realtime=realtime)
     return CaptureSource(what, reconnect=reconnect, retry_open=True)

@@ -25,16 +25,16 @@ from urllib.parse import urlsplit
 import cv2
 import numpy as np
 import pytest
-from media import make_video, probe
+from media import make_video, probe, read_index
 from mjpeg import MJPEGServer, read_parts
 
-from live_seg.errors import SourceError
+from live_seg.errors import ModelError, SourceError
 from live_seg.frames import FramePacket
 from live_seg.hud import ORANGE, HudInfo, draw_hud
 from live_seg.live import LiveOptions, LiveSession
 from live_seg.render import DEFAULT_ALPHA, make_palette
 from live_seg.sinks import _x_display_reachable, display_problem
-from live_seg.sources import CaptureSource, LatestFrame, parse_source, redact_url
+from live_seg.sources import CaptureSource, LatestFrame, VideoFileSource, open_live_source, parse_source, redact_url
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 25.0
@@ -169,12 +169,26 @@ def check_latency_bound(summary: dict) -> None:
         (" 1 ", 1),
         ("http://127.0.0.1:8080/stream.mjpg", "http://127.0.0.1:8080/stream.mjpg"),
         ("rtsp://cam.local:554/live", "rtsp://cam.local:554/live"),
+        ("/dev/video2", "/dev/video2"),
         ("clip.mp4", "clip.mp4"),
         ("./0", "./0"),
     ],
 )
 def test_parse_source(spec, expected):
     assert parse_source(spec) == expected
+
+
+@pytest.mark.parametrize(
+    ("spec", "kind"),
+    [
+        ("0", CaptureSource),
+        ("/dev/video0", CaptureSource),
+        ("http://h/s.mjpg", CaptureSource),
+        ("a.mp4", VideoFileSource),
+    ],
+)
+def test_open_live_source_picks_the_reader(spec, kind):
+    assert type(open_live_source(spec)) is kind
 
 
 def test_parse_source_refuses_unknown_scheme():
@@ -341,6 +355,40 @@ def test_newest_frame_keeps_latency_bounded(server, lraspp):
     assert summary["display_fps"] > 0.8 * FPS  # the view refreshes at the source's rate
     # every mask is shown (the display repaints on each new mask); the last may come after the stop
     assert summary["frames_inferred"] - 1 <= len(session.latency_s) <= summary["frames_inferred"]
+
+
+def test_frames_are_fresh_even_after_a_slow_model_load(server, lraspp, monkeypatch):
+    """The stream is read from the moment it opens, so no backlog builds up while the model
+    loads: every frame the model gets is at most a few intervals old, measured from the moment
+    the server made it (its index is stamped in the picture), not from when it was read."""
+    seen: list[tuple[int, float]] = []
+
+    class Watched:
+        def __getattr__(self, name: str):
+            return getattr(lraspp, name)
+
+        def preprocess(self, frames):
+            seen.append((read_index(frames[0]), time.perf_counter()))
+            return lraspp.preprocess(frames)
+
+    def slow_load(**kwargs):
+        time.sleep(3.0)  # like loading big weights: 75 frame intervals
+        return Watched()
+
+    monkeypatch.setattr("live_seg.model.Segmenter", slow_load)
+    summary = LiveSession(LiveOptions(source=server.url, display="none", duration=3.0)).run()
+    ages = [t - server.produced_at(index) for index, t in seen]
+    assert len(ages) >= 5 and max(ages) < 6 * INTERVAL, [round(a, 3) for a in ages[:5]]
+    assert summary["frames_captured"] > FPS * 5.5  # read during the load too (and dropped)
+
+
+def test_model_that_fails_to_load_stops_the_capture(server):
+    options = LiveOptions(source=server.url, display="none", duration=5.0)
+    session = LiveSession(options, model="lraspp_mobilenet_v3_large", weights="no-such-weights.pt")
+    with pytest.raises(ModelError, match="weights file not found"):
+        session.run()
+    assert live_threads() == []
+    assert session.summary["stop_reason"] == "setup failed"
 
 
 def test_lost_stream_stops_everything_and_keeps_the_recording(server, lraspp, tmp_path):
