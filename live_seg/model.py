@@ -307,6 +307,7 @@ class Segmenter:
             torch.backends.cudnn.benchmark = True
         self._mean = torch.tensor(MEAN, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(STD, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._pinned: dict[tuple[int, ...], tuple[torch.Tensor, torch.cuda.Event]] = {}
         logger.info(
             "model %s (%s weights) on %s, %s, input %dx%d",
             model,
@@ -345,16 +346,55 @@ class Segmenter:
         """
         if len(frames) == 0:
             raise ValueError("frames: expected at least one frame, got 0")
+        if self.device == "cuda":
+            return self._preprocess_cuda(frames)
         s = self.size
         buf = np.empty((len(frames), s, s, 3), dtype=np.uint8)
         for i, frame in enumerate(frames):
             cv2.resize(check_frame(frame, f"frames[{i}]"), (s, s), dst=buf[i])  # INTER_LINEAR, uint8 BGR
         with torch.inference_mode():
             x = torch.from_numpy(buf).to(self.device)  # move uint8: a quarter of the float bytes
-            x = x.permute(0, 3, 1, 2).flip(1)  # NHWC BGR -> NCHW RGB
-            # Same float ops as ToTensor (div 255) and Normalize ((x - mean) / std).
-            x = x.to(torch.float32, memory_format=self._memory_format).div_(255).sub_(self._mean).div_(self._std)
-            return x if self._cast is None else x.to(self._cast)
+            return self._normalise(x)
+
+    def _normalise(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, H, W, 3)`` uint8 BGR on the device → normalised ``(N, 3, H, W)`` RGB model input."""
+        x = x.permute(0, 3, 1, 2).flip(1)  # NHWC BGR -> NCHW RGB
+        # Same float ops as ToTensor (div 255) and Normalize ((x - mean) / std).
+        x = x.to(torch.float32, memory_format=self._memory_format).div_(255).sub_(self._mean).div_(self._std)
+        return x if self._cast is None else x.to(self._cast)
+
+    def _preprocess_cuda(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
+        """GPU preprocessing: upload uint8 frames from pinned memory, resize and normalise on the GPU.
+
+        The resize is bilinear with half-pixel centres, as ``cv2.INTER_LINEAR`` is, but in float
+        (OpenCV rounds to uint8 first): inputs differ from the CPU path by less than one grey level.
+        """
+        s = self.size
+        out = torch.empty((len(frames), s, s, 3), dtype=torch.uint8, device=self.device)
+        for i, frame in enumerate(frames):
+            frame = check_frame(frame, f"frames[{i}]")
+            staging, done = self._staging(frame.shape)
+            done.synchronize()  # the previous upload from this buffer has finished
+            staging.numpy()[...] = frame
+            gpu = staging.to(self.device, non_blocking=True)
+            done.record()
+            if frame.shape[:2] == (s, s):
+                out[i] = gpu
+            else:
+                img = gpu.permute(2, 0, 1).unsqueeze(0).float()
+                img = torch.nn.functional.interpolate(img, size=(s, s), mode="bilinear", align_corners=False)
+                out[i] = img.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0)
+        with torch.inference_mode():
+            return self._normalise(out)
+
+    def _staging(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.cuda.Event]:
+        """A pinned host buffer for frames of ``shape`` and the event of its last upload."""
+        entry = self._pinned.get(shape)
+        if entry is None:
+            entry = (torch.empty(shape, dtype=torch.uint8, pin_memory=True), torch.cuda.Event())
+            entry[1].record()
+            self._pinned = {shape: entry}  # one frame size at a time: a video keeps its size
+        return entry
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self._autocast):
@@ -363,14 +403,27 @@ class Segmenter:
     def infer(self, batch: torch.Tensor) -> np.ndarray:
         """Forward pass and per-pixel argmax.
 
+        In fp16, logits that overflow (inf/NaN) switch the model to fp32 for good, with a
+        warning, and the batch is computed again.
+
         Args:
             batch: the output of :meth:`preprocess`, ``(N, 3, size, size)``.
 
         Returns:
-            ``(N, size, size)`` uint8 class ids on the CPU.
+            ``(N, size, size)`` uint8 class ids on the CPU (only uint8 leaves the device).
         """
         with torch.inference_mode():
-            return self._forward(batch).argmax(1).to(torch.uint8).cpu().numpy()
+            logits = self._forward(batch)
+            if self.precision == "fp16" and not bool(torch.isfinite(logits).all()):
+                self._fall_back_to_fp32()
+                logits = self._forward(batch.float())
+            return logits.argmax(1).to(torch.uint8).cpu().numpy()
+
+    def _fall_back_to_fp32(self) -> None:
+        logger.warning("fp16 overflowed (inf/NaN logits) with %s: switching to fp32", self.name)
+        self.module = self.module.float()
+        self._cast = None
+        self.precision = "fp32"
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Segment frames.
