@@ -58,16 +58,23 @@ def _unit_float(text: str) -> float:
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
-    g.add_argument("--model", default="fcn_resnet101", choices=MODEL_NAMES, help="segmentation model (default: %(default)s)")
+    g.add_argument(
+        "--model", default="fcn_resnet101", choices=MODEL_NAMES, help="segmentation model (default: %(default)s)"
+    )
     g.add_argument(
         "--weights",
         default="default",
         help="'default' = official VOC weights (downloaded once, 208 MB for fcn_resnet101), "
         "'random' = untrained (benchmarks, tests), or a state_dict file PATH",
     )
-    g.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="default: cuda, then mps, then cpu")
     g.add_argument(
-        "--precision", default="auto", choices=("auto", "fp32", "fp16", "bf16"), help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32"
+        "--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="default: cuda, then mps, then cpu"
+    )
+    g.add_argument(
+        "--precision",
+        default="auto",
+        choices=("auto", "fp32", "fp16", "bf16"),
+        help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32",
     )
     g.add_argument("--size", type=_positive_int, default=512, help="model input is SIZE x SIZE (default: %(default)s)")
     g.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch decides)")
@@ -76,7 +83,9 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
 def _render_options(parser: argparse.ArgumentParser, legend_default: bool = False) -> None:
     g = parser.add_argument_group("rendering")
     g.add_argument("--palette", default="voc", choices=("voc", "random"), help="class colours (default: %(default)s)")
-    g.add_argument("--alpha", type=_unit_float, default=0.4, help="weight of the mask colour (default 0.4: 60/40 blend)")
+    g.add_argument(
+        "--alpha", type=_unit_float, default=0.4, help="weight of the mask colour (default 0.4: 60/40 blend)"
+    )
     g.add_argument(
         "--legend", action=argparse.BooleanOptionalAction, default=legend_default, help="draw the classes present"
     )
@@ -99,6 +108,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     video.add_argument("--no-audio", dest="audio", action="store_false", help="drop the source's audio")
     video.add_argument("--view", default="overlay", choices=("overlay", "mask", "side"), help="what to encode")
     video.add_argument("--batch", type=_positive_int, default=1, help="frames per forward pass (default: %(default)s)")
+    video.add_argument(
+        "--workers", type=_positive_int, default=1, help="inference threads sharing the model (default: %(default)s)"
+    )
     video.add_argument("--preset", default="veryfast", help="libx264 preset (default: %(default)s)")
     video.add_argument("--crf", type=int, default=20, help="libx264 quality, lower is better (default: %(default)s)")
     video.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON")
@@ -379,6 +391,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
                 audio=args.audio,
                 overwrite=args.overwrite,
                 batch=args.batch,
+                workers=args.workers,
                 preset=args.preset,
                 crf=args.crf,
                 control=control,

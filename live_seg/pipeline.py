@@ -107,13 +107,21 @@ def get(q: queue.Queue, control: Control) -> object:
 
 class Stage(threading.Thread):
     """A pipeline thread: runs ``body``, stores its exception, aborts the run on error,
-    and always sends ``END`` downstream."""
+    and always sends ``ends`` x ``END`` downstream (one per consumer)."""
 
-    def __init__(self, name: str, body: Callable[[], None], control: Control, downstream: queue.Queue | None):
+    def __init__(
+        self,
+        name: str,
+        body: Callable[[], None],
+        control: Control,
+        downstream: queue.Queue | None,
+        ends: int = 1,
+    ):
         super().__init__(name=THREAD_PREFIX + name, daemon=True)
         self.body = body
         self.control = control
         self.downstream = downstream
+        self.ends = ends
         self.error: BaseException | None = None
 
     def run(self) -> None:
@@ -125,8 +133,9 @@ class Stage(threading.Thread):
             self.control.abort(f"{self.name.removeprefix(THREAD_PREFIX)} failed")
         finally:
             if self.downstream is not None:
-                # Waits for room while the consumer runs; gives up once the run is aborted.
-                put(self.downstream, END, self.control)
+                # Waits for room while the consumers run; gives up once the run is aborted.
+                for _ in range(self.ends):
+                    put(self.downstream, END, self.control)
 
 
 def join_all(stages: Sequence[Stage], timeout: float = JOIN_S) -> None:
@@ -245,6 +254,7 @@ def run_file(
     write: Callable[[Frame, float | None], None],
     *,
     batch: int = 1,
+    workers: int = 1,
     queue_size: int | None = None,
     control: Control | None = None,
     on_frame: Callable[[Stats], None] | None = None,
@@ -260,7 +270,9 @@ def run_file(
         render: ``(frame, mask) -> image`` (BGR uint8).
         write: ``(image, pts_seconds) -> None``.
         batch: frames per forward pass.
-        queue_size: capacity of each queue (default ``2 * batch + 2``).
+        workers: inference threads sharing the model (each takes the next batch); results are
+            put back in order before rendering.
+        queue_size: capacity of each queue (default ``workers * (2 * batch + 1) + 1``).
         control: shared stop/abort requests (a new one when ``None``).
         on_frame: called after each written frame with the running stats.
 
@@ -271,7 +283,9 @@ def run_file(
         LiveSegError: a stage failed (raised after every thread has stopped).
     """
     control = control or Control()
-    size = queue_size or 2 * batch + 2
+    if workers < 1 or batch < 1:
+        raise ValueError(f"workers and batch must be >= 1, got {workers} and {batch}")
+    size = queue_size or workers * (2 * batch + 1) + 1
     frames_q: queue.Queue = queue.Queue(maxsize=size)
     results_q: queue.Queue = queue.Queue(maxsize=size)
     stats = Stats()
@@ -285,16 +299,17 @@ def run_file(
             if not put(frames_q, packet, control, give_up=control.stopping):
                 break
 
-    stages = [
-        Stage("capture", capture, control, frames_q),
-        Stage("infer", lambda: infer_loop(model, frames_q, results_q, control, batch), control, results_q),
-    ]
+    def infer() -> None:
+        infer_loop(model, frames_q, results_q, control, batch)
+
+    stages = [Stage("capture", capture, control, frames_q, ends=workers)]
+    stages += [Stage("infer" if workers == 1 else f"infer-{i}", infer, control, results_q) for i in range(workers)]
     t_start = time.perf_counter()
     for stage in stages:
         stage.start()
     main_error: BaseException | None = None
     try:
-        _consume(results_q, control, render, write, stats, on_frame)
+        _consume(results_q, control, render, write, stats, on_frame, workers)
     except BaseException as exc:  # noqa: BLE001 - stop the threads first, raise below
         main_error = exc
         control.abort("render/write failed")
@@ -317,9 +332,14 @@ def _consume(
     write: Callable[[Frame, float | None], None],
     stats: Stats,
     on_frame: Callable[[Stats], None] | None,
+    workers: int = 1,
 ) -> None:
-    """Main-thread loop: render and write results until ``END`` or an abort."""
-    while True:
+    """Main-thread loop: render and write results in frame order until every worker's ``END``
+    or an abort."""
+    pending: dict[int, SegResult] = {}  # results that overtook an earlier frame (several workers)
+    next_index = 0
+    ended = 0
+    while ended < workers:
         try:
             item = get(results_q, control)
         except KeyboardInterrupt:
@@ -330,18 +350,37 @@ def _consume(
                 control.stop("interrupted")
             continue
         if item is END:
-            return
+            if control.aborted.is_set():
+                return
+            ended += 1
+            continue
         result: SegResult = item  # type: ignore[assignment]
-        t0 = time.perf_counter()
-        image = render(result.packet.image, result.mask)
-        t1 = time.perf_counter()
-        write(image, result.packet.pts)
-        t2 = time.perf_counter()
-        stats.add("preprocess", result.preprocess_s)
-        stats.add("infer", result.infer_s)
-        stats.add("render", t1 - t0)
-        stats.add("encode", t2 - t1)
-        stats.latency.append(t2 - result.packet.t_capture)
-        stats.frames_out += 1
-        if on_frame is not None:
-            on_frame(stats)
+        pending[result.packet.index] = result
+        while next_index in pending:
+            _emit(pending.pop(next_index), render, write, stats, on_frame)
+            next_index += 1
+    for index in sorted(pending):  # a source whose indices skip (none of ours do)
+        _emit(pending.pop(index), render, write, stats, on_frame)
+
+
+def _emit(
+    result: SegResult,
+    render: Callable[[Frame, np.ndarray], Frame],
+    write: Callable[[Frame, float | None], None],
+    stats: Stats,
+    on_frame: Callable[[Stats], None] | None,
+) -> None:
+    """Render and write one result, recording its stage times and latency."""
+    t0 = time.perf_counter()
+    image = render(result.packet.image, result.mask)
+    t1 = time.perf_counter()
+    write(image, result.packet.pts)
+    t2 = time.perf_counter()
+    stats.add("preprocess", result.preprocess_s)
+    stats.add("infer", result.infer_s)
+    stats.add("render", t1 - t0)
+    stats.add("encode", t2 - t1)
+    stats.latency.append(t2 - result.packet.t_capture)
+    stats.frames_out += 1
+    if on_frame is not None:
+        on_frame(stats)

@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 AUDIO_COPY_CODECS = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
 """Audio codecs copied into MP4 as they are; anything else is transcoded to AAC."""
 
+AAC_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000})
+"""Sample rates the AAC encoder takes; audio at any other rate is resampled to 48 kHz."""
+
 
 def check_output_path(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
     """Check, before any work, that ``path`` can be written.
@@ -64,21 +67,43 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool = False) -> 
 class _AudioPass:
     """Audio from the source file, muxed alongside the video as the video advances."""
 
-    def __init__(self, src: Path, output: av.container.OutputContainer, offset: float) -> None:
+    def __init__(
+        self, src: Path, output: av.container.OutputContainer, offset: float, stop: threading.Event | None = None
+    ) -> None:
+        """Open the source's audio and add its stream to ``output``.
+
+        ``stop``, once set, cuts the audio at the video's end (:attr:`video_end`): an
+        interrupted run does not wait for a long (or still growing) audio track.
+
+        Raises:
+            av.error.FFmpegError, OSError, ValueError: the audio cannot be read or encoded;
+                ``output`` is left untouched then.
+        """
         self.input = av.open(str(src), metadata_errors="ignore")
-        self.in_stream = self.input.streams.audio[0]
-        self.offset = offset
-        self.copy = self.in_stream.codec_context.name in AUDIO_COPY_CODECS
-        if self.copy:
-            self.out_stream = output.add_stream_from_template(self.in_stream)
-            self.out_stream.time_base = self.in_stream.time_base
-        else:
-            rate = self.in_stream.codec_context.sample_rate or 48000
-            self.out_stream = output.add_stream("aac", rate=rate)
-            layout = self.in_stream.codec_context.layout.name if self.in_stream.codec_context.layout else "stereo"
-            self.out_stream.layout = layout if self.in_stream.codec_context.channels <= 2 else "stereo"
-            self.resampler = av.AudioResampler(format="fltp", layout=self.out_stream.layout, rate=rate)
+        try:
+            self.in_stream = self.input.streams.audio[0]
+            self.offset = offset
+            self.copy = self.in_stream.codec_context.name in AUDIO_COPY_CODECS
+            if self.copy:
+                self.out_stream = output.add_stream_from_template(self.in_stream)
+                self.out_stream.time_base = self.in_stream.time_base
+            else:
+                ctx = self.in_stream.codec_context
+                rate = ctx.sample_rate if ctx.sample_rate in AAC_RATES else 48000
+                # By channel count: a layout without channel order ("1 channels") is refused by AAC.
+                layout = "mono" if ctx.channels == 1 else "stereo"
+                probe = av.CodecContext.create("aac", "w")  # fails here, before output is touched
+                probe.sample_rate, probe.layout, probe.format = rate, layout, "fltp"
+                probe.open()
+                self.out_stream = output.add_stream("aac", rate=rate)
+                self.out_stream.layout = layout
+                self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+        except BaseException:
+            self.input.close()
+            raise
         self.output = output
+        self.stop = stop
+        self.video_end = float("inf")
         self.packets = self.input.demux(self.in_stream)
         self.done = False
         self.muxed_until = float("-inf")
@@ -99,8 +124,11 @@ class _AudioPass:
                 self.output.mux(self.out_stream.encode(resampled))
 
     def advance(self, until: float) -> None:
-        """Mux source audio up to ``until`` seconds (output time)."""
+        """Mux source audio up to ``until`` seconds (output time); after a stop request, up to
+        the video's end at most."""
         while not self.done and self.muxed_until <= until:
+            if self.stop is not None and self.stop.is_set() and self.muxed_until > self.video_end:
+                break
             try:
                 packet = next(self.packets)
             except StopIteration:
@@ -117,7 +145,7 @@ class _AudioPass:
                     continue
             try:
                 self._mux_packet(packet)
-            except av.error.FFmpegError as exc:
+            except (av.error.FFmpegError, ValueError) as exc:  # ValueError: format changed mid-stream
                 self.errors += 1
                 log.debug("audio packet skipped: %s", exc)
 
@@ -125,9 +153,13 @@ class _AudioPass:
         """Mux the rest of the audio (up to ``until`` seconds when given), flush, close the input."""
         self.advance(float("inf") if until is None else until)
         if not self.copy:
-            for resampled in self.resampler.resample(None):
-                self.output.mux(self.out_stream.encode(resampled))
-            self.output.mux(self.out_stream.encode(None))
+            try:
+                for resampled in self.resampler.resample(None):
+                    self.output.mux(self.out_stream.encode(resampled))
+                self.output.mux(self.out_stream.encode(None))
+            except (av.error.FFmpegError, ValueError) as exc:
+                self.errors += 1
+                log.debug("audio flush failed: %s", exc)
         self.input.close()
         if self.errors:
             log.warning("audio: %d packet(s) could not be muxed and were skipped", self.errors)
@@ -148,6 +180,7 @@ class VideoWriter:
         overwrite: replace an existing file.
         preset, crf: libx264 settings.
         threads: encoder threads (0 = libx264 decides).
+        stop: once set (an interrupt), the audio is cut at the last video frame on close.
     """
 
     def __init__(
@@ -163,6 +196,7 @@ class VideoWriter:
         preset: str = "veryfast",
         crf: int = 20,
         threads: int = 0,
+        stop: threading.Event | None = None,
     ) -> None:
         self.path = check_output_path(path, overwrite)
         self.width, self.height = width, height
@@ -187,7 +221,12 @@ class VideoWriter:
             self.stream.codec_context.time_base = self.time_base
             self.stream.options = {"preset": preset, "crf": str(crf)}
             self.stream.codec_context.thread_count = threads
-            self.audio = _AudioPass(Path(audio_from), self.container, audio_offset) if audio_from else None
+            self.audio = None
+            if audio_from:
+                try:
+                    self.audio = _AudioPass(Path(audio_from), self.container, audio_offset, stop)
+                except (av.error.FFmpegError, OSError, ValueError) as exc:
+                    log.warning("the audio of %s cannot be kept (%s): writing the video only", audio_from, exc)
         except Exception as exc:
             self._discard()
             raise OutputError(f"cannot set up the encoder for {self.path}: {exc}") from exc
@@ -242,8 +281,8 @@ class VideoWriter:
         try:
             self.container.mux(self.stream.encode(None))
             if self.audio is not None:
-                end = None if complete else self.last_time + 1.0 / self.fps
-                self.audio.finish(end)
+                self.audio.video_end = self.last_time + 1.0 / self.fps
+                self.audio.finish(None if complete else self.audio.video_end)
             self.container.close()
         except Exception as exc:
             self._discard()

@@ -88,6 +88,7 @@ class VideoFileSource:
         self.skipped_packets = 0
         self.truncated = False
         self.listed_frames: int | None = None
+        self.resized_frames = 0
         self._packets = 0
         self._media_end = 0.0
         self._container: av.container.InputContainer | None = None
@@ -109,10 +110,13 @@ class VideoFileSource:
             container = av.open(str(path), mode="r", metadata_errors="ignore")
         except (av.error.FFmpegError, OSError, UnicodeDecodeError) as exc:
             raise SourceError(f"cannot read {path} as a video: {_ffmpeg_reason(exc)}") from exc
-        if not container.streams.video:
+        # A cover picture (an MP3's or M4A's artwork) is a one-frame "video" stream: not a video.
+        videos = [s for s in container.streams.video if not s.disposition & av.stream.Disposition.attached_pic]
+        if not videos:
+            cover = ", besides a cover picture" if container.streams.video else ""
             container.close()
-            raise SourceError(f"no video stream in {path} (audio or data only)")
-        stream = container.streams.video[0]
+            raise SourceError(f"no video stream in {path} (audio or data only{cover})")
+        stream = videos[0]
         self.listed_frames = stream.frames or None
         # Cut short after its index (an MP4 with "moov" first): decode on one thread, because
         # frame threading loses the last decodable frames when the data ends mid-packet.
@@ -133,7 +137,8 @@ class VideoFileSource:
             self.close()
             raise SourceError(f"no decodable video frame in {path} (damaged or cut short before its first frame)")
         rotation = round(self._first.rotation or 0) % 360
-        w, h = (ctx.height, ctx.width) if (rotation // 90) % 2 else (ctx.width, ctx.height)
+        fw, fh = self._first.width, self._first.height
+        w, h = (fh, fw) if (rotation // 90) % 2 else (fw, fh)
         rate = stream.average_rate or stream.guessed_rate or stream.base_rate
         duration = None
         if stream.duration and stream.time_base:
@@ -232,6 +237,7 @@ class VideoFileSource:
         t0 = time.perf_counter()
         start: float | None = None
         index = 0
+        size = (self.info.width, self.info.height)
         assert self._frames is not None
         while not self._stop.is_set() and (self.max_frames is None or index < self.max_frames):
             t = time.perf_counter()
@@ -240,10 +246,26 @@ class VideoFileSource:
             else:
                 frame = next(self._frames, None)
             if frame is None:
+                if self.truncated:
+                    of = f" of the {self.listed_frames} its header lists" if self.listed_frames else ""
+                    log.warning("%s is cut short: %d frame(s)%s could be decoded", self.path, index, of)
                 break
             image = frame.to_ndarray(format="bgr24")
             if rotation:
                 image = _upright(image, rotation)
+            if (image.shape[1], image.shape[0]) != size:  # the stream changed size mid-way
+                if not self.resized_frames:
+                    was, now = f"{size[0]}x{size[1]}", f"{image.shape[1]}x{image.shape[0]}"
+                    log.warning(
+                        "%s: the frame size changes from %s to %s at frame %d; scaling to %s",
+                        self.path,
+                        was,
+                        now,
+                        index,
+                        was,
+                    )
+                self.resized_frames += 1
+                image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
             pts = float(frame.pts * frame.time_base) if frame.pts is not None and frame.time_base else None
             if pts is None:
                 pts = index / self.info.fps if self.info.fps else None

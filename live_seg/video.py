@@ -37,6 +37,7 @@ def process_video(
     audio: bool = True,
     overwrite: bool = False,
     batch: int = 1,
+    workers: int = 1,
     preset: str = "veryfast",
     crf: int = 20,
     realtime: bool = False,
@@ -62,6 +63,7 @@ def process_video(
         audio: keep the source's audio.
         overwrite: replace an existing ``dst``.
         batch: frames per forward pass.
+        workers: inference threads sharing the model (see :func:`live_seg.pipeline.run_file`).
         preset, crf: libx264 settings.
         realtime: read the file at its own pace, as a camera would deliver it.
         max_frames: process only the first ``max_frames`` frames (``None``: all).
@@ -101,13 +103,21 @@ def process_video(
             overwrite=overwrite,
             preset=preset,
             crf=crf,
+            stop=control.stopping,
         )
         setup_s = time.perf_counter() - t_setup
         try:
             if on_start is not None:
                 on_start()
             stats = run_file(
-                source, seg, renderer.render, writer.write, batch=batch, control=control, on_frame=on_frame
+                source,
+                seg,
+                renderer.render,
+                writer.write,
+                batch=batch,
+                workers=workers,
+                control=control,
+                on_frame=on_frame,
             )
         except BaseException:
             writer.close(complete=False)
@@ -126,10 +136,8 @@ def process_video(
             "truncated_input": source.truncated,
             "setup_s": round(setup_s, 3),
             "batch": batch,
+            "workers": workers,
             **seg.describe(),
         }
     )
-    if source.truncated:
-        listed = f" of the {source.listed_frames} its header lists" if source.listed_frames else ""
-        log.warning("%s is cut short: processed the %d frame(s)%s that could be decoded", src, stats.frames_out, listed)
     return summary

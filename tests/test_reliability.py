@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import av
 import cv2
 import numpy as np
 import pytest
@@ -43,6 +44,7 @@ from media import (
     video_packets,
 )
 
+import live_seg.sinks
 import live_seg.video
 from live_seg.cli import SignalGate, main
 from live_seg.model import Segmenter
@@ -163,6 +165,26 @@ def _folder(path: Path) -> Path:
     return path
 
 
+def _audio_with_cover(folder: Path) -> Path:
+    """An M4A with its artwork: a one-frame MJPEG stream marked as an attached picture."""
+    path = folder / "song.m4a"
+    with av.open(str(path), "w", format="mp4") as out:
+        sound = out.add_stream("aac", rate=48000, layout="stereo")
+        cover = out.add_stream("mjpeg")
+        cover.width, cover.height, cover.pix_fmt = 64, 64, "yuvj420p"
+        cover.disposition = av.stream.Disposition.attached_pic
+        picture = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="bgr24")
+        picture.pts = 0
+        for packet in [*cover.encode(picture), *cover.encode(None)]:
+            out.mux(packet)
+        for i in range(20):
+            frame = av.AudioFrame.from_ndarray(np.zeros((1, 2048), np.int16), format="s16", layout="stereo")
+            frame.sample_rate, frame.pts = 48000, i * 1024
+            out.mux(sound.encode(frame))
+        out.mux(sound.encode(None))
+    return path
+
+
 BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "missing file": (lambda d: d / "nope.mp4", "input not found"),
     "empty file": (lambda d: _file(d / "empty.mp4", b""), "is empty"),
@@ -172,6 +194,7 @@ BAD_INPUTS: dict[str, tuple[Callable[[Path], Path], str]] = {
     "mp4 cut before its first frame": (_cut_before_first_frame, "no decodable video frame"),
     "audio only": (lambda d: make_audio_only(d / "voice.m4a", 0.5), "no video stream"),
     "audio only named .mp4": (lambda d: make_audio_only(d / "voice.mp4", 0.5), "no video stream"),
+    "audio with a cover picture": (_audio_with_cover, "besides a cover picture"),
     "a folder": (lambda d: _folder(d / "clips.mp4"), "is a folder"),
 }
 
@@ -218,7 +241,7 @@ def test_mp4_cut_after_its_index_processes_every_decodable_frame(cli, media, tmp
     s = stats_of(stats)
     assert s["frames_out"] == len(decodable) and s["truncated_input"] is True
     warning = next(ln for ln in r.lines if "cut short" in ln)
-    assert f"processed the {len(decodable)} frame(s) of the 60" in warning
+    assert f"{len(decodable)} frame(s) of the 60 its header lists could be decoded" in warning
     assert indices(out) == decodable
     assert probe(out)["video"]["pix_fmt"] == "yuv420p"
     assert_no_pipeline_thread()
@@ -244,6 +267,7 @@ def test_corrupt_packets_mid_stream_are_skipped_counted_and_warned(cli, media, t
 @pytest.mark.parametrize(
     ("name", "options"),
     [("odd444.mp4", {"pix_fmt": "yuv444p"}), ("odd_mp4v.mp4", {"codec": "mpeg4"}), ("odd.mkv", {"codec": "ffv1"})],
+    ids=["h264-444", "mpeg4", "ffv1-mkv"],
 )
 def test_odd_size_is_padded_by_one_pixel(cli, media, tmp_path, name, options):
     src = clip(media, name, width=321, height=241, **options)
@@ -287,6 +311,7 @@ def test_phone_rotation_gives_upright_output(cli, media, tmp_path, rotation):
         ("ten_bit_h264.mp4", {"pix_fmt": "yuv420p10le"}),
         ("ten_bit_hevc.mp4", {"codec": "libx265", "pix_fmt": "yuv420p10le"}),
     ],
+    ids=["gray-h264", "gray-hevc", "gray-ffv1-mkv", "10bit-h264", "10bit-hevc"],
 )
 def test_grayscale_and_10_bit_sources(cli, media, tmp_path, name, options):
     src = clip(media, name, **options)
@@ -317,6 +342,50 @@ def test_audio_mp4_cannot_hold_is_transcoded_to_aac(cli, media, tmp_path):
     a, b = probe(src)["audio"], probe(out)["audio"]
     assert a["codec"] == "pcm_mulaw" and b["codec"] == "aac"
     assert abs(a["duration"] - b["duration"]) < 0.05
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "rate"),
+    [
+        ("adpcm.avi", {"codec": "mpeg4", "audio": "adpcm_ima_wav", "audio_rate": 22050, "audio_channels": 1}, 22050),
+        ("odd_rate.mov", {"audio": "pcm_s16le", "audio_rate": 44056}, 48000),
+    ],
+    ids=["layout without channel order", "rate AAC does not take"],
+)
+def test_odd_audio_is_transcoded_to_aac(cli, media, tmp_path, name, options, rate):
+    src = clip(media, name, **options)
+    out = tmp_path / "o.mp4"
+    r = cli("video", src, "-o", out, *LIGHT)
+    assert r.code == 0, r.err
+    a, b = probe(src)["audio"], probe(out)["audio"]
+    assert (b["codec"], b["sample_rate"], b["channels"]) == ("aac", rate, a["channels"])
+    assert abs(a["duration"] - b["duration"]) < 0.1
+
+
+def test_audio_that_cannot_be_kept_leaves_the_video(cli, media, tmp_path, monkeypatch):
+    def unreadable(*_args):
+        raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
+
+    monkeypatch.setattr(live_seg.sinks, "_AudioPass", unreadable)
+    src = clip(media, "phone.mov", frames=8, audio="pcm_mulaw")
+    out = tmp_path / "o.mp4"
+    r = cli("video", src, "-o", out, *LIGHT)
+    assert r.code == 0, r.err
+    assert any("cannot be kept" in ln and "writing the video only" in ln for ln in r.lines)
+    p = probe(out)
+    assert p["audio"] is None and p["video"]["frames"] == 8
+
+
+def test_frame_size_change_mid_stream_is_scaled_to_the_first(cli, tmp_path):
+    first, second = make_video(tmp_path / "a.ts"), make_video(tmp_path / "b.ts", width=320, height=240)
+    src = _file(tmp_path / "joined.ts", first.read_bytes() + second.read_bytes())  # as `cat a.ts b.ts`
+    out = tmp_path / "o.mp4"
+    r = cli("video", src, "-o", out, *LIGHT)
+    assert r.code == 0, r.err
+    assert any("frame size changes from 160x96 to 320x240 at frame 12" in ln for ln in r.lines)
+    v = probe(out)["video"]
+    assert (v["width"], v["height"], v["frames"]) == (160, 96, 24)
+    assert indices(out) == [*range(12), *range(12)]
 
 
 def _run_measured(args: list[str], timeout: float = 300) -> tuple[int, str, float]:
@@ -377,6 +446,7 @@ def _read_only_folder(tmp_path: Path) -> Path:
         ("read-only folder", "output folder is not writable"),
         ("output is a folder", "output is a folder"),
     ],
+    ids=["missing folder", "read-only folder", "output is a folder"],
 )
 def test_bad_output_fails_before_any_processing(cli, media, tmp_path, case, message):
     src = clip(media, "small.mp4", frames=6)
@@ -474,7 +544,7 @@ def test_interrupt_keeps_a_playable_output_of_the_frames_done(cli, media, tmp_pa
     assert_no_pipeline_thread()
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_interrupt_during_setup_stops_at_once(cli, media, tmp_path, monkeypatch, signum, code):
     """A signal while the model is still being fetched or built: nothing to finish, exit now."""
 
@@ -580,7 +650,7 @@ def long_clip(media) -> Path:
     return clip(media, "long.mp4", frames=600, audio="aac", gop=25)
 
 
-@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+@pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_real_signal_stops_within_15_s_with_a_playable_output(long_clip, tmp_path, signum, code):
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
     run = CliProcess("video", long_clip, "-o", out, "--stats", stats, *LIGHT)
@@ -668,6 +738,7 @@ def weights(tmp_path_factory) -> dict[str, Path]:
         ("code, plain pickle", "lraspp_mobilenet_v3_large", "loading it would run code"),
         ("code, legacy torch.save", "lraspp_mobilenet_v3_large", "loading it would run code"),
     ],
+    ids=["truncated", "corrupt", "another model", "code torch.save", "code plain pickle", "code legacy torch.save"],
 )
 def test_bad_weights_file_is_one_line_error(cli, media, tmp_path, weights, case, model, message):
     src = clip(media, "small.mp4", frames=6)

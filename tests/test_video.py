@@ -156,3 +156,24 @@ def test_fcn_resnet101_on_720p(tmp_path):
     r = run_cli("video", str(src), "-o", str(out), "--weights", "random", "--device", "cpu")
     assert r.returncode == 0, r.stderr
     assert_same_timeline(src, out, audio=True)
+
+
+def test_stop_request_cuts_the_audio_at_the_video_end(tmp_path):
+    """After an interrupt, closing does not copy the rest of a long audio track (it could be
+    hours long, or still growing): it ends with the last video frame."""
+    import threading
+
+    import numpy as np
+
+    from live_seg.sinks import VideoWriter
+
+    src = make_video(tmp_path / "in.mp4", frames=50, audio="aac")  # 2 s of sound
+    stop = threading.Event()
+    writer = VideoWriter(tmp_path / "o.mp4", 160, 96, fps=25, audio_from=src, stop=stop)
+    for i in range(5):
+        writer.write(np.zeros((96, 160, 3), np.uint8), i / 25)
+    stop.set()
+    writer.close(complete=True)
+    p = probe(tmp_path / "o.mp4")
+    assert p["video"]["frames"] == 5
+    assert p["audio"]["duration"] < 0.5
