@@ -595,7 +595,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt as exc:
         log.error("interrupted")
         return SIGNAL_EXIT[signal.SIGTERM if isinstance(exc, _Terminated) else signal.SIGINT]
-    except Exception as exc:  # noqa: BLE001 - a bug must still not greet the user with a traceback
+    except Exception as exc:  # a bug must still not greet the user with a traceback
         if args.verbose:
             log.exception("internal error")
         log.error("internal error: %s: %s (run with -v for the traceback)", type(exc).__name__, exc)

@@ -131,17 +131,11 @@ def render_shot(photo: np.ndarray, shot: Shot, progress: float, width: int, heig
     scale = width / crop_w
     # Pixel centres: output (u + 0.5) shows photo point x0 + (u + 0.5) / scale. Sub-pixel offsets keep
     # the motion smooth where whole-pixel crops would judder.
-    matrix = np.array(
-        [[scale, 0.0, 0.5 * scale - 0.5 - x0 * scale], [0.0, scale, 0.5 * scale - 0.5 - y0 * scale]]
-    )
-    return cv2.warpAffine(
-        photo, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT
-    )
+    matrix = np.array([[scale, 0.0, 0.5 * scale - 0.5 - x0 * scale], [0.0, scale, 0.5 * scale - 0.5 - y0 * scale]])
+    return cv2.warpAffine(photo, matrix, (width, height), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REFLECT)
 
 
-def render_frame(
-    photos: Sequence[np.ndarray], t: float, seconds: float, width: int, height: int
-) -> np.ndarray:
+def render_frame(photos: Sequence[np.ndarray], t: float, seconds: float, width: int, height: int) -> np.ndarray:
     """Render the frame shown at time ``t``: the visible shots, crossfaded.
 
     Returns:

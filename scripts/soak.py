@@ -141,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
             str(stats_path),
             *(args.live_args or DEFAULT_LIVE_ARGS),
         ]
-        report["command"] = " ".join(command[1:])
+        report["command"] = "python run_live.py " + " ".join(command[2:])
         report["source"] = {"url": server.url, "fps": args.fps, "size": list(args.frame_size)}
         print(f"soak: {args.minutes:g} min of `{' '.join(command[2:])}`", flush=True)
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, cwd=ROOT)
