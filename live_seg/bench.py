@@ -35,6 +35,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -51,11 +52,13 @@ from .model import (
     Segmenter,
     agreement,
     available_precisions,
+    get_threads,
     resolve_device,
     resolve_precision,
     runtime_info,
+    set_threads,
 )
-from .pipeline import POLL_S, Control, Stage, Stats, percentile
+from .pipeline import POLL_S, Control, Stage, Stats, percentile, plan_workers
 from .render import DEFAULT_ALPHA, voc_palette
 from .sinks import VideoWriter
 from .sources import VideoFileSource
@@ -254,12 +257,13 @@ def read_frames(src: Path, count: int) -> list[np.ndarray]:
 
 
 def model_only_runner(
-    seg: Segmenter, frames: Sequence[np.ndarray], control: Control | None = None
+    seg: Segmenter, frames: Sequence[np.ndarray], control: Control | None = None, workers: int = 1
 ) -> Callable[[int], Sample]:
     """A ``run(n)`` that times forward + argmax of ``ceil(n / len(frames))`` passes over one batch.
 
     The batch is preprocessed once, before any timing; the device is synchronised before
-    every clock read.
+    every clock read. ``workers`` threads share the passes, as the pipeline's inference
+    workers do (with the same torch threads each), so the ceiling is measured the same way.
     """
     batch = len(frames)
     x = seg.preprocess(frames)
@@ -268,21 +272,44 @@ def model_only_runner(
     def run(n: int) -> Sample:
         per_frame: list[float] = []
         passes = max(1, math.ceil(n / batch))
+        todo = iter(range(passes))
+        lock = threading.Lock()
+
+        def loop() -> None:
+            while True:
+                _check(control)
+                with lock:
+                    if next(todo, None) is None:
+                        return
+                t0 = time.perf_counter()
+                seg.infer(x)
+                seg.synchronize()
+                with lock:
+                    per_frame.extend([(time.perf_counter() - t0) / batch] * batch)
+
         seg.synchronize()
         t_start = time.perf_counter()
-        for _ in range(passes):
-            _check(control)
-            t0 = time.perf_counter()
-            seg.infer(x)
-            seg.synchronize()
-            per_frame.extend([(time.perf_counter() - t0) / batch] * batch)
+        if workers == 1:
+            loop()
+        else:
+            threads = [threading.Thread(target=loop, name=f"live_seg-bench-{i}") for i in range(workers)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
         return Sample(time.perf_counter() - t_start, passes * batch, {"infer": per_frame})
 
     return run
 
 
 def pipeline_run(
-    seg: Segmenter, src: Path, frames: int, out_dir: Path, batch: int = 1, control: Control | None = None
+    seg: Segmenter,
+    src: Path,
+    frames: int,
+    out_dir: Path,
+    batch: int = 1,
+    control: Control | None = None,
+    workers: int | None = None,
 ) -> Sample:
     """Run the ``video`` job on the first ``frames`` frames of ``src``; time it whole.
 
@@ -307,6 +334,7 @@ def pipeline_run(
         audio=False,
         overwrite=True,
         batch=batch,
+        workers=workers,
         max_frames=frames,
         control=control,
         on_frame=on_frame,
@@ -482,6 +510,8 @@ def _row(device: str, precision: str, model: str, status: str, reason: str | Non
         "pipeline_vs_naive": None,
         "pipeline_vs_model_only": None,
         "vs_fp32": None,
+        "workers": None,
+        "worker_threads": None,
     }
 
 
@@ -518,30 +548,50 @@ def bench_one(
     warmup: int,
     repeat: int,
     batch: int,
+    threads: int | None = None,
     control: Control | None = None,
 ) -> dict[str, dict[str, Any]]:
     """The three measurements of one configuration.
 
     ``seg`` (the configuration's precision) serves model-only and pipeline; ``naive_seg`` is the
-    same model and weights in fp32, as the original scripts ran it.
+    same model and weights in fp32, as the original scripts ran it, with torch's default
+    threads. Model-only and pipeline use the pipeline's worker plan
+    (:func:`live_seg.pipeline.plan_workers`): the same workers, each with the same threads.
 
     Returns:
         ``{"naive": ..., "model_only": ..., "pipeline": ...}``, each a :func:`summarize` dict.
     """
     control = control or Control()
     label = f"{seg.device} {seg.precision} {seg.name}"
+    workers, worker_threads = plan_workers(seg.device, threads)
+    default_threads = get_threads()
+
+    def planned(fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        if worker_threads is not None:
+            set_threads(worker_threads)
+        try:
+            return fn()
+        finally:
+            set_threads(default_threads)
+
     measures: dict[str, Callable[[], dict[str, Any]]] = {
         "naive": lambda: off_main(
             lambda: measure(lambda n: naive_run(naive_seg, src, n, out_dir, control), frames, warmup, repeat),
             control,
         ),
-        "model_only": lambda: off_main(
-            lambda: measure(model_only_runner(seg, read_frames(src, batch), control), frames, warmup, repeat),
-            control,
+        "model_only": lambda: planned(
+            lambda: off_main(
+                lambda: measure(
+                    model_only_runner(seg, read_frames(src, batch), control, workers), frames, warmup, repeat
+                ),
+                control,
+            )
         ),
         # process_video runs its own threads; it renders and encodes on the calling thread.
-        "pipeline": lambda: measure(
-            lambda n: pipeline_run(seg, src, n, out_dir, batch, control), frames, warmup, repeat
+        "pipeline": lambda: planned(
+            lambda: measure(
+                lambda n: pipeline_run(seg, src, n, out_dir, batch, control, workers), frames, warmup, repeat
+            )
         ),
     }
     results: dict[str, dict[str, Any]] = {}
@@ -557,6 +607,8 @@ def bench_one(
             r["fps_min"],
             r["fps_max"],
         )
+    results["workers"] = workers  # type: ignore[assignment]
+    results["worker_threads"] = worker_threads if worker_threads is not None else default_threads  # type: ignore[assignment]
     return results
 
 
@@ -677,6 +729,7 @@ def run_bench(
                                 warmup=warmup,
                                 repeat=repeat,
                                 batch=batch,
+                                threads=threads,
                                 control=control,
                             )
                         )

@@ -109,7 +109,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     video.add_argument("--view", default="overlay", choices=("overlay", "mask", "side"), help="what to encode")
     video.add_argument("--batch", type=_positive_int, default=1, help="frames per forward pass (default: %(default)s)")
     video.add_argument(
-        "--workers", type=_positive_int, default=1, help="inference threads sharing the model (default: %(default)s)"
+        "--workers",
+        type=_positive_int,
+        default=None,
+        help="inference threads sharing the model (default: one per core, up to 4, on CPU; 1 on a GPU)",
     )
     video.add_argument("--preset", default="veryfast", help="libx264 preset (default: %(default)s)")
     video.add_argument("--crf", type=int, default=20, help="libx264 quality, lower is better (default: %(default)s)")

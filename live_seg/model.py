@@ -490,6 +490,16 @@ class Segmenter:
         return torch.argmax(out.squeeze(0), dim=0).cpu().numpy()
 
 
+def get_threads() -> int:
+    """Torch's CPU intra-op threads (per inference call)."""
+    return torch.get_num_threads()
+
+
+def set_threads(threads: int) -> None:
+    """Set torch's CPU intra-op threads (process-wide: every inference call uses this many)."""
+    torch.set_num_threads(threads)
+
+
 def runtime_info() -> dict:
     """The torch runtime, for benchmark reports: versions, threads and accelerators.
 

@@ -10,8 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError
-from .model import Segmenter
-from .pipeline import Control, Stats, run_file
+from .model import Segmenter, get_threads, set_threads
+from .pipeline import Control, Stats, plan_workers, run_file
 from .render import DEFAULT_ALPHA, Renderer
 from .sinks import VideoWriter, check_output_path
 from .sources import VideoFileSource
@@ -37,7 +37,7 @@ def process_video(
     audio: bool = True,
     overwrite: bool = False,
     batch: int = 1,
-    workers: int = 1,
+    workers: int | None = None,
     preset: str = "veryfast",
     crf: int = 20,
     realtime: bool = False,
@@ -63,7 +63,9 @@ def process_video(
         audio: keep the source's audio.
         overwrite: replace an existing ``dst``.
         batch: frames per forward pass.
-        workers: inference threads sharing the model (see :func:`live_seg.pipeline.run_file`).
+        workers: inference threads sharing the model (see :func:`live_seg.pipeline.run_file`);
+            ``None`` plans them with torch threads per worker (:func:`plan_workers`). Torch's
+            thread setting is restored when the run ends.
         preset, crf: libx264 settings.
         realtime: read the file at its own pace, as a camera would deliver it.
         max_frames: process only the first ``max_frames`` frames (``None``: all).
@@ -106,6 +108,11 @@ def process_video(
             stop=control.stopping,
         )
         setup_s = time.perf_counter() - t_setup
+        previous_threads = get_threads()
+        if workers is None:
+            workers, threads = plan_workers(seg.device, model_args.get("threads"))
+            if threads is not None:
+                set_threads(threads)
         try:
             if on_start is not None:
                 on_start()
@@ -122,6 +129,9 @@ def process_video(
         except BaseException:
             writer.close(complete=False)
             raise
+        finally:
+            threads_used = get_threads()
+            set_threads(previous_threads)
         written = writer.close(complete=not stats.interrupted)
     summary = stats.summary()
     summary.update(
@@ -138,6 +148,7 @@ def process_video(
             "batch": batch,
             "workers": workers,
             **seg.describe(),
+            "threads": threads_used,
         }
     )
     return summary

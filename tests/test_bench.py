@@ -264,6 +264,8 @@ ROW_KEYS = {
     "pipeline_vs_naive",
     "pipeline_vs_model_only",
     "vs_fp32",
+    "workers",
+    "worker_threads",
 }
 MACHINE_KEYS = {
     "cpu",
@@ -332,6 +334,7 @@ def check_schema(report: dict[str, Any]) -> None:
         assert row["pipeline_vs_model_only"] == pytest.approx(
             row["pipeline"]["fps"] / row["model_only"]["fps"], rel=1e-2
         )
+        assert row["workers"] >= 1 and row["worker_threads"] >= 1
         if row["precision"] == "fp32":
             assert row["vs_fp32"] is None
         else:
