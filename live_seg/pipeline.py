@@ -31,6 +31,8 @@ THREAD_PREFIX = "live_seg-"
 
 POLL_S = 0.05
 JOIN_S = 10.0
+WRITE_QUEUE = 4
+"""Rendered frames waiting for the writer (each a copy of the frame: bounded memory)."""
 
 
 class FrameSource(Protocol):
@@ -284,26 +286,29 @@ def run_file(
     *,
     batch: int = 1,
     workers: int = 1,
+    write_thread: bool = True,
     queue_size: int | None = None,
     control: Control | None = None,
     on_frame: Callable[[Stats], None] | None = None,
 ) -> Stats:
     """Run every frame of ``source`` through ``model``, ``render`` and ``write``, in order.
 
-    No frame is dropped; memory is bounded by the two queues. Rendering and writing happen
-    on the calling thread.
+    No frame is dropped; memory is bounded by the queues. Rendering happens on the calling
+    thread; writing on a ``write`` thread of its own (encoding was the calling thread's
+    bottleneck), or on the calling thread with ``write_thread=False``.
 
     Args:
         source: iterable of :class:`FramePacket` with a thread-safe ``stop()``.
         model: ``preprocess(frames) -> batch`` and ``infer(batch) -> (N, s, s) uint8``.
-        render: ``(frame, mask) -> image`` (BGR uint8).
-        write: ``(image, pts_seconds) -> None``.
+        render: ``(frame, mask) -> image`` (BGR uint8; the buffer may be reused by the next call).
+        write: ``(image, pts_seconds) -> None``; always called from one thread.
         batch: frames per forward pass.
         workers: inference threads sharing the model (each takes the next batch); results are
             put back in order before rendering.
-        queue_size: capacity of each queue (default ``workers * (2 * batch + 1) + 1``).
+        write_thread: write from a thread of its own.
+        queue_size: capacity of the frame and result queues (default ``workers * (2 * batch + 1) + 1``).
         control: shared stop/abort requests (a new one when ``None``).
-        on_frame: called after each written frame with the running stats.
+        on_frame: called after each written frame with the running stats (from the writing thread).
 
     Returns:
         The run's :class:`Stats`; ``interrupted`` is True when a stop or abort ended it early.
@@ -317,6 +322,7 @@ def run_file(
     size = queue_size or workers * (2 * batch + 1) + 1
     frames_q: queue.Queue = queue.Queue(maxsize=size)
     results_q: queue.Queue = queue.Queue(maxsize=size)
+    write_q: queue.Queue | None = queue.Queue(maxsize=WRITE_QUEUE) if write_thread else None
     stats = Stats()
 
     def capture() -> None:
@@ -331,17 +337,46 @@ def run_file(
     def infer() -> None:
         infer_loop(model, frames_q, results_q, control, batch)
 
+    def write_one(result: SegResult, image: Frame, render_s: float) -> None:
+        t0 = time.perf_counter()
+        write(image, result.packet.pts)
+        t1 = time.perf_counter()
+        stats.add("preprocess", result.preprocess_s)
+        stats.add("infer", result.infer_s)
+        stats.add("render", render_s)
+        stats.add("encode", t1 - t0)
+        stats.latency.append(t1 - result.packet.t_capture)
+        stats.frames_out += 1
+        if on_frame is not None:
+            on_frame(stats)
+
+    def deliver(result: SegResult, image: Frame, render_s: float) -> None:
+        if write_q is None:
+            write_one(result, image, render_s)
+        else:  # the renderer reuses its buffer: the writer gets a copy
+            put(write_q, (result, image.copy(), render_s), control)
+
+    def writer() -> None:
+        assert write_q is not None
+        while (item := get(write_q, control)) is not END:
+            write_one(*item)  # type: ignore[misc]
+
     stages = [Stage("capture", capture, control, frames_q, ends=workers)]
     stages += [Stage("infer" if workers == 1 else f"infer-{i}", infer, control, results_q) for i in range(workers)]
+    if write_q is not None:
+        stages.append(Stage("write", writer, control, None))
     t_start = time.perf_counter()
     for stage in stages:
         stage.start()
     main_error: BaseException | None = None
     try:
-        _consume(results_q, control, render, write, stats, on_frame, workers)
+        _consume(results_q, control, render, deliver, workers)
     except BaseException as exc:  # noqa: BLE001 - stop the threads first, raise below
         main_error = exc
         control.abort("render/write failed")
+    if write_q is not None:
+        put(write_q, END, control)
+        stages[-1].join()  # the write thread ends with the last queued frame, or at an abort
     source.stop()
     stats.wall_s = time.perf_counter() - t_start
     stats.stop_reason = control.reason
@@ -358,13 +393,11 @@ def _consume(
     results_q: queue.Queue,
     control: Control,
     render: Callable[[Frame, np.ndarray], Frame],
-    write: Callable[[Frame, float | None], None],
-    stats: Stats,
-    on_frame: Callable[[Stats], None] | None,
+    deliver: Callable[[SegResult, Frame, float], None],
     workers: int = 1,
 ) -> None:
-    """Main-thread loop: render and write results in frame order until every worker's ``END``
-    or an abort."""
+    """Main-thread loop: render results in frame order and hand them to ``deliver``, until
+    every worker's ``END`` or an abort."""
     pending: dict[int, SegResult] = {}  # results that overtook an earlier frame (several workers)
     next_index = 0
     ended = 0
@@ -386,30 +419,18 @@ def _consume(
         result: SegResult = item  # type: ignore[assignment]
         pending[result.packet.index] = result
         while next_index in pending:
-            _emit(pending.pop(next_index), render, write, stats, on_frame)
+            _emit(pending.pop(next_index), render, deliver)
             next_index += 1
     for index in sorted(pending):  # a source whose indices skip (none of ours do)
-        _emit(pending.pop(index), render, write, stats, on_frame)
+        _emit(pending.pop(index), render, deliver)
 
 
 def _emit(
     result: SegResult,
     render: Callable[[Frame, np.ndarray], Frame],
-    write: Callable[[Frame, float | None], None],
-    stats: Stats,
-    on_frame: Callable[[Stats], None] | None,
+    deliver: Callable[[SegResult, Frame, float], None],
 ) -> None:
-    """Render and write one result, recording its stage times and latency."""
+    """Render one result and deliver it with its render time."""
     t0 = time.perf_counter()
     image = render(result.packet.image, result.mask)
-    t1 = time.perf_counter()
-    write(image, result.packet.pts)
-    t2 = time.perf_counter()
-    stats.add("preprocess", result.preprocess_s)
-    stats.add("infer", result.infer_s)
-    stats.add("render", t1 - t0)
-    stats.add("encode", t2 - t1)
-    stats.latency.append(t2 - result.packet.t_capture)
-    stats.frames_out += 1
-    if on_frame is not None:
-        on_frame(stats)
+    deliver(result, image, time.perf_counter() - t0)

@@ -227,11 +227,16 @@ class Renderer:
             the next call: copy it if you keep it.
         """
         h, w = frame.shape[:2]
-        full = resize_mask(mask, h, w)
         if self._color is None or self._color.shape[:2] != (h, w):
             self._color = np.empty((h, w, 3), np.uint8)
             self._out = np.empty((h, w, 3), np.uint8)
-        color = colorize(full, self.lut, out=self._color)
+        if mask.size < h * w:
+            # Colour at the (smaller) mask size, then nearest-resize the colours: nearest picks the
+            # same source pixel either way, so this equals colouring the resized mask, with the
+            # lookup done on fewer pixels (512x512 instead of 1280x720: 3.5x fewer).
+            color = cv2.resize(colorize(mask, self.lut), (w, h), dst=self._color, interpolation=cv2.INTER_NEAREST)
+        else:
+            color = colorize(resize_mask(mask, h, w), self.lut, out=self._color)
         if self.mode == "mask":
             view = color
         else:

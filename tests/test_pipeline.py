@@ -10,7 +10,7 @@ import pytest
 
 from live_seg.errors import PipelineError, SourceError
 from live_seg.frames import FramePacket
-from live_seg.pipeline import Control, percentile, run_file
+from live_seg.pipeline import WRITE_QUEUE, Control, percentile, run_file
 
 
 class FakeSource:
@@ -110,7 +110,7 @@ def test_queues_bound_memory():
     done: list[int] = []
     run_file(Counting(40), FakeModel(), render, slow_write, batch=1, queue_size=2)
     assert len(done) == 40
-    assert seen_max <= 2 + 2 + 3  # two queues + one frame in each stage
+    assert seen_max <= 2 + 2 + WRITE_QUEUE + 4  # three queues + one frame in each of the four stages
 
 
 @pytest.mark.parametrize(
@@ -119,7 +119,7 @@ def test_queues_bound_memory():
         ("capture", RuntimeError("disk gone"), "capture failed: RuntimeError: disk gone"),
         ("capture-user", SourceError("lost the camera"), "lost the camera"),
         ("infer", None, r"infer(-\d)? failed: ValueError: bad tensor"),
-        ("write", None, "render/write failed: OSError: no space left"),
+        ("write", None, "write failed: OSError: no space left"),
     ],
 )
 @pytest.mark.parametrize("workers", [1, 2])
