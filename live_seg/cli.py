@@ -107,7 +107,9 @@ def get_args_parser() -> argparse.ArgumentParser:
     video.add_argument("--overwrite", action="store_true", help="replace an existing output")
     video.add_argument("--no-audio", dest="audio", action="store_false", help="drop the source's audio")
     video.add_argument("--view", default="overlay", choices=("overlay", "mask", "side"), help="what to encode")
-    video.add_argument("--batch", type=_positive_int, default=1, help="frames per forward pass (default: %(default)s)")
+    video.add_argument(
+        "--batch", type=_positive_int, default=None, help="frames per forward pass (default: 2 on CPU, 1 on a GPU)"
+    )
     video.add_argument(
         "--workers",
         type=_positive_int,

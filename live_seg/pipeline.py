@@ -208,6 +208,15 @@ class Stats:
 MAX_CPU_WORKERS = 4
 
 
+CPU_BATCH = 2
+"""Frames per forward pass on the CPU when not given: 7 % more fps than 1 with LRASPP (README)."""
+
+
+def plan_batch(device: str) -> int:
+    """Frames per forward pass for a file run when the user did not say."""
+    return CPU_BATCH if device == "cpu" else 1
+
+
 def plan_workers(device: str, threads: int | None = None, cores: int | None = None) -> tuple[int, int | None]:
     """How many inference workers, with how many torch threads each, for a file run.
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from .errors import OutputError
 from .model import Segmenter, get_threads, set_threads
-from .pipeline import Control, Stats, plan_workers, run_file
+from .pipeline import Control, Stats, plan_batch, plan_workers, run_file
 from .render import DEFAULT_ALPHA, Renderer
 from .sinks import VideoWriter, check_output_path
 from .sources import VideoFileSource
@@ -36,7 +36,7 @@ def process_video(
     view: str = "overlay",
     audio: bool = True,
     overwrite: bool = False,
-    batch: int = 1,
+    batch: int | None = None,
     workers: int | None = None,
     preset: str = "veryfast",
     crf: int = 20,
@@ -62,7 +62,7 @@ def process_video(
         palette, alpha, legend, view: rendering (see :class:`live_seg.render.Renderer`).
         audio: keep the source's audio.
         overwrite: replace an existing ``dst``.
-        batch: frames per forward pass.
+        batch: frames per forward pass (``None``: 2 on the CPU, 1 on a GPU).
         workers: inference threads sharing the model (see :func:`live_seg.pipeline.run_file`);
             ``None`` plans them with torch threads per worker (:func:`plan_workers`). Torch's
             thread setting is restored when the run ends.
@@ -109,6 +109,8 @@ def process_video(
         )
         setup_s = time.perf_counter() - t_setup
         previous_threads = get_threads()
+        if batch is None:
+            batch = plan_batch(seg.device)
         if workers is None:
             workers, threads = plan_workers(seg.device, model_args.get("threads"))
             if threads is not None:
