@@ -108,7 +108,10 @@ def get_args_parser() -> argparse.ArgumentParser:
     video.add_argument("--no-audio", dest="audio", action="store_false", help="drop the source's audio")
     video.add_argument("--view", default="overlay", choices=("overlay", "mask", "side"), help="what to encode")
     video.add_argument(
-        "--batch", type=_positive_int, default=None, help="frames per forward pass (default: 2 on CPU, 1 on a GPU)"
+        "--batch",
+        type=_positive_int,
+        default=None,
+        help="frames per forward pass (default: 2 for LRASPP on CPU, else 1)",
     )
     video.add_argument(
         "--workers",
