@@ -111,7 +111,7 @@ def get_args_parser() -> argparse.ArgumentParser:
         "--batch",
         type=_positive_int,
         default=None,
-        help="frames per forward pass (default: 2 for LRASPP on CPU, else 1)",
+        help="frames per forward pass (default: 2 on CPU, 1 on a GPU)",
     )
     video.add_argument(
         "--workers",
