@@ -32,6 +32,7 @@ import os
 import statistics
 import threading
 import time
+from array import array
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,10 +266,11 @@ class LiveSession:
         self.url: str | None = None
         self.snapshots: list[str] = []
         self.inferred = 0
-        self.infer_s: list[float] = []
-        self.latency_s: list[float] = []
-        self.overhead_s: list[float] = []
-        self.shown_infer_s: list[float] = []
+        # Compact arrays: a live run of hours keeps every sample in tens of MB.
+        self.infer_s = array("d")
+        self.latency_s = array("d")
+        self.overhead_s = array("d")
+        self.shown_infer_s = array("d")
         self._hud_latency_ms: float | None = None
         self._capture_rate, self._infer_rate = _RateMeter(), _RateMeter()
         self._first_capture: float | None = None

@@ -15,6 +15,7 @@ import queue
 import statistics
 import threading
 import time
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -173,13 +174,15 @@ class Stats:
     wall_s: float = 0.0
     interrupted: bool = False
     stop_reason: str | None = None
-    stages: dict[str, list[float]] = field(
-        default_factory=lambda: {k: [] for k in ("decode", "preprocess", "infer", "render", "encode")}
+    # Compact float arrays (8 bytes a sample, not a 32-byte Python float in a list): a run of
+    # hours keeps every sample for exact medians in tens of MB, not hundreds.
+    stages: dict[str, array] = field(
+        default_factory=lambda: {k: array("d") for k in ("decode", "preprocess", "infer", "render", "encode")}
     )
-    latency: list[float] = field(default_factory=list)
+    latency: array = field(default_factory=lambda: array("d"))
 
     def add(self, stage: str, seconds: float) -> None:
-        self.stages.setdefault(stage, []).append(seconds)
+        self.stages.setdefault(stage, array("d")).append(seconds)
 
     @property
     def fps(self) -> float:
