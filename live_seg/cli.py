@@ -14,7 +14,7 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,8 @@ log = logging.getLogger("live_seg")
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
+# The registry's names (live_seg.model.MODELS; a test keeps the two equal), spelled out so that
+# parsing arguments does not import torch: a bad source fails in a fraction of a second.
 MODEL_NAMES = (
     "fcn_resnet101",
     "fcn_resnet50",
@@ -36,24 +38,25 @@ MODEL_NAMES = (
 )
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a number >= 1, got {value}")
-    return value
+def _arg_type(convert: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    """An argparse ``type=``: ``convert`` the text and check it, with one message naming ``what``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    return parse
 
 
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"expected a number in [0, 1], got {value}")
-    return value
+_positive_int = _arg_type(int, lambda v: v >= 1, "a whole number >= 1")
+_unit_float = _arg_type(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+_seconds = _arg_type(float, lambda v: v > 0, "a number of seconds > 0")
+_port = _arg_type(int, lambda v: 0 <= v <= 65535, "a TCP port 0..65535 (0 = any free port)")
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
@@ -185,26 +188,6 @@ def _bench_parser(sub: Any) -> None:
     o.add_argument("--json", metavar="FILE", help="write the full report as JSON (schema in the README)")
     o.add_argument("--markdown", metavar="FILE", help="write the tables as Markdown")
     o.add_argument("--plot", metavar="FILE.png", help="bar chart of fps per configuration (needs matplotlib)")
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {value}")
-    return value
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a TCP port number, got {text!r}") from None
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"expected a TCP port 0..65535 (0 = any free port), got {value}")
-    return value
 
 
 def _live_parser(sub: Any) -> None:

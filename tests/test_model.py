@@ -85,7 +85,9 @@ def one_line_error(excinfo: pytest.ExceptionInfo) -> str:
 # --- registry -----------------------------------------------------------------------------------
 
 
-def test_registry_holds_the_six_models():
+def test_registry_holds_the_six_models_and_the_cli_offers_them():
+    from live_seg.cli import MODEL_NAMES
+
     assert set(MODELS) == {
         "fcn_resnet101",
         "fcn_resnet50",
@@ -94,6 +96,7 @@ def test_registry_holds_the_six_models():
         "deeplabv3_mobilenet_v3_large",
         "lraspp_mobilenet_v3_large",
     }
+    assert MODEL_NAMES == tuple(MODELS)
     assert DEFAULT_MODEL == "fcn_resnet101"
     for spec in MODELS.values():
         assert len(spec.weights.DEFAULT.meta["categories"]) == 21
