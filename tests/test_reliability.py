@@ -503,7 +503,12 @@ def test_written_under_a_temporary_name_then_renamed(cli, media, tmp_path, monke
 
 
 def _signal_at_frame(monkeypatch, frame: int, signals: tuple[int, ...], at: list[float]) -> None:
-    """Send ``signals`` to this process once the writer has written ``frame`` frames."""
+    """Send ``signals`` to this process once the writer has written ``frame`` frames.
+
+    The writer runs on the pipeline's write thread, and Python runs signal handlers on the main
+    thread: a second identical signal sent before the first was handled would merge with it, as
+    no person's second Ctrl-C does. So each signal gets a moment to be handled first.
+    """
     write = VideoWriter.write
 
     def write_then_signal(self, image, pts=None):
@@ -511,7 +516,9 @@ def _signal_at_frame(monkeypatch, frame: int, signals: tuple[int, ...], at: list
         if self.frames == frame:
             at.append(time.monotonic())
             for signum in signals:
-                os.kill(os.getpid(), signum)  # handled before the next line runs
+                os.kill(os.getpid(), signum)
+                if threading.current_thread() is not threading.main_thread():
+                    time.sleep(0.3)
 
     monkeypatch.setattr(VideoWriter, "write", write_then_signal)
 
