@@ -338,10 +338,10 @@ def run_file(
         for packet in source:
             if control.stopping.is_set():
                 break
+            if not put(frames_q, packet, control, give_up=control.stopping):
+                break  # read but never queued: not counted
             stats.frames_in += 1
             stats.add("decode", packet.decode_s)
-            if not put(frames_q, packet, control, give_up=control.stopping):
-                break
 
     def infer() -> None:
         infer_loop(model, frames_q, results_q, control, batch)
