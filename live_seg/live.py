@@ -44,7 +44,7 @@ import numpy as np
 from .errors import LiveSegError, OutputError, PipelineError
 from .frames import Frame, FramePacket, SegResult
 from .hud import HudInfo, draw_hud
-from .pipeline import POLL_S, Control, Stage, Stats, join_all, percentile
+from .pipeline import POLL_S, Control, Stage, Stats, join_all, spread_ms
 from .render import DEFAULT_ALPHA, Renderer, side_by_side
 from .sinks import KEY_QUIT, PreviewServer, PreviewWindow, VideoWriter, check_output_path, display_problem
 from .sources import DEFAULT_RECONNECT, CaptureSource, LatestFrame, VideoFileSource, open_live_source
@@ -215,18 +215,6 @@ def _thirds(values: Sequence[float]) -> dict[str, float | None]:
     return {
         key: round(statistics.median(part) * 1000, 2) if part else None
         for key, part in zip(("first", "middle", "last"), parts, strict=True)
-    }
-
-
-def _ms(values: Sequence[float]) -> dict[str, float | None]:
-    """p50 / p95 / max of seconds, in ms."""
-    s = sorted(values)
-    if not s:
-        return {"p50": None, "p95": None, "max": None}
-    return {
-        "p50": round(percentile(s, 50) * 1000, 2),
-        "p95": round(percentile(s, 95) * 1000, 2),
-        "max": round(s[-1] * 1000, 2),
     }
 
 
@@ -646,9 +634,9 @@ class LiveSession:
                 "capture_fps": round((captured - 1) / span, 3) if span > 0 else 0.0,
                 "infer_fps": round(self.inferred / wall, 3) if wall > 0 else 0.0,
                 "display_fps": round(stats.frames_out / wall, 3) if wall > 0 else 0.0,
-                "infer_ms": _ms(self.infer_s),
-                "shown_infer_ms": _ms(self.shown_infer_s),
-                "overhead_ms": _ms(self.overhead_s),
+                "infer_ms": spread_ms(self.infer_s),
+                "shown_infer_ms": spread_ms(self.shown_infer_s),
+                "overhead_ms": spread_ms(self.overhead_s),
                 "latency_thirds_ms": _thirds(self.latency_s),
                 "infer_thirds_ms": _thirds(self.infer_s),
                 "overhead_thirds_ms": _thirds(self.overhead_s),

@@ -68,13 +68,10 @@ def auto_precision(device: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class ModelSpec:
-    """A torchvision segmentation model: its builder, its weights enum, and the frames per
-    forward pass for the video job on a CPU (measured here: batch 2 gave LRASPP 7 % more fps
-    than batch 1, and FCN-ResNet101 1.77 against 1.61 fps; see the README)."""
+    """A torchvision segmentation model: its builder and its weights enum."""
 
     builder: Callable[..., nn.Module]
     weights: type[WeightsEnum]
-    cpu_batch: int = 2
 
 
 MODELS: dict[str, ModelSpec] = {

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError
-from .model import MODELS, Segmenter, get_threads, set_threads
+from .model import Segmenter, get_threads, set_threads
 from .pipeline import Control, Stats, plan_batch, plan_workers, run_file
 from .render import DEFAULT_ALPHA, Renderer
 from .sinks import VideoWriter, check_output_path
@@ -62,7 +62,7 @@ def process_video(
         palette, alpha, legend, view: rendering (see :class:`live_seg.render.Renderer`).
         audio: keep the source's audio.
         overwrite: replace an existing ``dst``.
-        batch: frames per forward pass (``None``: the model's best on the CPU, 1 on a GPU).
+        batch: frames per forward pass (``None``: 2 on the CPU, 1 on a GPU).
         workers: inference threads sharing the model (see :func:`live_seg.pipeline.run_file`);
             ``None`` plans them with torch threads per worker (:func:`plan_workers`). Torch's
             thread setting is restored when the run ends.
@@ -110,7 +110,7 @@ def process_video(
         setup_s = time.perf_counter() - t_setup
         previous_threads = get_threads()
         if batch is None:
-            batch = plan_batch(seg.device, MODELS[seg.name].cpu_batch)
+            batch = plan_batch(seg.device)
         if workers is None:
             workers, threads = plan_workers(seg.device, model_args.get("threads"))
             if threads is not None:
