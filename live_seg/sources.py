@@ -316,6 +316,11 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 """Wait before reconnect attempt 1, 2, …; later attempts wait the last value."""
 
 
+def backoff_s(attempt: int) -> float:
+    """Seconds to wait before reconnect attempt ``attempt`` (1-based): 0.5, 1, 2, 4, 8, 8, …"""
+    return BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1]
+
+
 def parse_source(spec: str | int) -> int | str:
     """Tell what ``--source`` names: a camera index, a stream URL or a file path.
 
@@ -537,7 +542,7 @@ class CaptureSource:
         tries = ""
         if cap is None and self.retry_open and not self.camera:
             for attempt in range(1, self.reconnect + 1):
-                delay = BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1]
+                delay = backoff_s(attempt)
                 log.warning("could not open %s: attempt %d/%d in %.1f s", self.name, attempt, self.reconnect, delay)
                 if self._stop.wait(delay) or (cap := self._new_capture()) is not None:
                     break
@@ -598,7 +603,7 @@ class CaptureSource:
             self._cap = None
         log.warning("lost %s (no frame)%s", self.name, "" if self.reconnect else "; reconnecting is off")
         for attempt in range(1, self.reconnect + 1):
-            delay = BACKOFF_S[min(attempt, len(BACKOFF_S)) - 1]
+            delay = backoff_s(attempt)
             log.warning("reconnect attempt %d/%d to %s in %.1f s", attempt, self.reconnect, self.name, delay)
             if self._stop.wait(delay):
                 return False
