@@ -310,6 +310,10 @@ class SignalGate:
             log.warning("%s again: aborting", name)
             self.control.abort(f"aborted by {name}")
 
+    @staticmethod
+    def _late(signum: int, _frame: object) -> None:
+        log.warning("%s: already stopping", signal.Signals(signum).name)
+
     def _overdue(self, name: str) -> None:
         if not self.control.aborted.is_set():
             log.warning("%s: the frames in flight took over %g s; aborting", name, self.grace_s)
@@ -322,7 +326,9 @@ class SignalGate:
             yield self
         finally:
             for s, handler in previous.items():
-                signal.signal(s, handler)
+                # Once told to stop, a repeated Ctrl-C while the output is finished and the
+                # interpreter exits is noted, not raised as a traceback from wherever it lands.
+                signal.signal(s, handler if self.signum is None else self._late)
             if self._timer is not None:
                 self._timer.cancel()
                 self._timer.join()

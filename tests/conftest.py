@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 
@@ -23,3 +24,13 @@ def no_thread_left():
         time.sleep(0.02)
     left = pipeline_threads()
     assert not left, f"pipeline threads still alive after the test: {left}"
+
+
+@pytest.fixture(autouse=True)
+def signal_handlers_restored():
+    """An interrupted in-process run leaves its "already stopping" handlers (for the rest of a
+    real process's life); give every test the handlers it started with."""
+    saved = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for s, handler in saved.items():
+        signal.signal(s, handler)

@@ -677,7 +677,9 @@ def test_real_signal_stops_within_15_s_with_a_playable_output(long_clip, tmp_pat
 
 def test_second_ctrl_c_exits_at_once_and_the_output_still_plays(long_clip, tmp_path):
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
-    run = CliProcess("video", long_clip, "-o", out, "--stats", stats, *LIGHT)
+    # At --size 512 the frames in flight take a few hundred ms to finish, so the second Ctrl-C
+    # lands while the first one's drain is still running (at 128 they can all be done in 50 ms).
+    run = CliProcess("video", long_clip, "-o", out, "--stats", stats, *LIGHT, "--size", "512")
     run.wait_frames(5)
     run.proc.send_signal(signal.SIGINT)
     time.sleep(0.05)
