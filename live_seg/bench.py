@@ -47,6 +47,7 @@ import cv2
 import numpy as np
 
 from .errors import LiveSegError, ModelError, OutputError, SourceError
+from .metrics import STAGES, Stats, median_ms, spread_ms
 from .model import (
     DEFAULT_MODEL,
     Segmenter,
@@ -58,7 +59,7 @@ from .model import (
     runtime_info,
     set_threads,
 )
-from .pipeline import POLL_S, Control, Stage, Stats, percentile, plan_workers
+from .pipeline import POLL_S, Control, Stage, plan_workers
 from .render import DEFAULT_ALPHA, voc_palette
 from .sinks import VideoWriter
 from .sources import VideoFileSource
@@ -71,7 +72,6 @@ T = TypeVar("T")
 SCHEMA = "live_seg.bench/1"
 """``schema`` field of the JSON report; bumped when a field changes meaning or goes away."""
 
-STAGES = ("decode", "preprocess", "infer", "render", "encode")
 MEASURES = ("naive", "model_only", "pipeline")
 AGREEMENT_FRAMES = 2
 """Frames of the source on which a non-fp32 row is compared with fp32 (``vs_fp32``)."""
@@ -111,10 +111,6 @@ class Sample:
         return self.frames / self.seconds if self.seconds > 0 else 0.0
 
 
-def _ms(seconds: float) -> float:
-    return round(seconds * 1000, 3)
-
-
 def summarize(samples: Sequence[Sample], warmup: int = 0) -> dict[str, Any]:
     """The JSON-ready summary of the timed runs of one measurement.
 
@@ -136,7 +132,7 @@ def summarize(samples: Sequence[Sample], warmup: int = 0) -> dict[str, Any]:
     for s in samples:
         for k, values in s.stages.items():
             pooled.setdefault(k, []).extend(values)
-    lat = sorted(x for s in samples for x in s.latency)
+    lat = [x for s in samples for x in s.latency]
     return {
         "fps": round(fps, 4),
         "fps_min": round(min(runs), 4),
@@ -146,10 +142,8 @@ def summarize(samples: Sequence[Sample], warmup: int = 0) -> dict[str, Any]:
         "frames": [s.frames for s in samples],
         "warmup": warmup,
         "ms_per_frame": round(1000 / fps, 3) if fps > 0 else None,
-        "stage_ms": {k: _ms(statistics.median(v)) if v else None for k, v in pooled.items()},
-        "latency_ms": (
-            {"p50": _ms(percentile(lat, 50)), "p95": _ms(percentile(lat, 95)), "max": _ms(lat[-1])} if lat else None
-        ),
+        "stage_ms": {k: median_ms(v) for k, v in pooled.items()},
+        "latency_ms": spread_ms(lat, digits=3) if lat else None,
     }
 
 

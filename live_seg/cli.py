@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LiveSegError, OutputError
-from .pipeline import Control, Stats
+from .metrics import Stats
+from .pipeline import Control
 
 log = logging.getLogger("live_seg")
 

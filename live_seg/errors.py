@@ -26,3 +26,23 @@ class OutputError(LiveSegError):
 
 class PipelineError(LiveSegError):
     """A pipeline stage failed; the original exception is chained as ``__cause__``."""
+
+
+def one_line(exc: BaseException | str, *, with_type: bool = False, limit: int | None = None) -> str:
+    """A message on one line: whitespace runs collapsed, optionally prefixed and cut.
+
+    Args:
+        exc: an exception (its ``str``, or for OS errors its ``strerror``) or a text.
+        with_type: prefix the exception's class name (``"ValueError: ..."``).
+        limit: cut the text to this many characters.
+    """
+    if isinstance(exc, BaseException):
+        raw = getattr(exc, "strerror", None) if isinstance(exc, OSError) else None
+        text = " ".join(str(raw or exc).split())
+    else:
+        text = " ".join(str(exc).split())
+    if limit is not None:
+        text = text[:limit]
+    if with_type and isinstance(exc, BaseException):
+        return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    return text or (type(exc).__name__ if isinstance(exc, BaseException) else "")

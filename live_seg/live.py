@@ -25,11 +25,9 @@ and nothing is dropped.
 
 from __future__ import annotations
 
-import collections
 import datetime as dt
 import logging
 import os
-import statistics
 import threading
 import time
 from array import array
@@ -44,7 +42,8 @@ import numpy as np
 from .errors import LiveSegError, OutputError, PipelineError
 from .frames import Frame, FramePacket, SegResult
 from .hud import HudInfo, draw_hud
-from .pipeline import POLL_S, Control, Stage, Stats, join_all, spread_ms
+from .metrics import RateMeter, Stats, spread_ms, thirds_ms
+from .pipeline import POLL_S, Control, Stage, join_all
 from .render import DEFAULT_ALPHA, Renderer, side_by_side
 from .sinks import KEY_QUIT, PreviewServer, PreviewWindow, VideoWriter, check_output_path, display_problem
 from .sources import DEFAULT_RECONNECT, CaptureSource, LatestFrame, VideoFileSource, open_live_source
@@ -59,8 +58,6 @@ DISPLAYS = ("auto", "window", "browser", "none")
 DEFAULT_SERVE_PORT = 8090
 HUD_REFRESH_S = 0.5
 """Without new frames (paused, stalled source), the HUD is still redrawn this often."""
-RATE_WINDOW_S = 2.0
-"""The HUD's fps figures are averaged over this many recent seconds."""
 NORMAL_ENDS = frozenset({"duration", "quit", "window closed", "end of input"})
 """Stop reasons that are not an interruption."""
 
@@ -153,20 +150,6 @@ class _Board:
             self.cond.notify_all()
 
 
-class _RateMeter:
-    """Events per second over the last :data:`RATE_WINDOW_S` seconds, from a running count."""
-
-    def __init__(self) -> None:
-        self.samples: collections.deque[tuple[float, int]] = collections.deque()
-
-    def update(self, now: float, count: int) -> float:
-        self.samples.append((now, count))
-        while len(self.samples) > 2 and now - self.samples[1][0] >= RATE_WINDOW_S:
-            self.samples.popleft()
-        t0, c0 = self.samples[0]
-        return (count - c0) / (now - t0) if now - t0 >= 0.25 else 0.0
-
-
 class _Recorder:
     """The rendered view into an MP4 (the ``video`` job's writer), timed by capture wall-clock.
 
@@ -206,16 +189,6 @@ def _letterbox(image: Frame, size: tuple[int, int]) -> Frame:
     x, y = (w - nw) // 2, (h - nh) // 2
     out[y : y + nh, x : x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
     return out
-
-
-def _thirds(values: Sequence[float]) -> dict[str, float | None]:
-    """Medians, in ms, of the first, middle and last third of a run's values (in order)."""
-    n = len(values)
-    parts = (values[: n // 3], values[n // 3 : 2 * n // 3], values[2 * n // 3 :])
-    return {
-        key: round(statistics.median(part) * 1000, 2) if part else None
-        for key, part in zip(("first", "middle", "last"), parts, strict=True)
-    }
 
 
 class LiveSession:
@@ -260,7 +233,7 @@ class LiveSession:
         self.overhead_s = array("d")
         self.shown_infer_s = array("d")
         self._hud_latency_ms: float | None = None
-        self._capture_rate, self._infer_rate = _RateMeter(), _RateMeter()
+        self._capture_rate, self._infer_rate = RateMeter(), RateMeter()
         self._first_capture: float | None = None
         self._last_capture = 0.0
         self.stats = Stats()
@@ -605,7 +578,7 @@ class LiveSession:
         captured = slot.put_count if slot else 0
         dropped = slot.dropped if slot else 0
         stats.frames_in = captured
-        stats.latency = list(self.latency_s)
+        stats.latency = self.latency_s
         stats.interrupted = stats.stop_reason not in NORMAL_ENDS
         wall = stats.wall_s
         summary = stats.summary()
@@ -637,9 +610,9 @@ class LiveSession:
                 "infer_ms": spread_ms(self.infer_s),
                 "shown_infer_ms": spread_ms(self.shown_infer_s),
                 "overhead_ms": spread_ms(self.overhead_s),
-                "latency_thirds_ms": _thirds(self.latency_s),
-                "infer_thirds_ms": _thirds(self.infer_s),
-                "overhead_thirds_ms": _thirds(self.overhead_s),
+                "latency_thirds_ms": thirds_ms(self.latency_s),
+                "infer_thirds_ms": thirds_ms(self.infer_s),
+                "overhead_thirds_ms": thirds_ms(self.overhead_s),
                 "reconnects": getattr(source, "reconnects", 0),
                 "snapshots": list(self.snapshots),
                 **(self.segmenter.describe() if self.segmenter is not None else {}),

@@ -12,18 +12,16 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import statistics
 import threading
 import time
-from array import array
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import LiveSegError, PipelineError
+from .errors import LiveSegError, PipelineError, one_line
 from .frames import Frame, FramePacket, SegResult
+from .metrics import Stats
 
 log = logging.getLogger(__name__)
 
@@ -162,45 +160,7 @@ def raise_stage_error(stage: Stage) -> None:
     if isinstance(exc, LiveSegError):
         raise exc
     stage_name = stage.name.removeprefix(THREAD_PREFIX)
-    raise PipelineError(f"{stage_name} failed: {type(exc).__name__}: {' '.join(str(exc).split())}") from exc
-
-
-@dataclass
-class Stats:
-    """Counts and per-stage timings of one run (seconds internally, ms in :meth:`summary`)."""
-
-    frames_in: int = 0
-    frames_out: int = 0
-    wall_s: float = 0.0
-    interrupted: bool = False
-    stop_reason: str | None = None
-    # Compact float arrays (8 bytes a sample, not a 32-byte Python float in a list): a run of
-    # hours keeps every sample for exact medians in tens of MB, not hundreds.
-    stages: dict[str, array] = field(
-        default_factory=lambda: {k: array("d") for k in ("decode", "preprocess", "infer", "render", "encode")}
-    )
-    latency: array = field(default_factory=lambda: array("d"))
-
-    def add(self, stage: str, seconds: float) -> None:
-        self.stages.setdefault(stage, array("d")).append(seconds)
-
-    @property
-    def fps(self) -> float:
-        return self.frames_out / self.wall_s if self.wall_s > 0 else 0.0
-
-    def summary(self) -> dict[str, Any]:
-        """A JSON-ready summary: counts, wall seconds, end-to-end fps, median ms per stage,
-        and latency percentiles (capture → written) in ms."""
-        return {
-            "frames_in": self.frames_in,
-            "frames_out": self.frames_out,
-            "wall_s": round(self.wall_s, 4),
-            "fps": round(self.fps, 3),
-            "interrupted": self.interrupted,
-            "stop_reason": self.stop_reason,
-            "stage_ms": {k: round(statistics.median(v) * 1000, 3) if v else None for k, v in self.stages.items()},
-            "latency_ms": spread_ms(self.latency),
-        }
+    raise PipelineError(f"{stage_name} failed: {one_line(exc, with_type=True)}") from exc
 
 
 MAX_CPU_WORKERS = 4
@@ -239,28 +199,6 @@ def plan_workers(device: str, threads: int | None = None, cores: int | None = No
         return max(1, cores // threads), threads
     workers = max(1, min(cores, MAX_CPU_WORKERS))
     return workers, max(1, cores // workers)
-
-
-def spread_ms(seconds: Sequence[float]) -> dict[str, float | None]:
-    """p50 / p95 / max of durations in seconds, in ms (``None`` each when there are none)."""
-    s = sorted(seconds)
-    if not s:
-        return {"p50": None, "p95": None, "max": None}
-    return {
-        "p50": round(percentile(s, 50) * 1000, 2),
-        "p95": round(percentile(s, 95) * 1000, 2),
-        "max": round(s[-1] * 1000, 2),
-    }
-
-
-def percentile(sorted_values: Sequence[float], q: float) -> float:
-    """Linear-interpolated percentile ``q`` (0..100) of already sorted values."""
-    if not sorted_values:
-        raise ValueError("percentile of an empty sequence")
-    pos = (len(sorted_values) - 1) * q / 100
-    lo = int(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
 
 
 def infer_loop(

@@ -10,8 +10,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import OutputError
+from .metrics import Stats
 from .model import Segmenter, get_threads, set_threads
-from .pipeline import Control, Stats, plan_batch, plan_workers, run_file
+from .pipeline import Control, plan_batch, plan_workers, run_file
 from .render import DEFAULT_ALPHA, Renderer
 from .sinks import VideoWriter, check_output_path
 from .sources import VideoFileSource

@@ -10,7 +10,8 @@ import pytest
 
 from live_seg.errors import PipelineError, SourceError
 from live_seg.frames import FramePacket
-from live_seg.pipeline import WRITE_QUEUE, Control, percentile, run_file
+from live_seg.metrics import percentile
+from live_seg.pipeline import WRITE_QUEUE, Control, run_file
 
 
 class FakeSource:
