@@ -20,6 +20,7 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Segmenter": "model",
     "MODELS": "model",
+    "torch_runtime": "model",
     "Renderer": "render",
     "overlay": "render",
     "blend": "render",
@@ -33,7 +34,7 @@ _EXPORTS = {
     "run_live": "live",
     "run_bench": "bench",
     "VideoFileSource": "sources",
-    "VideoWriter": "sinks",
+    "VideoWriter": "mp4",
     "Control": "pipeline",
     "run_file": "pipeline",
     "LiveSegError": "errors",

@@ -1,8 +1,9 @@
-"""Command line: ``live-seg video|image …`` (also ``python run_live.py …``).
+"""Command line: ``live-seg video|image|bench|live …`` (also ``python run_live.py …``).
 
-The only module that parses arguments, sets up logging and prints. Errors the tool
-expects are one line on stderr and exit 1; bad arguments exit 2; an interrupt exits
-130 (SIGINT) or 143 (SIGTERM) after the output is finalised. ``-v`` shows tracebacks.
+The only module that sets up logging and prints; the arguments are parsed by the parser of
+:mod:`live_seg.cli_args`. Errors the tool expects are one line on stderr and exit 1; bad
+arguments exit 2; an interrupt exits 130 (SIGINT) or 143 (SIGTERM) after the output is
+finalised. ``-v`` shows tracebacks.
 """
 
 from __future__ import annotations
@@ -14,244 +15,27 @@ import logging
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import LiveSegError, OutputError
+from .cli_args import get_args_parser
+from .errors import LiveSegError, OutputError, one_line
 from .metrics import Stats
 from .pipeline import Control
+from .registry import RANDOM_WEIGHTS
 
-log = logging.getLogger("live_seg")
+__all__ = ["SignalGate", "get_args_parser", "main"]
+
+log = logging.getLogger(__name__)
 
 EXIT_ERROR = 1
 EXIT_USAGE = 2
 SIGNAL_EXIT = {signal.SIGINT: 130, signal.SIGTERM: 143}
-# The registry's names (live_seg.model.MODELS; a test keeps the two equal), spelled out so that
-# parsing arguments does not import torch: a bad source fails in a fraction of a second.
-MODEL_NAMES = (
-    "fcn_resnet101",
-    "fcn_resnet50",
-    "deeplabv3_resnet50",
-    "deeplabv3_resnet101",
-    "deeplabv3_mobilenet_v3_large",
-    "lraspp_mobilenet_v3_large",
-)
-
-
-def _arg_type(convert: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
-    """An argparse ``type=``: ``convert`` the text and check it, with one message naming ``what``."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _arg_type(int, lambda v: v >= 1, "a whole number >= 1")
-_unit_float = _arg_type(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
-_seconds = _arg_type(float, lambda v: v > 0, "a number of seconds > 0")
-_port = _arg_type(int, lambda v: 0 <= v <= 65535, "a TCP port 0..65535 (0 = any free port)")
-
-
-def _model_options(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("model")
-    g.add_argument(
-        "--model", default="fcn_resnet101", choices=MODEL_NAMES, help="segmentation model (default: %(default)s)"
-    )
-    g.add_argument(
-        "--weights",
-        default="default",
-        help="'default' = official VOC weights (downloaded once, 208 MB for fcn_resnet101), "
-        "'random' = untrained (benchmarks, tests), or a state_dict file PATH",
-    )
-    g.add_argument(
-        "--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="default: cuda, then mps, then cpu"
-    )
-    g.add_argument(
-        "--precision",
-        default="auto",
-        choices=("auto", "fp32", "fp16", "bf16"),
-        help="auto: fp16 on CUDA, bf16 on CPUs with native bf16, else fp32",
-    )
-    g.add_argument("--size", type=_positive_int, default=512, help="model input is SIZE x SIZE (default: %(default)s)")
-    g.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch decides)")
-
-
-def _render_options(parser: argparse.ArgumentParser, legend_default: bool = False) -> None:
-    g = parser.add_argument_group("rendering")
-    g.add_argument("--palette", default="voc", choices=("voc", "random"), help="class colours (default: %(default)s)")
-    g.add_argument(
-        "--alpha", type=_unit_float, default=0.4, help="weight of the mask colour (default 0.4: 60/40 blend)"
-    )
-    g.add_argument(
-        "--legend", action=argparse.BooleanOptionalAction, default=legend_default, help="draw the classes present"
-    )
-
-
-def get_args_parser() -> argparse.ArgumentParser:
-    """The argument parser of every subcommand."""
-    parser = argparse.ArgumentParser(
-        prog="live-seg",
-        description="Real-time semantic segmentation (FCN-ResNet101, PASCAL VOC) for video files, cameras and images.",
-    )
-    parser.add_argument("-v", "--verbose", action="count", default=0, help="more logging; -v also shows tracebacks")
-    parser.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only, no progress bar")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    video = sub.add_parser("video", help="video file -> overlaid MP4 (H.264, source timestamps and audio kept)")
-    video.add_argument("input", help="input video file")
-    video.add_argument("-o", "--output", help="output .mp4 (default: INPUT.seg.mp4 beside the input)")
-    video.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    video.add_argument("--no-audio", dest="audio", action="store_false", help="drop the source's audio")
-    video.add_argument("--view", default="overlay", choices=("overlay", "mask", "side"), help="what to encode")
-    video.add_argument(
-        "--batch",
-        type=_positive_int,
-        default=None,
-        help="frames per forward pass (default: 2 on CPU, 1 on a GPU)",
-    )
-    video.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=None,
-        help="inference threads sharing the model (default: one per core, up to 4, on CPU; 1 on a GPU)",
-    )
-    video.add_argument("--preset", default="veryfast", help="libx264 preset (default: %(default)s)")
-    video.add_argument("--crf", type=int, default=20, help="libx264 quality, lower is better (default: %(default)s)")
-    video.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON")
-    _model_options(video)
-    _render_options(video)
-
-    image = sub.add_parser("image", help="one image -> overlay.png, mask.png, side_by_side.png")
-    image.add_argument("input", help="input image file")
-    image.add_argument("-o", "--output", default=".", metavar="DIR", help="output folder (default: current folder)")
-    image.add_argument("--overwrite", action="store_true", help="replace existing PNGs")
-    image.add_argument("--show", action="store_true", help="show original | segmented in a window")
-    _model_options(image)
-    _render_options(image, legend_default=True)
-    _bench_parser(sub)
-    _live_parser(sub)
-    return parser
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {value}")
-    return value
-
-
-def _bench_parser(sub: Any) -> None:
-    bench = sub.add_parser("bench", help="fps per device x precision x model: naive loop, model only, pipeline")
-    g = bench.add_argument_group("what to measure")
-    g.add_argument(
-        "--device", nargs="+", default=["auto"], choices=("auto", "cpu", "cuda", "mps", "all"), help="default: auto"
-    )
-    g.add_argument(
-        "--precision",
-        nargs="+",
-        default=["auto"],
-        choices=("auto", "fp32", "fp16", "bf16", "all"),
-        help="default: auto",
-    )
-    g.add_argument(
-        "--model",
-        nargs="+",
-        default=["fcn_resnet101"],
-        choices=MODEL_NAMES,
-        metavar="NAME",
-        help=f"one or more of {', '.join(MODEL_NAMES)} (default: fcn_resnet101)",
-    )
-    g.add_argument(
-        "--weights",
-        default="random",
-        help="default 'random': speed does not depend on the weights ('default' or a file PATH also work)",
-    )
-    g.add_argument("--source", metavar="FILE|synthetic", help="clip to read (default: samples/sample.mp4)")
-    g.add_argument("--size", type=_positive_int, default=512, help="model input is SIZE x SIZE (default: %(default)s)")
-    g.add_argument("--batch", type=_positive_int, default=1, help="frames per forward pass (default: %(default)s)")
-    g.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch decides)")
-    t = bench.add_argument_group("timing")
-    t.add_argument("--frames", type=_positive_int, default=10, help="frames per timed run (default: %(default)s)")
-    t.add_argument("--warmup", type=_non_negative_int, default=1, help="untimed frames first (default: %(default)s)")
-    t.add_argument("--repeat", type=_positive_int, default=3, help="timed runs; the median is kept (default: 3)")
-    o = bench.add_argument_group("reports")
-    o.add_argument("--json", metavar="FILE", help="write the full report as JSON (schema in the README)")
-    o.add_argument("--markdown", metavar="FILE", help="write the tables as Markdown")
-    o.add_argument("--plot", metavar="FILE.png", help="bar chart of fps per configuration (needs matplotlib)")
-
-
-def _live_parser(sub: Any) -> None:
-    live = sub.add_parser(
-        "live", help="camera / stream / video file -> segmentation on screen, live (or in a browser without a display)"
-    )
-    s = live.add_argument_group("source")
-    s.add_argument(
-        "--source",
-        default="0",
-        metavar="0|N|URL|FILE",
-        help="camera index, stream URL (rtsp://…, http://…/stream.mjpg) or video file (default: camera 0)",
-    )
-    s.add_argument(
-        "--realtime",
-        action="store_true",
-        help="video file: play it at its own pace, like a camera (frames the model cannot keep up with are "
-        "dropped); without it the file is read as fast as the model takes frames and nothing is dropped",
-    )
-    s.add_argument(
-        "--reconnect",
-        type=_non_negative_int,
-        default=5,
-        metavar="N",
-        help="camera/stream: reopen attempts after it is lost, waiting 0.5, 1, 2, 4, 8, 8… s (default: %(default)s)",
-    )
-    v = live.add_argument_group("view")
-    v.add_argument(
-        "--pairing",
-        default="newest",
-        choices=("newest", "matched"),
-        help="newest: the newest frame with the newest mask, refreshed at the source's rate (default); "
-        "matched: each mask on the frame it was computed on (the picture lags by one inference)",
-    )
-    v.add_argument("--view", default="overlay", choices=("overlay", "mask", "side"), help="first view (key m cycles)")
-    v.add_argument("--no-hud", dest="hud", action="store_false", help="hide the HUD (rates, latency, drops, model)")
-    v.add_argument(
-        "--display",
-        default="auto",
-        choices=("auto", "window", "browser", "none"),
-        help="auto: a window when there is a display, else the browser view; none: no view (record/stats only)",
-    )
-    v.add_argument(
-        "--serve",
-        type=_port,
-        metavar="PORT",
-        help="show the view in a browser at http://HOST:PORT/ instead of a window (0 = any free port; "
-        "without a display this happens by itself on port 8090)",
-    )
-    v.add_argument(
-        "--host", default="127.0.0.1", help="address the browser view binds (default: %(default)s, this machine only)"
-    )
-    v.add_argument("--snapshot-dir", default=".", metavar="DIR", help="where key s saves PNGs (default: .)")
-    o = live.add_argument_group("output")
-    o.add_argument("--record", metavar="OUT.mp4", help="record the rendered view (H.264, timed by capture wall-clock)")
-    o.add_argument("--overwrite", action="store_true", help="replace an existing recording")
-    o.add_argument("--duration", type=_seconds, metavar="S", help="stop after S seconds")
-    o.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON (also when the source is lost)")
-    _model_options(live)
-    _render_options(live, legend_default=True)
 
 
 def _setup_logging(verbose: int, quiet: bool) -> None:
+    """One stderr handler on the root logger: every ``live_seg.*`` logger's lines reach it."""
     level = logging.WARNING if quiet else (logging.DEBUG if verbose > 1 else logging.INFO)
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s" if verbose else "%(message)s"))
@@ -350,13 +134,36 @@ def _write_json(path: str, data: dict[str, Any]) -> None:
     try:
         Path(path).write_text(json.dumps(data, indent=2) + "\n")
     except OSError as exc:
-        log.error("cannot write stats to %s: %s", path, exc.strerror or exc)
+        log.error("cannot write stats to %s: %s", path, one_line(exc))
 
 
-def _progress(total: int | None, quiet: bool) -> Any:
-    from tqdm import tqdm
+def _write_text(path: str, text: str) -> None:
+    try:
+        Path(path).write_text(text)
+    except OSError as exc:
+        raise OutputError(f"cannot write {path}: {one_line(exc)}") from exc
 
-    return tqdm(total=total, unit="frame", disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+
+class _ProgressBar:
+    """A tqdm bar sized when the source opens; hidden with ``-q`` or when stderr is no terminal."""
+
+    def __init__(self, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar: Any = None
+
+    def open(self, source: Any) -> None:
+        from tqdm import tqdm
+
+        disable = self.quiet or not sys.stderr.isatty()
+        self.bar = tqdm(total=source.info.frames, unit="frame", disable=disable, dynamic_ncols=True)
+
+    def update(self, _stats: Stats) -> None:
+        if self.bar is not None:
+            self.bar.update(1)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
@@ -366,22 +173,12 @@ def _cmd_video(args: argparse.Namespace) -> int:
 
     control = Control()
     gate = SignalGate(control, setup_interrupts=True)
-    bar = None
-
-    def on_open(source: Any) -> None:
-        nonlocal bar
-        bar = _progress(source.info.frames, args.quiet)
-
-    def on_frame(stats: Stats) -> None:
-        if bar is not None:
-            bar.update(1)
-
-    output = args.output or str(default_output(args.input))
+    bar = _ProgressBar(args.quiet)
     try:
         with gate.installed(), logging_redirect_tqdm():  # log lines above the progress bar, not into it
             summary = process_video(
                 args.input,
-                output,
+                args.output or str(default_output(args.input)),
                 palette=args.palette,
                 alpha=args.alpha,
                 legend=args.legend,
@@ -393,8 +190,8 @@ def _cmd_video(args: argparse.Namespace) -> int:
                 preset=args.preset,
                 crf=args.crf,
                 control=control,
-                on_frame=on_frame,
-                on_open=on_open,
+                on_frame=bar.update,
+                on_open=bar.open,
                 on_start=gate.start,
                 **_model_args(args),
             )
@@ -407,8 +204,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
                                      "interrupted": True, "stop_reason": control.reason})  # fmt: skip
         return SIGNAL_EXIT[gate.signum]
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     if args.stats:
         _write_json(args.stats, summary)
     done = summary["frames_out"]
@@ -446,7 +242,7 @@ def _cmd_image(args: argparse.Namespace) -> int:
     for path in summary["outputs"]:
         print(f"wrote {path}")
     if args.show:
-        from .sinks import show_image
+        from .window import show_image
 
         show_image("live_seg: original | segmented", summary["outputs"][2])
     return 0
@@ -462,20 +258,15 @@ def _bench_command(args: argparse.Namespace) -> str:
     return " ".join(parts)
 
 
-def _write_text(path: str, text: str) -> None:
-    try:
-        Path(path).write_text(text)
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
     from .bench import check_plot_available, format_markdown, format_table, run_bench, write_plot
 
     if args.plot:
         check_plot_available()  # before minutes of measuring
-    if args.weights == "random":
-        log.info("weights: random (untrained); speed does not depend on the weights and nothing is downloaded")
+    if args.weights == RANDOM_WEIGHTS:
+        log.info(
+            "weights: %s (untrained); speed does not depend on the weights and nothing is downloaded", args.weights
+        )
     report = run_bench(
         args.device,
         args.precision,
@@ -505,12 +296,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return EXIT_ERROR if "error" in statuses else 0
 
 
-def _cmd_live(args: argparse.Namespace) -> int:
-    from .live import LiveOptions, LiveSession
+def _live_options(args: argparse.Namespace) -> Any:
+    from .live import LiveOptions
 
-    control = Control()
-    gate = SignalGate(control)
-    options = LiveOptions(
+    return LiveOptions(
         source=args.source,
         realtime=args.realtime,
         reconnect=args.reconnect,
@@ -529,10 +318,17 @@ def _cmd_live(args: argparse.Namespace) -> int:
         snapshot_dir=args.snapshot_dir,
     )
 
+
+def _cmd_live(args: argparse.Namespace) -> int:
+    from .live import LiveSession
+
+    control = Control()
+    gate = SignalGate(control)
+
     def on_serve(url: str) -> None:
         print(f"live view: {url}", flush=True)
 
-    session = LiveSession(options, control=control, on_serve=on_serve, **_model_args(args))
+    session = LiveSession(_live_options(args), control=control, on_serve=on_serve, **_model_args(args))
     try:
         with gate.installed():
             summary = session.run()
@@ -588,7 +384,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LiveSegError as exc:
         if args.verbose:
             log.exception("error")
-        log.error("error: %s", " ".join(str(exc).split()))
+        log.error("error: %s", one_line(exc))
         return EXIT_ERROR
     except KeyboardInterrupt as exc:
         log.error("interrupted")

@@ -32,12 +32,12 @@ def one_line(exc: BaseException | str, *, with_type: bool = False, limit: int | 
     """A message on one line: whitespace runs collapsed, optionally prefixed and cut.
 
     Args:
-        exc: an exception (its ``str``, or for OS errors its ``strerror``) or a text.
+        exc: an exception (its ``str``, or the ``strerror`` of an OS or PyAV error) or a text.
         with_type: prefix the exception's class name (``"ValueError: ..."``).
         limit: cut the text to this many characters.
     """
     if isinstance(exc, BaseException):
-        raw = getattr(exc, "strerror", None) if isinstance(exc, OSError) else None
+        raw = getattr(exc, "strerror", None)  # OSError and av.error.FFmpegError carry one
         text = " ".join(str(raw or exc).split())
     else:
         text = " ".join(str(exc).split())

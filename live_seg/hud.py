@@ -7,12 +7,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import cv2
-import numpy as np
-
 from .frames import Frame
+from .render import TEXT_PAD, WHITE, Color, draw_text_box, text_box_size
 
-WHITE = (255, 255, 255)
 ORANGE = (0, 165, 255)
 YELLOW = (0, 230, 255)
 BOX_SHADE = 0.25
@@ -51,7 +48,7 @@ class HudInfo:
     status: str | None = None
 
 
-def hud_lines(info: HudInfo) -> list[tuple[str, tuple[int, int, int]]]:
+def hud_lines(info: HudInfo) -> list[tuple[str, Color]]:
     """The HUD's text lines with their BGR colours, top to bottom."""
     latency = "--" if info.latency_ms is None else f"{info.latency_ms:.0f}"
     lines = [
@@ -84,23 +81,14 @@ def draw_hud(image: Frame, info: HudInfo, margin: int = 8) -> Frame:
         ``image``.
     """
     lines = hud_lines(info)
+    texts = [text for text, _ in lines]
     h, w = image.shape[:2]
-    font = cv2.FONT_HERSHEY_SIMPLEX
     scale = max(0.35, min(0.7, h / 900))
-    widest = max(cv2.getTextSize(text, font, scale, 1)[0][0] for text, _ in lines)
-    if widest + 2 * margin + 12 > w:
-        scale = max(0.25, scale * (w - 2 * margin - 12) / widest)
+    box_w, _ = text_box_size(texts, scale, 1)
+    if box_w + 2 * margin > w:
+        scale = max(0.25, scale * (w - 2 * margin - 2 * TEXT_PAD) / (box_w - 2 * TEXT_PAD))
     thick = 1 if scale < 0.6 else 2
-    (_, text_h), base = cv2.getTextSize("Ag", font, scale, thick)
-    line_h = text_h + base + 4
-    widest = max(cv2.getTextSize(text, font, scale, thick)[0][0] for text, _ in lines)
-    box_w = min(w - margin, widest + 12)
-    box_h = min(h - margin, line_h * len(lines) + 8)
-    x0 = margin if w > box_w + margin else 0
-    y0 = max(0, h - box_h - margin)
-    roi = image[y0 : y0 + box_h, x0 : x0 + box_w]
-    roi[:] = (roi.astype(np.float32) * BOX_SHADE).astype(np.uint8)
-    for row, (text, color) in enumerate(lines):
-        y = y0 + 4 + text_h + row * line_h
-        cv2.putText(image, text, (x0 + 6, y), font, scale, color, thick, cv2.LINE_AA)
+    box_w, box_h = text_box_size(texts, scale, thick)
+    origin = (margin if w > box_w + margin else 0, max(0, h - box_h - margin))
+    draw_text_box(image, lines, origin, scale=scale, thick=thick, shade=BOX_SHADE)
     return image

@@ -11,10 +11,10 @@ import cv2
 import numpy as np
 from PIL import Image
 
-from .errors import OutputError, SourceError
+from .errors import OutputError, SourceError, one_line
 from .frames import Frame
-from .model import Segmenter
-from .render import DEFAULT_ALPHA, class_shares, draw_legend, make_palette, overlay, side_by_side
+from .model import Segmenter, torch_runtime
+from .render import DEFAULT_ALPHA, Renderer, class_shares, resize_mask, side_by_side
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +45,7 @@ def write_png(path: Path, image: np.ndarray) -> None:
     try:
         buf.tofile(str(path))
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write {path}: {one_line(exc)}") from exc
 
 
 def write_palette_png(path: Path, mask: np.ndarray, lut_bgr: np.ndarray) -> None:
@@ -55,7 +55,7 @@ def write_palette_png(path: Path, mask: np.ndarray, lut_bgr: np.ndarray) -> None
     try:
         img.save(path, format="PNG")
     except OSError as exc:
-        raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot write {path}: {one_line(exc)}") from exc
 
 
 def process_image(
@@ -89,19 +89,19 @@ def process_image(
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise OutputError(f"cannot create output folder {folder}: {exc.strerror or exc}") from exc
+        raise OutputError(f"cannot create output folder {folder}: {one_line(exc)}") from exc
     seg = segmenter or Segmenter(**model_args)
-    small = seg.predict([image])[0]
+    with torch_runtime(seg.threads, seg.device):
+        small = seg.predict([image])[0]
+        described = seg.describe()
     h, w = image.shape[:2]
-    mask = cv2.resize(small, (w, h), interpolation=cv2.INTER_NEAREST)
-    lut = make_palette(palette, len(seg.categories))
-    blended = overlay(image, mask, lut, alpha)
+    mask = resize_mask(small, h, w)
+    renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend)
     shares = class_shares(mask, len(seg.categories))
-    if legend:
-        draw_legend(blended, [cid for cid, _ in shares], seg.categories, lut)
+    blended = renderer.render(image, mask, classes=[cid for cid, _ in shares])  # largest first
     pair = side_by_side(image, blended, ("original", "segmented"))
     write_png(targets[0], blended)
-    write_palette_png(targets[1], mask, lut)
+    write_palette_png(targets[1], mask, renderer.lut)
     write_png(targets[2], pair)
     classes = [{"id": cid, "name": seg.categories[cid], "share": round(share, 4)} for cid, share in shares]
-    return {"input": str(src), "outputs": [str(t) for t in targets], "classes": classes, **seg.describe()}
+    return {"input": str(src), "outputs": [str(t) for t in targets], "classes": classes, **described}

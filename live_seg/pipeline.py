@@ -15,7 +15,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 import numpy as np
 
@@ -48,6 +48,12 @@ class MaskModel(Protocol):
     def preprocess(self, frames: Sequence[Frame]) -> Any: ...
 
     def infer(self, batch: Any) -> np.ndarray: ...
+
+
+Take = Callable[[], FramePacket | None]
+"""Where a worker gets its next frame: blocks until one is there; ``None`` at the end."""
+Give = Callable[[SegResult], bool]
+"""Where a worker hands a result: False when nobody takes it any more (stop the worker)."""
 
 
 class Control:
@@ -150,25 +156,31 @@ def join_all(stages: Sequence[Stage], timeout: float = JOIN_S) -> None:
         raise PipelineError(f"pipeline threads did not stop within {timeout:.0f} s: {', '.join(alive)}")
     for stage in stages:
         if stage.error is not None:
-            raise_stage_error(stage)
+            raise_user_error(stage.error, stage.name.removeprefix(THREAD_PREFIX))
 
 
-def raise_stage_error(stage: Stage) -> None:
-    """Re-raise a stage's error: user-facing errors as they are, others wrapped."""
-    exc = stage.error
-    assert exc is not None
-    if isinstance(exc, LiveSegError):
+def raise_user_error(exc: BaseException, stage: str) -> NoReturn:
+    """Raise a stage's error as the user sees it.
+
+    User-facing errors (:class:`LiveSegError`) and Ctrl-C go up as they are; anything else is
+    a bug or an unexpected failure, wrapped in a one-line :class:`PipelineError` that names
+    the stage and chains the original.
+
+    Args:
+        exc: what the stage raised.
+        stage: the stage's name (``"capture"``, ``"infer"``, ``"display"``…).
+    """
+    if isinstance(exc, LiveSegError | KeyboardInterrupt):
         raise exc
-    stage_name = stage.name.removeprefix(THREAD_PREFIX)
-    raise PipelineError(f"{stage_name} failed: {one_line(exc, with_type=True)}") from exc
+    raise PipelineError(f"{stage} failed: {one_line(exc, with_type=True)}") from exc
 
 
 MAX_CPU_WORKERS = 4
 
 
 CPU_BATCH = 2
-"""Frames per forward pass on the CPU when not given (measured here: LRASPP 7 % more fps than
-batch 1; FCN-ResNet101 1.77 against 1.61 fps; see the README)."""
+"""Frames per forward pass on the CPU when not given: two frames a pass keep the cores busier
+than one (the README has the measurements)."""
 
 
 def plan_batch(device: str) -> int:
@@ -181,8 +193,8 @@ def plan_workers(device: str, threads: int | None = None, cores: int | None = No
 
     On the CPU, several single-threaded (or few-threaded) workers keep every core busy while
     decode, render and encode take turns on them; one worker with all cores as intra-op
-    threads stalls at every layer while those stages hold a core (measured: 1.7x more fps
-    with LRASPP on 2 cores, see the README). A GPU runs one worker.
+    threads stalls at every layer while those stages hold a core (the README has the
+    measurements). A GPU runs one worker.
 
     Args:
         device: ``"cpu"``, ``"cuda"`` or ``"mps"``.
@@ -201,29 +213,42 @@ def plan_workers(device: str, threads: int | None = None, cores: int | None = No
     return workers, max(1, cores // workers)
 
 
-def infer_loop(
-    model: MaskModel,
-    inbox: queue.Queue,
-    outbox: queue.Queue,
-    control: Control,
-    batch: int = 1,
-) -> None:
-    """Take frames from ``inbox`` in batches of up to ``batch``, put :class:`SegResult` s in ``outbox``.
+def from_queue(q: queue.Queue, control: Control) -> Take:
+    """A :data:`Take` over a queue whose producer ends with ``END`` (an abort ends it too)."""
 
-    Frames already queued are still processed after a graceful stop; an abort ends at once.
+    def take() -> FramePacket | None:
+        item = get(q, control)
+        return None if item is END else item  # type: ignore[return-value]
+
+    return take
+
+
+def to_queue(q: queue.Queue, control: Control) -> Give:
+    """A :data:`Give` into a bounded queue (waits for room; gives up at an abort)."""
+    return lambda result: put(q, result, control)
+
+
+def infer_loop(model: MaskModel, take: Take, give: Give, control: Control, batch: int = 1) -> None:
+    """Turn frames into :class:`SegResult` s: batches of up to ``batch`` frames from ``take``,
+    one result per frame to ``give``, in the order taken.
+
+    The one inference step of every job: file runs feed it from a queue (:func:`from_queue`),
+    the live view from its newest-frame slot. Frames already taken are still processed after a
+    graceful stop; an abort ends at once. Each result carries its share of the batch's
+    preprocess and forward time.
     """
     ended = False
     while not ended and not control.aborted.is_set():
-        item = get(inbox, control)
-        if item is END:
+        packet = take()
+        if packet is None:
             return
-        packets: list[FramePacket] = [item]  # type: ignore[list-item]
+        packets = [packet]
         while len(packets) < batch:
-            item = get(inbox, control)
-            if item is END:
+            packet = take()
+            if packet is None:
                 ended = True
                 break
-            packets.append(item)  # type: ignore[arg-type]
+            packets.append(packet)
         t0 = time.perf_counter()
         tensor = model.preprocess([p.image for p in packets])
         t1 = time.perf_counter()
@@ -231,8 +256,7 @@ def infer_loop(
         t2 = time.perf_counter()
         n = len(packets)
         for packet, mask in zip(packets, masks, strict=True):
-            result = SegResult(packet, mask, preprocess_s=(t1 - t0) / n, infer_s=(t2 - t1) / n, t_done=t2)
-            if not put(outbox, result, control):
+            if not give(SegResult(packet, mask, preprocess_s=(t1 - t0) / n, infer_s=(t2 - t1) / n)):
                 return
 
 
@@ -278,57 +302,20 @@ def run_file(
     if workers < 1 or batch < 1:
         raise ValueError(f"workers and batch must be >= 1, got {workers} and {batch}")
     size = queue_size or workers * (2 * batch + 1) + 1
-    frames_q: queue.Queue = queue.Queue(maxsize=size)
-    results_q: queue.Queue = queue.Queue(maxsize=size)
-    write_q: queue.Queue | None = queue.Queue(maxsize=WRITE_QUEUE) if write_thread else None
-    stats = Stats()
-
-    def capture() -> None:
-        for packet in source:
-            if control.stopping.is_set():
-                break
-            if not put(frames_q, packet, control, give_up=control.stopping):
-                break  # read but never queued: not counted
-            stats.frames_in += 1
-            stats.add("decode", packet.decode_s)
-
-    def infer() -> None:
-        infer_loop(model, frames_q, results_q, control, batch)
-
-    def write_one(result: SegResult, image: Frame, render_s: float) -> None:
-        t0 = time.perf_counter()
-        write(image, result.packet.pts)
-        t1 = time.perf_counter()
-        stats.add("preprocess", result.preprocess_s)
-        stats.add("infer", result.infer_s)
-        stats.add("render", render_s)
-        stats.add("encode", t1 - t0)
-        stats.latency.append(t1 - result.packet.t_capture)
-        stats.frames_out += 1
-        if on_frame is not None:
-            on_frame(stats)
-
-    def deliver(result: SegResult, image: Frame, render_s: float) -> None:
-        if write_q is None:
-            write_one(result, image, render_s)
-        else:  # the renderer reuses its buffer: the writer gets a copy
-            put(write_q, (result, image.copy(), render_s), control)
-
-    def writer() -> None:
-        assert write_q is not None
-        while (item := get(write_q, control)) is not END:
-            write_one(*item)  # type: ignore[misc]
-
-    stages = [Stage("capture", capture, control, frames_q, ends=workers)]
-    stages += [Stage("infer" if workers == 1 else f"infer-{i}", infer, control, results_q) for i in range(workers)]
+    run = _FileRun(source, model, write, control, batch, size, write_thread, on_frame)
+    write_q = run.write_q
+    stages = [Stage("capture", run.capture, control, run.frames_q, ends=workers)]
+    stages += [
+        Stage("infer" if workers == 1 else f"infer-{i}", run.infer, control, run.results_q) for i in range(workers)
+    ]
     if write_q is not None:
-        stages.append(Stage("write", writer, control, None))
+        stages.append(Stage("write", run.writer, control, None))
     t_start = time.perf_counter()
     for stage in stages:
         stage.start()
     main_error: BaseException | None = None
     try:
-        _consume(results_q, control, render, deliver, workers)
+        _consume(run.results_q, control, render, run.deliver, workers)
     except BaseException as exc:  # noqa: BLE001 - stop the threads first, raise below
         main_error = exc
         control.abort("render/write failed")
@@ -336,15 +323,76 @@ def run_file(
         put(write_q, END, control)
         stages[-1].join()  # the write thread ends with the last queued frame, or at an abort
     source.stop()
+    stats = run.stats
     stats.wall_s = time.perf_counter() - t_start
     stats.stop_reason = control.reason
     stats.interrupted = control.reason is not None
     join_all(stages)
     if main_error is not None:
-        if isinstance(main_error, LiveSegError | KeyboardInterrupt):
-            raise main_error
-        raise PipelineError(f"render/write failed: {type(main_error).__name__}: {main_error}") from main_error
+        raise_user_error(main_error, "render/write")
     return stats
+
+
+class _FileRun:
+    """The stages' bodies of one :func:`run_file`, the queues between them and the stats."""
+
+    def __init__(
+        self,
+        source: FrameSource,
+        model: MaskModel,
+        write: Callable[[Frame, float | None], None],
+        control: Control,
+        batch: int,
+        queue_size: int,
+        write_thread: bool,
+        on_frame: Callable[[Stats], None] | None,
+    ) -> None:
+        self.source, self.model, self.write, self.control = source, model, write, control
+        self.batch, self.on_frame = batch, on_frame
+        self.frames_q: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.results_q: queue.Queue = queue.Queue(maxsize=queue_size)
+        self.write_q: queue.Queue | None = queue.Queue(maxsize=WRITE_QUEUE) if write_thread else None
+        self.stats = Stats()
+
+    def capture(self) -> None:
+        control = self.control
+        for packet in self.source:
+            if control.stopping.is_set():
+                break
+            if not put(self.frames_q, packet, control, give_up=control.stopping):
+                break  # read but never queued: not counted
+            self.stats.frames_in += 1
+            self.stats.add("decode", packet.decode_s)
+
+    def infer(self) -> None:
+        take, give = from_queue(self.frames_q, self.control), to_queue(self.results_q, self.control)
+        infer_loop(self.model, take, give, self.control, self.batch)
+
+    def deliver(self, result: SegResult, image: Frame, render_s: float) -> None:
+        """A rendered frame to the writer (on this thread, or queued for the write thread)."""
+        if self.write_q is None:
+            self.write_one(result, image, render_s)
+        else:  # the renderer reuses its buffer: the writer gets a copy
+            put(self.write_q, (result, image.copy(), render_s), self.control)
+
+    def writer(self) -> None:
+        assert self.write_q is not None
+        while (item := get(self.write_q, self.control)) is not END:
+            self.write_one(*item)  # type: ignore[misc]
+
+    def write_one(self, result: SegResult, image: Frame, render_s: float) -> None:
+        stats = self.stats
+        t0 = time.perf_counter()
+        self.write(image, result.packet.pts)
+        t1 = time.perf_counter()
+        stats.add("preprocess", result.preprocess_s)
+        stats.add("infer", result.infer_s)
+        stats.add("render", render_s)
+        stats.add("encode", t1 - t0)
+        stats.latency.append(t1 - result.packet.t_capture)
+        stats.frames_out += 1
+        if self.on_frame is not None:
+            self.on_frame(stats)
 
 
 def _consume(

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from .frames import Frame, Mask, check_frame, check_mask
+from .registry import PALETTES, VIEWS
 
 VOC_CLASSES: tuple[str, ...] = (
     "__background__", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -65,7 +66,7 @@ def make_palette(name: str = "voc", num_classes: int = 21, seed: int = RANDOM_PA
     elif name == "random":
         rgb = np.random.default_rng(seed).integers(0, 256, size=(num_classes, 3), dtype=np.uint8)
     else:
-        raise ValueError(f"palette: expected 'voc' or 'random', got {name!r}")
+        raise ValueError(f"palette: expected one of {', '.join(PALETTES)}, got {name!r}")
     return np.ascontiguousarray(rgb[:, ::-1])
 
 
@@ -128,9 +129,78 @@ def present_classes(mask: Mask, num_classes: int = 21) -> list[int]:
     return [int(i) for i in np.flatnonzero(np.bincount(small.ravel(), minlength=num_classes))]
 
 
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+WHITE = (255, 255, 255)
+TEXT_PAD = 6
+"""Pixels between a text box's left edge and its text (and its swatches)."""
+
+Color = tuple[int, int, int]
+"""A BGR colour."""
+
+
 def _text_scale(image_height: int) -> tuple[float, int]:
     scale = max(0.4, min(1.0, image_height / 900))
     return scale, max(1, round(scale * 2))
+
+
+def line_height(scale: float, thick: int) -> int:
+    """Pixels per line of text at this font scale and thickness (ascent, descent, 4 px gap)."""
+    (_, text_h), base = cv2.getTextSize("Ag", FONT, scale, thick)
+    return text_h + base + 4
+
+
+def text_box_size(
+    texts: Sequence[str], scale: float, thick: int, line_h: int | None = None, indent: int = 0
+) -> tuple[int, int]:
+    """``(width, height)`` of the box :func:`draw_text_box` draws for these lines."""
+    widest = max((cv2.getTextSize(t, FONT, scale, thick)[0][0] for t in texts), default=0)
+    return indent + widest + 2 * TEXT_PAD, (line_h or line_height(scale, thick)) * len(texts) + 8
+
+
+def draw_text_box(
+    image: Frame,
+    lines: Sequence[tuple[str, Color]],
+    origin: tuple[int, int],
+    *,
+    scale: float,
+    thick: int,
+    shade: float = 0.0,
+    line_h: int | None = None,
+    indent: int = 0,
+) -> tuple[int, int, int, int]:
+    """Darken a box and write lines of text in it, in place: the legend, labels and the HUD.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 BGR, modified in place.
+        lines: ``(text, BGR colour)`` top to bottom.
+        origin: the box's top-left corner ``(x, y)``.
+        scale, thick: OpenCV font scale and stroke thickness.
+        shade: the share of the picture's brightness the box keeps (0: black), so the text
+            reads on any picture.
+        line_h: pixels per line (default :func:`line_height`).
+        indent: pixels left free before the text (the legend draws its swatches there).
+
+    Returns:
+        The box as drawn, ``(x, y, width, height)``, clipped to the image.
+    """
+    line_h = line_h or line_height(scale, thick)
+    width, height = text_box_size([text for text, _ in lines], scale, thick, line_h, indent)
+    x, y = origin
+    width, height = max(0, min(width, image.shape[1] - x)), max(0, min(height, image.shape[0] - y))
+    roi = image[y : y + height, x : x + width]
+    if shade > 0:
+        roi[:] = (roi.astype(np.float32) * shade).astype(np.uint8)
+    else:
+        roi[:] = 0
+    descent = cv2.getTextSize("Ag", FONT, scale, thick)[1]
+    for row, (text, color) in enumerate(lines):
+        baseline = y + 4 + (row + 1) * line_h - descent - 4
+        cv2.putText(image, text, (x + TEXT_PAD + indent, baseline), FONT, scale, color, thick, cv2.LINE_AA)
+    return x, y, width, height
+
+
+LEGEND_SHADE = 0.4
+"""The legend's box keeps this share of the picture's brightness."""
 
 
 def draw_legend(image: Frame, class_ids: Sequence[int], names: Sequence[str], lut: np.ndarray) -> Frame:
@@ -138,7 +208,7 @@ def draw_legend(image: Frame, class_ids: Sequence[int], names: Sequence[str], lu
 
     Args:
         image: ``(H, W, 3)`` uint8 BGR, modified in place.
-        class_ids: the classes to list.
+        class_ids: the classes to list, top to bottom.
         names: class names indexed by id.
         lut: the BGR palette the mask was coloured with.
     """
@@ -146,31 +216,23 @@ def draw_legend(image: Frame, class_ids: Sequence[int], names: Sequence[str], lu
         return image
     scale, thick = _text_scale(image.shape[0])
     line = int(26 * scale) + 6
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    labels = [names[i] if i < len(names) else str(i) for i in class_ids]
-    text_w = max(cv2.getTextSize(t, font, scale, thick)[0][0] for t in labels)
-    box_w = text_w + line + 16
-    box_h = line * len(labels) + 8
-    x0 = max(0, image.shape[1] - box_w - 8)
-    y0 = 8
-    roi = image[y0 : y0 + box_h, x0 : x0 + box_w]
-    roi[:] = (roi.astype(np.uint16) * 2 // 5).astype(np.uint8)  # darken behind the text
-    for row, (cid, label) in enumerate(zip(class_ids, labels, strict=True)):
+    lines = [(names[i] if i < len(names) else str(i), WHITE) for i in class_ids]
+    width, _ = text_box_size([text for text, _ in lines], scale, thick, line, indent=line)
+    origin = (max(0, image.shape[1] - width - 8), 8)
+    x0, y0, _, _ = draw_text_box(
+        image, lines, origin, scale=scale, thick=thick, shade=LEGEND_SHADE, line_h=line, indent=line
+    )
+    for row, cid in enumerate(class_ids):
         y = y0 + 4 + row * line
         color = tuple(int(c) for c in lut[cid])
-        cv2.rectangle(image, (x0 + 6, y + 3), (x0 + line - 2, y + line - 5), color, -1)
-        cv2.putText(image, label, (x0 + line + 4, y + line - 8), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+        cv2.rectangle(image, (x0 + TEXT_PAD, y + 3), (x0 + line - 2, y + line - 5), color, -1)
     return image
 
 
 def draw_label(image: Frame, text: str, origin: tuple[int, int] = (10, 10)) -> Frame:
-    """Write ``text`` on a dark box at ``origin`` (top-left), in place."""
+    """Write ``text`` on a black box at ``origin`` (top-left), in place."""
     scale, thick = _text_scale(image.shape[0])
-    font = cv2.FONT_HERSHEY_SIMPLEX
-    (tw, th), base = cv2.getTextSize(text, font, scale, thick)
-    x, y = origin
-    cv2.rectangle(image, (x, y), (x + tw + 12, y + th + base + 10), (0, 0, 0), -1)
-    cv2.putText(image, text, (x + 6, y + th + 5), font, scale, (255, 255, 255), thick, cv2.LINE_AA)
+    draw_text_box(image, [(text, WHITE)], origin, scale=scale, thick=thick)
     return image
 
 
@@ -197,7 +259,7 @@ class Renderer:
         mode: ``"overlay"``, ``"mask"`` (colour mask only) or ``"side"`` (original | overlay).
     """
 
-    MODES = ("overlay", "mask", "side")
+    MODES = VIEWS
 
     def __init__(
         self,
@@ -219,8 +281,13 @@ class Renderer:
         self._color: np.ndarray | None = None
         self._out: np.ndarray | None = None
 
-    def render(self, frame: Frame, mask: Mask) -> Frame:
+    def render(self, frame: Frame, mask: Mask, classes: Sequence[int] | None = None) -> Frame:
         """The rendered view of ``frame`` with ``mask`` (any mask size; resized to the frame).
+
+        Args:
+            frame: ``(H, W, 3)`` uint8 BGR.
+            mask: ``(h, w)`` uint8 class ids, any size.
+            classes: the legend's classes, in order (default: those present in ``mask``, by id).
 
         Returns:
             ``(H, W, 3)`` uint8 BGR (``(H, 2W, 3)`` in ``"side"`` mode). The buffer is reused by
@@ -242,7 +309,8 @@ class Renderer:
         else:
             view = blend(frame, color, self.alpha, out=self._out)
         if self.legend:
-            draw_legend(view, present_classes(mask, len(self.names)), self.names, self.lut)
+            shown = present_classes(mask, len(self.names)) if classes is None else classes
+            draw_legend(view, shown, self.names, self.lut)
         if self.mode == "side":
             view = side_by_side(frame, view)
         return view

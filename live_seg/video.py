@@ -1,4 +1,11 @@
-"""The ``video`` job: a video file in, the same video with its segmentation blended in out."""
+"""The ``video`` job: a video file in, the same video with its segmentation blended in out.
+
+The output is H.264/yuv420p MP4 with ``+faststart`` at the source's size (odd sizes padded by
+one pixel; twice as wide for the side-by-side view), one output frame per input frame at the
+input's timestamps, with the source's audio copied (or transcoded to AAC when MP4 cannot hold
+it). Torch's process-wide settings are the job's for the run and restored after it
+(:func:`live_seg.model.torch_runtime`).
+"""
 
 from __future__ import annotations
 
@@ -11,10 +18,10 @@ from typing import Any
 
 from .errors import OutputError
 from .metrics import Stats
-from .model import Segmenter, get_threads, set_threads
+from .model import Segmenter, torch_runtime
+from .mp4 import VideoWriter, check_output_path
 from .pipeline import Control, plan_batch, plan_workers, run_file
 from .render import DEFAULT_ALPHA, Renderer
-from .sinks import VideoWriter, check_output_path
 from .sources import VideoFileSource
 
 log = logging.getLogger(__name__)
@@ -24,6 +31,58 @@ def default_output(src: str | os.PathLike[str]) -> Path:
     """``clip.mp4`` → ``clip.seg.mp4`` beside it."""
     p = Path(src)
     return p.with_name(p.stem + ".seg.mp4")
+
+
+def _check_output(src: str | os.PathLike[str], dst: str | os.PathLike[str], overwrite: bool) -> Path:
+    """``dst`` as a writable output path that is not the input file itself."""
+    out = check_output_path(dst, overwrite)
+    if out.exists() and Path(src).exists() and os.path.samefile(src, out):
+        raise OutputError(f"output is the input file: {out}; write the result to another file")
+    return out
+
+
+def _run(
+    source: VideoFileSource,
+    seg: Segmenter,
+    renderer: Renderer,
+    writer: VideoWriter,
+    *,
+    batch: int | None,
+    workers: int | None,
+    control: Control,
+    on_frame: Callable[[Stats], None] | None,
+    on_start: Callable[[], None] | None,
+) -> tuple[Stats, dict[str, Any]]:
+    """Plan batch and workers, then run the pipeline under the job's torch settings.
+
+    Returns:
+        The run's stats, and ``batch``, ``workers`` and the model's description with the torch
+        threads the run used. On an error the output is discarded.
+    """
+    if batch is None:
+        batch = plan_batch(seg.device)
+    threads = seg.threads
+    if workers is None:
+        workers, threads = plan_workers(seg.device, threads)
+    try:
+        with torch_runtime(threads, seg.device):
+            details = {"batch": batch, "workers": workers, **seg.describe()}
+            if on_start is not None:
+                on_start()
+            stats = run_file(
+                source,
+                seg,
+                renderer.render,
+                writer.write,
+                batch=batch,
+                workers=workers,
+                control=control,
+                on_frame=on_frame,
+            )
+    except BaseException:
+        writer.close(complete=False)
+        raise
+    return stats, details
 
 
 def process_video(
@@ -49,11 +108,7 @@ def process_video(
     on_start: Callable[[], None] | None = None,
     **model_args: Any,
 ) -> dict[str, Any]:
-    """Segment every frame of ``src`` and write the rendered video to ``dst``.
-
-    The output is H.264/yuv420p MP4 with ``+faststart`` at the source's size (odd sizes
-    padded by one pixel), one output frame per input frame at the input's timestamps, with
-    the source's audio copied (or transcoded to AAC when MP4 cannot hold it).
+    """Segment every frame of ``src`` and write the rendered video to ``dst`` (see the module).
 
     Args:
         src: input video file.
@@ -65,8 +120,7 @@ def process_video(
         overwrite: replace an existing ``dst``.
         batch: frames per forward pass (``None``: 2 on the CPU, 1 on a GPU).
         workers: inference threads sharing the model (see :func:`live_seg.pipeline.run_file`);
-            ``None`` plans them with torch threads per worker (:func:`plan_workers`). Torch's
-            thread setting is restored when the run ends.
+            ``None`` plans them, with torch threads per worker (:func:`plan_workers`).
         preset, crf: libx264 settings.
         realtime: read the file at its own pace, as a camera would deliver it.
         max_frames: process only the first ``max_frames`` frames (``None``: all).
@@ -83,9 +137,7 @@ def process_video(
         SourceError, ModelError, OutputError, PipelineError: one-line, user-facing.
     """
     t_setup = time.perf_counter()
-    out = check_output_path(dst, overwrite)
-    if out.exists() and Path(src).exists() and os.path.samefile(src, out):
-        raise OutputError(f"output is the input file: {out}; write the result to another file")
+    out = _check_output(src, dst, overwrite)
     control = control or Control()
     with VideoFileSource(src, realtime=realtime, max_frames=max_frames) as source:
         info = source.info
@@ -94,64 +146,17 @@ def process_video(
             on_open(source)
         seg = segmenter or Segmenter(**model_args)
         renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend, mode=view)
-        width = info.width * (2 if view == "side" else 1)
-        writer = VideoWriter(
-            out,
-            width,
-            info.height,
-            fps=info.fps,
-            time_base=info.time_base,
-            audio_from=src if audio and info.has_audio else None,
-            audio_offset=source.start_time,
-            overwrite=overwrite,
-            preset=preset,
-            crf=crf,
-            stop=control.stopping,
-        )
+        audio = bool(audio and info.has_audio)
+        writer = VideoWriter(out, info.width * (2 if view == "side" else 1), info.height, fps=info.fps,
+                             time_base=info.time_base, audio_from=src if audio else None,
+                             audio_offset=source.start_time, overwrite=overwrite, preset=preset, crf=crf,
+                             stop=control.stopping)  # fmt: skip
         setup_s = time.perf_counter() - t_setup
-        previous_threads = get_threads()
-        if batch is None:
-            batch = plan_batch(seg.device)
-        if workers is None:
-            workers, threads = plan_workers(seg.device, model_args.get("threads"))
-            if threads is not None:
-                set_threads(threads)
-        try:
-            if on_start is not None:
-                on_start()
-            stats = run_file(
-                source,
-                seg,
-                renderer.render,
-                writer.write,
-                batch=batch,
-                workers=workers,
-                control=control,
-                on_frame=on_frame,
-            )
-        except BaseException:
-            writer.close(complete=False)
-            raise
-        finally:
-            threads_used = get_threads()
-            set_threads(previous_threads)
+        stats, details = _run(source, seg, renderer, writer, batch=batch, workers=workers, control=control,
+                              on_frame=on_frame, on_start=on_start)  # fmt: skip
         written = writer.close(complete=not stats.interrupted)
     summary = stats.summary()
-    summary.update(
-        {
-            "input": str(src),
-            "output": str(written) if written else None,
-            "width": info.width,
-            "height": info.height,
-            "source_fps": round(info.fps, 3),
-            "audio": bool(audio and info.has_audio),
-            "skipped_packets": source.skipped_packets,
-            "truncated_input": source.truncated,
-            "setup_s": round(setup_s, 3),
-            "batch": batch,
-            "workers": workers,
-            **seg.describe(),
-            "threads": threads_used,
-        }
-    )
+    summary.update(input=str(src), output=str(written) if written else None, width=info.width, height=info.height)
+    summary.update(source_fps=round(info.fps, 3), audio=audio, skipped_packets=source.skipped_packets)
+    summary.update(truncated_input=source.truncated, setup_s=round(setup_s, 3), **details)
     return summary

@@ -142,7 +142,7 @@ class FakeSegmenter:
 
 def test_model_only_synchronizes_before_every_clock_read(monkeypatch: pytest.MonkeyPatch) -> None:
     log: list[str] = []
-    monkeypatch.setattr(bench, "time", FakeClock(log))
+    monkeypatch.setattr(bench.baselines, "time", FakeClock(log))
     run = bench.model_only_runner(FakeSegmenter(log), [object(), object()])  # type: ignore[arg-type]
     assert log == ["preprocess", "sync"]  # the batch is ready on the device before any timing
     log.clear()
@@ -230,6 +230,22 @@ def test_synthetic_source_is_720p(tmp_path: Path) -> None:
     path, kind = bench.resolve_source("synthetic", tmp_path, frames=2)
     v = probe(path)["video"]
     assert (kind, v["width"], v["height"], v["frames"]) == ("synthetic", 1280, 720, 2)
+
+
+def test_without_the_sample_clip_the_bench_runs_on_a_generated_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An installed package has no samples/: no --source then means a generated clip, said in the log."""
+    monkeypatch.setattr(bench.clips, "SAMPLE_PATHS", (tmp_path / "samples" / "sample.mp4",))
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
+    with caplog.at_level("INFO", logger="live_seg.bench"):
+        report = bench.run_bench(["cpu"], ["fp32"], frames=1, warmup=0, repeat=1, **TINY)
+    settings = report["settings"]
+    assert (settings["source"], settings["source_kind"]) == ("synthetic", "synthetic")
+    assert (settings["width"], settings["height"]) == (1280, 720)
+    assert [r["status"] for r in report["results"]] == ["ok"]
+    assert any("sample.mp4 not found" in r.getMessage() and "synthetic" in r.getMessage() for r in caplog.records)
 
 
 def test_missing_source_is_a_one_line_error(tmp_path: Path) -> None:
@@ -372,11 +388,11 @@ def test_a_stop_request_ends_the_run_without_threads(clip: Path) -> None:
 def fake_report() -> dict[str, Any]:
     """A small hand-made report (no model run) for the plot."""
     r = summarize([Sample(1.0, 2, {"infer": [0.5, 0.5]}, [0.4, 0.6])])
-    row = {**bench._row("cpu", "fp32", "tiny", "ok"), "naive": r, "model_only": r, "pipeline": r}
+    row = {**bench.result_row("cpu", "fp32", "tiny", "ok"), "naive": r, "model_only": r, "pipeline": r}
     return {
         "date": "2030-01-01T00:00:00+00:00",
         "settings": {"width": 64, "height": 48, "size": 32},
-        "results": [row, bench._row("mps", "auto", "tiny", "not available", "no mps here")],
+        "results": [row, bench.result_row("mps", "auto", "tiny", "not available", "no mps here")],
     }
 
 

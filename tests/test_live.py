@@ -22,23 +22,33 @@ import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import av
 import cv2
 import numpy as np
 import pytest
-from media import make_video, probe, read_index
+from media import CODE_BITS, make_video, probe, read_index
 from mjpeg import MJPEGServer, read_parts
 
+from live_seg.capture import CaptureSource, LatestFrame, open_live_source, parse_source, redact_url
 from live_seg.errors import ModelError, SourceError
 from live_seg.frames import FramePacket
 from live_seg.hud import ORANGE, HudInfo, draw_hud
 from live_seg.live import LiveOptions, LiveSession
+from live_seg.pipeline import Control
 from live_seg.render import DEFAULT_ALPHA, make_palette
-from live_seg.sinks import _x_display_reachable, display_problem
-from live_seg.sources import CaptureSource, LatestFrame, VideoFileSource, open_live_source, parse_source, redact_url
+from live_seg.sources import VideoFileSource
+from live_seg.window import _x_display_reachable, display_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 25.0
 INTERVAL = 1.0 / FPS
+CODE_SPAN = 1 << CODE_BITS
+"""Frame indices stamped in the test pattern wrap at this."""
+STALE_INTERVALS = 4
+"""How many frame intervals a frame may be behind the newest one served when it is captured
+or taken by the model: capture, JPEG decode and the hand-offs, on a busy shared CPU."""
+SHUTDOWN_PARTS = int(3 * FPS)
+"""Parts the server may send after the capture stopped and before the connection closes."""
 FAST_MODEL = ["--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--device", "cpu", "--size", "128"]
 """Where the model is not the point: small and fast, so a busy CPU does not slow the tests down."""
 
@@ -155,7 +165,104 @@ def check_latency_bound(summary: dict) -> None:
     assert summary["overhead_ms"]["p95"] < 2 * INTERVAL * 1000, summary["overhead_ms"]
     over = summary["overhead_thirds_ms"]
     assert over["last"] <= over["first"] * 1.25 + INTERVAL * 1000, over
-    assert summary["frames_dropped"] == summary["frames_captured"] - summary["frames_inferred"]
+
+
+class StopWatch(Control):
+    """A run's :class:`Control` that notes how many parts the server had sent when the first
+    stop was asked (the end of the run window)."""
+
+    def __init__(self, server: MJPEGServer) -> None:
+        super().__init__()
+        self.server, self.sent_by_stop = server, None
+
+    def stop(self, reason: str = "stopped") -> None:
+        if self.sent_by_stop is None:
+            self.sent_by_stop = self.server.parts_sent
+        super().stop(reason)
+
+
+class Taken:
+    """A model that notes which frame it got and when: ``(stamped index, time.perf_counter())``."""
+
+    def __init__(self, model) -> None:
+        self.model, self.frames = model, []
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def preprocess(self, frames):
+        self.frames.extend((read_index(frame), time.perf_counter()) for frame in frames)
+        return self.model.preprocess(frames)
+
+
+def recorded_frames(path: Path) -> list[tuple[float, int]]:
+    """``(seconds, stamped index)`` of every frame of a recording, in order. The recording is
+    timed by capture wall-clock, so the seconds are when each shown frame was captured (from
+    the first one); the index is the one :func:`media.frame_pattern` stamped (mod 1024)."""
+    with av.open(str(path)) as container:
+        return [
+            (float(frame.pts * frame.time_base), read_index(frame.to_ndarray(format="bgr24")))
+            for frame in container.decode(video=0)
+        ]
+
+
+def unwrap(stamps: list[int]) -> list[int]:
+    """Stamped indices (mod 1024) as absolute ones, each read as the first index after the one
+    before it: a stamp that is not newer than its predecessor comes out ~1024 frames later."""
+    out: list[int] = []
+    for stamp in stamps:
+        index = stamp if not out else out[-1] + 1 + (stamp - out[-1] - 1) % CODE_SPAN
+        out.append(index)
+    return out
+
+
+def newest_served(server: MJPEGServer, t: float) -> int:
+    """The newest frame the server had made at ``t`` (``time.perf_counter()``)."""
+    index = server.frames_made - 1
+    while index > 0 and (server.produced_at(index) is None or server.produced_at(index) > t):
+        index -= 1
+    return index
+
+
+def check_against_server(
+    summary: dict,
+    server: MJPEGServer,
+    *,
+    sent_by_stop: int | None = None,
+    recording: Path | None = None,
+    taken: Taken | None = None,
+) -> None:
+    """What a live run captured, showed and inferred, against what the loopback server served.
+
+    * captured: within the run window, every JPEG part the server sent was captured: no more
+      than it sent in all, no fewer than it had sent when the stop was asked (``sent_by_stop``)
+      less a part or two in flight; without that figure, less what a slow shutdown lets pile
+      up in the socket;
+    * shown (the recording holds every frame counted as shown): a strictly increasing
+      subsequence of the frames served, each captured as it was served (the recording's
+      capture clock follows the server's clock for those frames within a few intervals: no
+      backlog builds up between the stream and the screen);
+    * inferred (``taken``): the newest-frame policy: each frame the model started on was the
+      newest served at that moment (within a few intervals), so a mask is never more than one
+      inference behind.
+    """
+    captured, sent = summary["frames_captured"], server.parts_sent
+    least = sent - SHUTDOWN_PARTS if sent_by_stop is None else sent_by_stop - 3
+    assert least <= captured <= sent, (sent_by_stop, captured, sent)
+    if recording is not None:
+        frames = recorded_frames(recording)
+        assert len(frames) == summary["frames_recorded"] > 0
+        shown = unwrap([stamp for _, stamp in frames])
+        assert shown[-1] < server.frames_made, (shown[-5:], server.frames_made)  # never ran ahead
+        lag = [pts - server.produced_at(index) for (pts, _), index in zip(frames, shown, strict=True)]
+        assert max(lag) - min(lag) < STALE_INTERVALS * INTERVAL, (round(min(lag), 3), round(max(lag), 3))
+    if taken is not None:
+        assert taken.frames, "the model got no frame"
+        behind = []
+        for stamp, t in taken.frames:
+            newest = newest_served(server, t)
+            behind.append((newest - stamp) % CODE_SPAN)
+        assert max(behind) < STALE_INTERVALS, behind
 
 
 # -- units: source spec, newest-frame slot, HUD, display detection ------------------------------
@@ -341,10 +448,13 @@ def test_unreachable_stream_is_a_one_line_error():
 # -- the live job, in process -------------------------------------------------------------------
 
 
-def test_newest_frame_keeps_latency_bounded(server, lraspp):
+def test_newest_frame_keeps_latency_bounded(server, lraspp, tmp_path):
     """A model 10x slower than the source: newest-frame capture drops, latency stays bounded."""
-    options = LiveOptions(source=server.url, display="none", duration=8.0)
-    session = LiveSession(options, SlowModel(lraspp, delay=10 * INTERVAL))
+    rec = tmp_path / "rec.mp4"
+    options = LiveOptions(source=server.url, display="none", duration=8.0, record=rec, legend=False)
+    taken = Taken(SlowModel(lraspp, delay=10 * INTERVAL))
+    control = StopWatch(server)
+    session = LiveSession(options, taken, control=control)
     summary = session.run()
     assert live_threads() == []
     assert summary["stop_reason"] == "duration" and not summary["interrupted"]
@@ -355,6 +465,7 @@ def test_newest_frame_keeps_latency_bounded(server, lraspp):
     assert summary["display_fps"] > 0.8 * FPS  # the view refreshes at the source's rate
     # every mask is shown (the display repaints on each new mask); the last may come after the stop
     assert summary["frames_inferred"] - 1 <= len(session.latency_s) <= summary["frames_inferred"]
+    check_against_server(summary, server, sent_by_stop=control.sent_by_stop, recording=rec, taken=taken)
 
 
 def test_frames_are_fresh_even_after_a_slow_model_load(server, lraspp, monkeypatch):
@@ -421,11 +532,22 @@ def test_file_source_as_fast_as_it_decodes_drops_nothing(tmp_path, lraspp):
 
 def test_file_source_realtime_is_paced(tmp_path, lraspp):
     clip = make_video(tmp_path / "clip.mp4", frames=50, width=160, height=96, fps=25)
-    options = LiveOptions(source=str(clip), realtime=True, display="none")
-    summary = LiveSession(options, lraspp).run()
+    rec = tmp_path / "rec.mp4"
+    options = LiveOptions(source=str(clip), realtime=True, display="none", record=rec, legend=False, hud=False)
+    taken = Taken(lraspp)
+    summary = LiveSession(options, taken).run()
     assert summary["frames_captured"] == 50
     assert 22 < summary["capture_fps"] < 27  # delivered at the file's 25 fps
-    assert summary["frames_dropped"] == summary["frames_captured"] - summary["frames_inferred"]
+    # What was shown (and recorded) and what the model got: frames of the file, in order, none
+    # twice; shown frames are captured at the file's pace (the recording is timed by capture).
+    frames = recorded_frames(rec)
+    shown = [index for _, index in frames]
+    assert len(shown) == summary["frames_recorded"] > 0
+    assert shown == sorted(set(shown)) and shown[-1] < 50, shown
+    lag = [pts - index * INTERVAL for pts, index in frames]
+    assert max(lag) - min(lag) < STALE_INTERVALS * INTERVAL, (round(min(lag), 3), round(max(lag), 3))
+    inferred = [index for index, _ in taken.frames]
+    assert inferred == sorted(set(inferred)) and len(inferred) == summary["frames_inferred"], inferred
 
 
 def test_no_display_serves_in_browser_with_keys_and_snapshot(server, lraspp, tmp_path, monkeypatch):
@@ -468,17 +590,20 @@ def test_keys_pause_legend_and_esc_quit(server, lraspp, tmp_path):
     script = [(1.0, "l"), (1.5, " "), (3.0, " "), (4.0, "\x1b")]
     paused_shown: list[int] = []
 
-    def keys(window, srv) -> list[int]:
-        elapsed = time.perf_counter() - session.t_start
-        out = []
-        while script and script[0][0] <= elapsed:
-            out.append(ord(script.pop(0)[1]))
-        if out and out[0] == ord(" "):
-            paused_shown.append(session.stats.frames_out)
-        return out
+    def press() -> None:
+        deadline = time.monotonic() + 30
+        while not session.t_start and time.monotonic() < deadline:
+            time.sleep(0.01)
+        for at, key in script:
+            time.sleep(max(0.0, session.t_start + at - time.perf_counter()))
+            if key == " ":
+                paused_shown.append(session.stats.frames_out)
+            session.handle_key(key)
 
-    session._keys = keys
+    presser = threading.Thread(target=press, daemon=True)
+    presser.start()
     summary = session.run()
+    presser.join(5)
     assert summary["stop_reason"] == "quit" and not summary["interrupted"]
     assert live_threads() == []
     pause_start, pause_end = paused_shown
@@ -522,7 +647,7 @@ def test_cli_browser_view_record_stats_then_sigterm(server, tmp_path):
     rec, stats = tmp_path / "rec.mp4", tmp_path / "stats.json"
     proc = cli(
         "--source", server.url, "--serve", "0", "--record", str(rec), "--stats", str(stats), "--duration", "60",
-        *FAST_MODEL, env=headless_env(),
+        "--no-legend", *FAST_MODEL, env=headless_env(),
     )  # fmt: skip
     out, err = Lines(proc.stdout), Lines(proc.stderr)
     try:
@@ -535,6 +660,7 @@ def test_cli_browser_view_record_stats_then_sigterm(server, tmp_path):
         assert all(f is not None and f.shape == (360, 640, 3) for f in frames)
         t_sigterm = time.monotonic()
         time.sleep(2.0)
+        sent_by_stop = server.parts_sent
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(30) == 143, err.text()
     finally:
@@ -546,7 +672,7 @@ def test_cli_browser_view_record_stats_then_sigterm(server, tmp_path):
     assert summary["stop_reason"] == "interrupted by SIGTERM"
     for key in ("frames_captured", "frames_shown", "frames_dropped", "display_fps", "latency_ms", "stage_ms"):
         assert key in summary
-    assert summary["frames_dropped"] == summary["frames_captured"] - summary["frames_inferred"]
+    check_against_server(summary, server, sent_by_stop=sent_by_stop, recording=rec)
     info = probe(rec)
     video = info["video"]
     assert info["faststart"] and video["codec"] == "h264" and video["pix_fmt"] == "yuv420p"
@@ -704,10 +830,10 @@ def test_window_under_xvfb_shows_blend_and_hud(server, tmp_path, xvfb):
 def test_fcn_resnet101_on_cpu_60s_latency_bounded_and_flat(server, tmp_path):
     """The issue's test: FCN-ResNet101 on the CPU (~1-2 s per frame) against a 25 fps stream
     for 60 s: p95 latency < p95 inference + 2 frame intervals, and it does not grow."""
-    stats = tmp_path / "stats.json"
+    stats, rec = tmp_path / "stats.json", tmp_path / "rec.mp4"
     proc = cli(
         "--source", server.url, "--display", "none", "--duration", "60", "--stats", str(stats),
-        "--model", "fcn_resnet101", "--weights", "random", "--device", "cpu",
+        "--record", str(rec), "--no-legend", "--model", "fcn_resnet101", "--weights", "random", "--device", "cpu",
     )  # fmt: skip
     _, err = proc.communicate(timeout=240)
     assert proc.returncode == 0, err
@@ -716,6 +842,7 @@ def test_fcn_resnet101_on_cpu_60s_latency_bounded_and_flat(server, tmp_path):
     assert summary["infer_ms"]["p50"] > 300  # really the slow model
     assert summary["frames_captured"] >= 0.8 * FPS * 60
     check_latency_bound(summary)
+    check_against_server(summary, server, recording=rec)
     keys = (
         "latency_ms",
         "infer_ms",

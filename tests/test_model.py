@@ -20,15 +20,17 @@ import live_seg.model as model_module
 from live_seg.errors import ModelError
 from live_seg.model import (
     DEFAULT_MODEL,
-    MEAN,
     MODELS,
-    STD,
     Segmenter,
     available_precisions,
     resolve_device,
     resolve_precision,
+    torch_runtime,
 )
+from live_seg.registry import MODEL_NAMES
 
+IMAGENET_MEAN = [0.485, 0.456, 0.406]  # as the seeds wrote them, not read from live_seg
+IMAGENET_STD = [0.229, 0.224, 0.225]
 SMALL = "lraspp_mobilenet_v3_large"  # ~40 ms a forward here: the model when the model isn't the point
 CUDA = torch.cuda.is_available()
 
@@ -61,7 +63,7 @@ def keep_threads():
 def seeds_reference(frame: np.ndarray, size: int = 512) -> torch.Tensor:
     """The model input as the project's seeds built it: (1, 3, size, size) float32 RGB."""
     rgb = cv2.cvtColor(cv2.resize(frame, (size, size)), cv2.COLOR_BGR2RGB)
-    return transforms.Normalize(mean=MEAN, std=STD)(transforms.ToTensor()(rgb)).unsqueeze(0)
+    return transforms.Normalize(mean=IMAGENET_MEAN, std=IMAGENET_STD)(transforms.ToTensor()(rgb)).unsqueeze(0)
 
 
 def other_lraspp(seed: int = 1, **kwargs) -> torch.nn.Module:
@@ -85,9 +87,7 @@ def one_line_error(excinfo: pytest.ExceptionInfo) -> str:
 # --- registry -----------------------------------------------------------------------------------
 
 
-def test_registry_holds_the_six_models_and_the_cli_offers_them():
-    from live_seg.cli import MODEL_NAMES
-
+def test_registry_holds_the_six_models():
     assert set(MODELS) == {
         "fcn_resnet101",
         "fcn_resnet50",
@@ -96,7 +96,7 @@ def test_registry_holds_the_six_models_and_the_cli_offers_them():
         "deeplabv3_mobilenet_v3_large",
         "lraspp_mobilenet_v3_large",
     }
-    assert MODEL_NAMES == tuple(MODELS)
+    assert tuple(MODELS) == MODEL_NAMES
     assert DEFAULT_MODEL == "fcn_resnet101"
     for spec in MODELS.values():
         assert len(spec.weights.DEFAULT.meta["categories"]) == 21
@@ -114,12 +114,20 @@ def test_unknown_model_lists_the_names():
 
 @pytest.mark.parametrize("name", [SMALL, "fcn_resnet101"])
 def test_fp32_cpu_is_bit_identical_to_the_seeds(name, frame):
-    """Same input tensor, same logits and the same mask, pixel for pixel, as the seeds' code path."""
+    """Same input tensor, same logits and the same mask, pixel for pixel, as the seeds' code path.
+
+    The reference does not go through live_seg: torchvision's network built on its own, given
+    the same weights, and the seeds' preprocessing, forward and argmax.
+    """
     seg = Segmenter(name, weights="random", device="cpu", precision="fp32")
+    reference = getattr(tvseg, name)(weights=None, weights_backbone=None, num_classes=21)
+    reference.load_state_dict(seg.module.state_dict())
+    reference.eval()
     x = seeds_reference(frame)
-    assert torch.equal(seg.preprocess([frame]), x)
-    ref = forward(seg.module, x)
+    with torch.no_grad():
+        ref = reference(x)["out"]
     ref_mask = ref.argmax(1)[0].numpy().astype(np.uint8)
+    assert torch.equal(seg.preprocess([frame]), x)
     mask = seg.predict([frame])[0]
     assert mask.dtype == np.uint8 and mask.shape == (512, 512)
     np.testing.assert_array_equal(mask, ref_mask)
@@ -437,8 +445,27 @@ def test_bf16_on_cpu_agrees_with_fp32(small, frame):
 
 
 def test_threads_are_set(keep_threads):
+    """Building a Segmenter leaves torch's process-wide threads alone; torch_runtime sets and restores them."""
+    torch.set_num_threads(2)
     seg = Segmenter(SMALL, weights="random", device="cpu", precision="fp32", threads=1)
-    assert torch.get_num_threads() == 1 and seg.describe()["threads"] == 1
+    assert seg.threads == 1 and torch.get_num_threads() == 2
+    with torch_runtime(seg.threads, seg.device):
+        assert torch.get_num_threads() == 1 and seg.describe()["threads"] == 1
+    assert torch.get_num_threads() == 2
+
+
+@pytest.mark.parametrize("device", ["cpu", "cuda"])
+def test_torch_runtime_restores_after_an_error(keep_threads, device):
+    """cuDNN's autotuner is switched on for CUDA jobs only (a flag torch holds even without CUDA)."""
+    torch.set_num_threads(2)
+    before = torch.backends.cudnn.benchmark
+    with pytest.raises(RuntimeError, match="boom"), torch_runtime(1, device):
+        assert torch.get_num_threads() == 1
+        assert torch.backends.cudnn.benchmark is (device == "cuda" or before)
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == 2 and torch.backends.cudnn.benchmark is before
+    with pytest.raises(ModelError, match="threads must be >= 1"), torch_runtime(0, device):
+        pass
 
 
 @pytest.mark.parametrize(("kwargs", "expected"), [({"size": 8}, "size"), ({"threads": 0}, "threads")])
@@ -492,7 +519,8 @@ def test_cuda_half_precision_agrees_with_fp32(frame, precision):
 def test_cuda_auto_is_fp16():
     seg = Segmenter(SMALL, weights="random", device="auto")
     assert (seg.device, seg.precision) == ("cuda", "fp16")
-    assert torch.backends.cudnn.benchmark
+    with torch_runtime(seg.threads, seg.device):
+        assert torch.backends.cudnn.benchmark
 
 
 @pytest.mark.gpu

@@ -44,11 +44,11 @@ from media import (
     video_packets,
 )
 
-import live_seg.sinks
+import live_seg.mp4
 import live_seg.video
 from live_seg.cli import SignalGate, main
 from live_seg.model import Segmenter
-from live_seg.sinks import VideoWriter
+from live_seg.mp4 import VideoWriter
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "run_live.py"
@@ -366,7 +366,7 @@ def test_audio_that_cannot_be_kept_leaves_the_video(cli, media, tmp_path, monkey
     def unreadable(*_args):
         raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
 
-    monkeypatch.setattr(live_seg.sinks, "_AudioPass", unreadable)
+    monkeypatch.setattr(live_seg.mp4, "_AudioPass", unreadable)
     src = clip(media, "phone.mov", frames=8, audio="pcm_mulaw")
     out = tmp_path / "o.mp4"
     r = cli("video", src, "-o", out, *LIGHT)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -135,9 +137,21 @@ def test_cli_errors_are_one_line(tmp_path, args, code, message):
     assert not (tmp_path / "o.mp4").exists()
 
 
-def test_cli_offline_default_weights_is_one_line(tmp_path):
+@pytest.fixture
+def refused_url():
+    """``http://127.0.0.1:PORT``: a port bound but not listening, so every connection is refused."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+
+
+def test_cli_offline_default_weights_is_one_line(tmp_path, refused_url):
+    """The download fails the same way with or without a network: it goes through a proxy that
+    refuses every connection (urllib, which torch.hub uses, honours the proxy variables)."""
     src = make_video(tmp_path / "in.mp4", frames=2)
-    env = {**__import__("os").environ, "TORCH_HOME": str(tmp_path / "torch")}
+    names = ("https_proxy", "HTTPS_PROXY", "http_proxy", "HTTP_PROXY", "all_proxy", "ALL_PROXY")
+    env = {**os.environ, **dict.fromkeys(names, refused_url), "no_proxy": "", "NO_PROXY": ""}
+    env["TORCH_HOME"] = str(tmp_path / "torch")
     r = run_cli("video", str(src), "-o", str(tmp_path / "o.mp4"), env=env)
     assert r.returncode == 1
     assert "Traceback" not in r.stderr
@@ -145,6 +159,7 @@ def test_cli_offline_default_weights_is_one_line(tmp_path):
     assert len(line) == 1
     for part in ("fcn_resnet101_coco-7ecb50ca.pth", "MB", "https://", "--weights random", "--weights PATH"):
         assert part in line[0]
+    assert "Connection refused" in line[0]  # the local proxy answered, not a missing network
     assert not (tmp_path / "o.mp4").exists()
 
 
@@ -165,7 +180,7 @@ def test_stop_request_cuts_the_audio_at_the_video_end(tmp_path):
 
     import numpy as np
 
-    from live_seg.sinks import VideoWriter
+    from live_seg.mp4 import VideoWriter
 
     src = make_video(tmp_path / "in.mp4", frames=50, audio="aac")  # 2 s of sound
     stop = threading.Event()

@@ -1,0 +1,405 @@
+"""The whole benchmark: which configurations run here (:func:`plan`), the three measurements of
+one configuration (:func:`bench_one`), one report row per configuration, and the report
+(:func:`run_bench`, schema :data:`SCHEMA`).
+
+For each device x precision x model, three figures are measured side by side, on the same
+frames, with the same :class:`~live_seg.model.Segmenter` (built once per configuration):
+
+* ``naive``: the original single-image scripts run once per frame, sequentially, as a newcomer
+  would write the video loop (see :mod:`live_seg.bench.baselines`). Same device as the other two
+  figures, and always fp32: the original scripts have no precision setting, so their loop is the
+  baseline at every precision (a pipeline row at bf16 or fp16 is compared with that fp32 loop).
+* ``model_only``: a preprocessed batch already on the device, forward + argmax only (the
+  ceiling the pipeline can approach).
+* ``pipeline``: the real ``video`` job (:func:`live_seg.video.process_video`: decode →
+  preprocess → infer → render → encode through its threads), writing H.264 to a temporary file.
+
+Timing: ``warmup`` frames are processed first and thrown away; then ``repeat`` timed runs of
+``frames`` frames each. A run's fps is its frames divided by its wall time (for ``naive`` and
+``pipeline`` opening and closing the files included); the figure reported is the median over the
+runs, with min and max. Per-stage times are medians over every timed frame. On CUDA and MPS the
+device is synchronised before a clock is read. The naive and model-only loops run on a worker
+thread, as the pipeline's inference does, so that all three use torch from the same kind of thread.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import functools
+import logging
+import os
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import LiveSegError, ModelError, one_line
+from ..model import (
+    DEFAULT_MODEL,
+    Segmenter,
+    available_precisions,
+    resolve_device,
+    resolve_precision,
+    torch_runtime,
+)
+from ..pipeline import Control, plan_workers
+from ..registry import RANDOM_WEIGHTS
+from ..sources import VideoFileSource
+from .baselines import agreement, model_only_runner, naive_run, pipeline_run
+from .clips import SYNTHETIC, read_frames, resolve_source
+from .machine import load_average, machine_info, torch_threads
+from .measure import Timing, measure, off_main
+
+log = logging.getLogger(__name__)
+
+SCHEMA = "live_seg.bench/1"
+"""``schema`` field of the JSON report; bumped when a field changes meaning or goes away."""
+
+MEASURES = ("naive", "model_only", "pipeline")
+AGREEMENT_FRAMES = 2
+"""Frames of the source on which a non-fp32 row is compared with fp32 (``vs_fp32``)."""
+ALL_DEVICES = ("cpu", "cuda", "mps")
+NOT_AVAILABLE = "not available"
+
+QUIET = {
+    "live_seg.model": logging.ERROR,
+    "live_seg.weights": logging.ERROR,
+    "live_seg.sources": logging.WARNING,
+    "live_seg.mp4": logging.WARNING,
+    "live_seg.video": logging.WARNING,
+}
+"""Loggers raised to at least these levels while measuring: their per-run lines are noise (and the
+report says the weights are untrained: no need to warn for every model)."""
+
+
+def _wanted_devices(devices: Sequence[str]) -> list[str]:
+    """Device requests with ``"all"`` and ``"auto"`` expanded, in order, each once."""
+    wanted: list[str] = []
+    for name in devices:
+        for d in ALL_DEVICES if name == "all" else (name,):
+            if d == "auto":
+                d = resolve_device("auto")
+            if d not in wanted:
+                wanted.append(d)
+    return wanted
+
+
+def plan(devices: Sequence[str], precisions: Sequence[str]) -> list[tuple[str, str, str | None]]:
+    """Expand device and precision requests into ``(device, precision, reason)`` rows.
+
+    ``"all"`` devices means cpu, cuda and mps; ``"all"`` precisions means every precision the
+    device runs; ``"auto"`` resolves as the other commands do. ``reason`` is ``None`` for a
+    configuration that runs here, else why it is not available.
+    """
+    rows: list[tuple[str, str, str | None]] = []
+    for device in _wanted_devices(devices):
+        try:
+            resolve_device(device)
+        except ModelError as exc:
+            rows.extend((device, p, str(exc)) for p in dict.fromkeys(precisions))
+            continue
+        done: list[str] = []
+        for name in precisions:
+            for p in available_precisions(device) if name == "all" else (name,):
+                try:
+                    p = resolve_precision(p, device)
+                except ModelError as exc:
+                    rows.append((device, p, str(exc)))
+                    continue
+                if p not in done:
+                    done.append(p)
+                    rows.append((device, p, None))
+    return rows
+
+
+@contextlib.contextmanager
+def quiet(names: dict[str, int]) -> Iterator[None]:
+    """Raise loggers to at least the given levels while measuring, and give them back after."""
+    loggers = [logging.getLogger(n) for n in names]
+    levels = [lg.level for lg in loggers]
+    for lg, level in zip(loggers, names.values(), strict=True):
+        lg.setLevel(max(level, lg.getEffectiveLevel()))
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels, strict=True):
+            lg.setLevel(level)
+
+
+def result_row(device: str, precision: str, model: str, status: str, reason: str | None = None) -> dict[str, Any]:
+    """A report row with every key of the schema; measurements and ratios ``None`` until filled."""
+    return {
+        "device": device,
+        "precision": precision,
+        "model": model,
+        "status": status,
+        "reason": reason,
+        **dict.fromkeys(MEASURES),
+        "pipeline_vs_naive": None,
+        "pipeline_vs_model_only": None,
+        "vs_fp32": None,
+        "workers": None,
+        "worker_threads": None,
+    }
+
+
+def time_naive(seg: Segmenter, src: Path, out_dir: Path, timing: Timing, control: Control) -> dict[str, Any]:
+    """The naive loop, timed on a worker thread."""
+    run = functools.partial(naive_run, seg, src, out_dir=out_dir, control=control)
+    return off_main(functools.partial(measure, run, *timing), control)
+
+
+def _measure_model_only(
+    seg: Segmenter, src: Path, batch: int, workers: int, timing: Timing, control: Control
+) -> dict[str, Any]:
+    """Read and preprocess one batch, then time the forward passes (on the calling thread)."""
+    run = model_only_runner(seg, read_frames(src, batch), control, workers)
+    return measure(run, *timing)
+
+
+def time_model_only(
+    seg: Segmenter, src: Path, batch: int, workers: int, timing: Timing, control: Control
+) -> dict[str, Any]:
+    """Forward + argmax only, timed on a worker thread."""
+    return off_main(functools.partial(_measure_model_only, seg, src, batch, workers, timing, control), control)
+
+
+def time_pipeline(
+    seg: Segmenter, src: Path, out_dir: Path, batch: int, workers: int, timing: Timing, control: Control
+) -> dict[str, Any]:
+    """The ``video`` job, timed whole (it runs its own threads; it renders and encodes on this one)."""
+    run = functools.partial(pipeline_run, seg, src, out_dir=out_dir, batch=batch, control=control, workers=workers)
+    return measure(run, *timing)
+
+
+def bench_one(
+    seg: Segmenter,
+    naive_seg: Segmenter,
+    src: Path,
+    out_dir: Path,
+    *,
+    frames: int,
+    warmup: int,
+    repeat: int,
+    batch: int,
+    threads: int | None = None,
+    control: Control | None = None,
+) -> dict[str, Any]:
+    """The three measurements of one configuration.
+
+    ``seg`` (the configuration's precision) serves model-only and pipeline; ``naive_seg`` is the
+    same model and weights in fp32, as the original scripts ran it, with the run's torch threads.
+    Model-only and pipeline use the pipeline's worker plan
+    (:func:`live_seg.pipeline.plan_workers`): the same workers, each with the same threads.
+
+    Returns:
+        ``{"naive": ..., "model_only": ..., "pipeline": ...}``, each a :func:`summarize` dict,
+        and the ``workers`` and ``worker_threads`` they ran with.
+    """
+    control = control or Control()
+    timing = Timing(frames, warmup, repeat)
+    label = f"{seg.device} {seg.precision} {seg.name}"
+    workers, worker_threads = plan_workers(seg.device, threads)
+    default_threads = torch_threads()
+    results: dict[str, Any] = {"naive": time_naive(naive_seg, src, out_dir, timing, control)}
+    with torch_runtime(worker_threads, seg.device):
+        results["model_only"] = time_model_only(seg, src, batch, workers, timing, control)
+        results["pipeline"] = time_pipeline(seg, src, out_dir, batch, workers, timing, control)
+    for name in MEASURES:
+        r = results[name]
+        log.info(
+            "%s: %-10s %8.3f fps (median of %d runs x %d frames, %.3f-%.3f)",
+            label,
+            name,
+            r["fps"],
+            r["runs"],
+            frames,
+            r["fps_min"],
+            r["fps_max"],
+        )
+    results["workers"] = workers
+    results["worker_threads"] = worker_threads if worker_threads is not None else default_threads
+    return results
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+def bench_config(
+    device: str,
+    precision: str,
+    model: str,
+    src: Path,
+    workdir: Path,
+    *,
+    size: int,
+    weights: str,
+    threads: int | None,
+    batch: int,
+    timing: Timing,
+    control: Control,
+) -> dict[str, Any]:
+    """The report row of one configuration that runs here: build its models, measure, compare.
+
+    A :class:`~live_seg.errors.LiveSegError` (weights that cannot be had, a clip OpenCV cannot
+    read, ...) makes an ``"error"`` row rather than ending the benchmark.
+    """
+    row = result_row(device, precision, model, "ok")
+    try:
+        with torch_runtime(threads, device):
+            with quiet(QUIET):
+                seg = Segmenter(model, weights=weights, device=device, precision=precision, size=size, threads=threads)
+                naive_seg = (
+                    seg
+                    if seg.precision == "fp32"
+                    else Segmenter(model, weights=weights, device=device, precision="fp32", size=size)
+                )
+                row.update(
+                    bench_one(
+                        seg,
+                        naive_seg,
+                        src,
+                        workdir,
+                        frames=timing.frames,
+                        warmup=timing.warmup,
+                        repeat=timing.repeat,
+                        batch=batch,
+                        threads=threads,
+                        control=control,
+                    )
+                )
+            if seg.precision != "fp32":
+                # What the faster precision costs: logits and masks against fp32 on the source.
+                row["vs_fp32"] = agreement(seg, naive_seg, read_frames(src, AGREEMENT_FRAMES))
+    except LiveSegError as exc:
+        log.error("%s %s %s failed: %s", device, precision, model, exc)
+        return result_row(device, precision, model, "error", one_line(exc))
+    row["pipeline_vs_naive"] = _ratio(row["pipeline"]["fps"], row["naive"]["fps"])
+    row["pipeline_vs_model_only"] = _ratio(row["pipeline"]["fps"], row["model_only"]["fps"])
+    return row
+
+
+def _warn_if_busy(load: float | None) -> None:
+    cores = os.cpu_count() or 1
+    if load is not None and load >= cores:
+        log.warning(
+            "the machine is busy (load %.1f on %d cores): figures will be noisy; "
+            "compare only figures measured side by side in one run",
+            load,
+            cores,
+        )
+
+
+def _not_available(device: str, precision: str, model: str, reason: str) -> dict[str, Any]:
+    log.info("%s %s %s: %s (%s)", device, precision, model, NOT_AVAILABLE, reason)
+    return result_row(device, precision, model, NOT_AVAILABLE, reason)
+
+
+def _settings(src: Path, kind: str, timing: Timing, *, batch: int, size: int, weights: str) -> dict[str, Any]:
+    """The report's ``settings`` (the clip as read, timing, batch, input size, weights), logged once."""
+    with VideoFileSource(src) as probe:
+        info = probe.info
+    assert info is not None
+    settings = {
+        "source": str(src) if kind == "file" else SYNTHETIC,
+        "source_kind": kind,
+        "width": info.width,
+        "height": info.height,
+        "source_fps": round(info.fps, 3),
+        **timing._asdict(),
+        "batch": batch,
+        "size": size,
+        "weights": weights,
+        "untrained": weights == RANDOM_WEIGHTS,
+    }
+    log.info(
+        "benchmark on %s (%dx%d): %d timed runs x %d frames after %d warm-up frame(s), batch %d, input %d",
+        settings["source"],
+        info.width,
+        info.height,
+        timing.repeat,
+        timing.frames,
+        timing.warmup,
+        batch,
+        size,
+    )
+    return settings
+
+
+def run_bench(
+    devices: Sequence[str] = ("auto",),
+    precisions: Sequence[str] = ("auto",),
+    models: Sequence[str] = (DEFAULT_MODEL,),
+    *,
+    source: str | None = None,
+    size: int = 512,
+    frames: int = 10,
+    warmup: int = 1,
+    repeat: int = 3,
+    batch: int = 1,
+    weights: str = RANDOM_WEIGHTS,
+    threads: int | None = None,
+    command: str | None = None,
+    control: Control | None = None,
+) -> dict[str, Any]:
+    """Measure naive, model-only and pipeline speed for every device x precision x model.
+
+    Args:
+        devices: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"all"``.
+        precisions: ``"auto"``, ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"all"``.
+        models: registry names (see :data:`live_seg.model.MODELS`).
+        source: a video file, ``"synthetic"`` (a generated 720p clip), or ``None`` for
+            ``samples/sample.mp4`` (synthetic when it is missing).
+        size: model input side.
+        frames: frames per timed run; warmup: frames processed first and not timed;
+            repeat: timed runs per measurement.
+        batch: frames per forward pass (model-only and pipeline; naive is one by one).
+        weights: ``"random"`` (speed does not depend on weights), ``"default"`` or a file.
+        threads: torch CPU threads (``None``: torch's default).
+        command: the command line, recorded in the report.
+        control: ``control.stop()`` (e.g. from a signal handler) ends the benchmark early.
+
+    Returns:
+        The JSON-ready report (schema :data:`SCHEMA`, documented in the README): ``schema``,
+        ``date``, ``command``, ``elapsed_s``, ``machine``, ``settings`` and one ``results``
+        row per configuration.
+
+    Raises:
+        SourceError: the source cannot be found or read.
+        ValueError: frames, repeat or batch below 1, warmup below 0.
+        KeyboardInterrupt: Ctrl-C, or ``control`` asked to stop.
+    """
+    if frames < 1 or repeat < 1 or batch < 1 or warmup < 0:
+        raise ValueError(f"need frames, repeat, batch >= 1 and warmup >= 0; got {frames}, {repeat}, {batch}, {warmup}")
+    control = control or Control()
+    timing = Timing(frames, warmup, repeat)
+    t0 = time.perf_counter()
+    date = dt.datetime.now(dt.timezone.utc).replace(microsecond=0).isoformat()
+    load = load_average()
+    _warn_if_busy(load)
+    with tempfile.TemporaryDirectory(prefix="live_seg-bench-") as tmp:
+        workdir = Path(tmp)
+        src, kind = resolve_source(source, workdir, max(frames, warmup, batch, 2))
+        settings = _settings(src, kind, timing, batch=batch, size=size, weights=weights)
+        shared = {"size": size, "weights": weights, "threads": threads, "batch": batch}
+        results = [
+            bench_config(d, p, m, src, workdir, **shared, timing=timing, control=control)
+            if reason is None
+            else _not_available(d, p, m, reason)
+            for d, p, reason in plan(devices, precisions)
+            for m in models
+        ]
+    machine = machine_info()
+    machine["load_avg_1m_at_start"] = load
+    return {
+        "schema": SCHEMA,
+        "date": date,
+        "command": command,
+        "elapsed_s": round(time.perf_counter() - t0, 1),
+        "machine": machine,
+        "settings": settings,
+        "results": results,
+    }

@@ -1,0 +1,60 @@
+"""Every name a user can choose: models, devices, precisions, views, palettes, pairings, displays.
+
+The one list that the command line, the model layer, the renderer and the live view all read.
+It imports nothing (no torch, no OpenCV), so that parsing arguments stays fast and a bad source
+or a typo fails in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+MODEL_NAMES = (
+    "fcn_resnet101",
+    "fcn_resnet50",
+    "deeplabv3_resnet50",
+    "deeplabv3_resnet101",
+    "deeplabv3_mobilenet_v3_large",
+    "lraspp_mobilenet_v3_large",
+)
+"""torchvision segmentation models (PASCAL VOC, 21 classes), by their torchvision builder name."""
+DEFAULT_MODEL = "fcn_resnet101"
+
+DEFAULT_WEIGHTS = "default"
+"""``--weights``: the official PASCAL VOC weights, downloaded once."""
+RANDOM_WEIGHTS = "random"
+"""``--weights``: untrained and seeded, for benchmarks and tests (any other value is a file path)."""
+
+AUTO = "auto"
+"""Let the tool decide (device, precision, display)."""
+ALL = "all"
+"""Benchmark selector: every device, or every precision a device runs."""
+
+AUTO_DEVICE_ORDER = ("cuda", "mps", "cpu")
+"""What ``--device auto`` picks: the first of these that this machine has."""
+DEVICES = (AUTO, "cpu", "cuda", "mps")
+
+PRECISIONS = (AUTO, "fp32", "fp16", "bf16")
+AUTO_PRECISION = {"cuda": "fp16", "mps": "fp32", "cpu": "fp32"}
+"""What ``--precision auto`` means on each device, except a CPU that computes bf16 natively."""
+NATIVE_CPU_PRECISION = "bf16"
+"""``--precision auto`` on a CPU with native bf16 (x86 AVX512-BF16 or AMX-BF16)."""
+
+VIEWS = ("overlay", "mask", "side")
+"""Render modes: frame and mask blended, the colour mask alone, original | overlay."""
+PALETTES = ("voc", "random")
+"""Class colours: the standard PASCAL VOC colours, or colours drawn from a fixed seed."""
+PAIRINGS = ("newest", "matched")
+"""Live view: the newest frame with the newest mask, or each mask on its own frame."""
+DISPLAYS = (AUTO, "window", "browser", "none")
+"""Live view: a window when there is a display (else the browser), a window, a browser, nothing."""
+
+
+def auto_device_text() -> str:
+    """``--device auto`` in words, e.g. ``"cuda, then mps, then cpu"``."""
+    return ", then ".join(AUTO_DEVICE_ORDER)
+
+
+def auto_precision_text() -> str:
+    """``--precision auto`` in words, e.g. ``"fp16 on cuda, bf16 on a cpu with native bf16, else fp32"``."""
+    special = [f"{p} on {d}" for d, p in AUTO_PRECISION.items() if p != AUTO_PRECISION["cpu"]]
+    special.append(f"{NATIVE_CPU_PRECISION} on a cpu with native {NATIVE_CPU_PRECISION}")
+    return f"{', '.join(special)}, else {AUTO_PRECISION['cpu']}"
