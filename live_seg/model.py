@@ -19,6 +19,7 @@ import torch
 from torch import nn
 from torchvision.models import WeightsEnum, get_model_builder, get_model_weights
 
+from . import device_ops
 from .errors import ModelError, one_line
 from .frames import check_frame
 from .registry import (
@@ -303,10 +304,7 @@ class Segmenter:
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         """``(N, H, W, 3)`` uint8 BGR on the device → normalised ``(N, 3, H, W)`` RGB model input."""
-        x = x.permute(0, 3, 1, 2).flip(1)  # NHWC BGR -> NCHW RGB
-        # Same float ops as ToTensor (div 255) and Normalize ((x - mean) / std).
-        x = x.to(torch.float32, memory_format=self._memory_format).div_(255).sub_(self._mean).div_(self._std)
-        return x if self._cast is None else x.to(self._cast)
+        return device_ops.normalise(x, self._mean, self._std, self._memory_format, self._cast)
 
     def _preprocess_cuda(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """GPU preprocessing: upload uint8 frames from pinned memory, resize and normalise on the GPU.
@@ -323,12 +321,7 @@ class Segmenter:
             staging.numpy()[...] = frame
             gpu = staging.to(self.device, non_blocking=True)
             done.record()
-            if frame.shape[:2] == (s, s):
-                out[i] = gpu
-            else:
-                img = gpu.permute(2, 0, 1).unsqueeze(0).float()
-                img = torch.nn.functional.interpolate(img, size=(s, s), mode="bilinear", align_corners=False)
-                out[i] = img.round_().clamp_(0, 255).to(torch.uint8)[0].permute(1, 2, 0)
+            out[i] = device_ops.resize_bilinear_u8(gpu.unsqueeze(0), s)[0]
         with torch.inference_mode():
             return self._normalise(out)
 
