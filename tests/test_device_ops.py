@@ -11,6 +11,13 @@ from live_seg import device_ops
 from live_seg.model import MEAN, STD, Segmenter
 from live_seg.render import Renderer
 
+DEVICES = [
+    "cpu",
+    pytest.param(
+        "cuda",
+        marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")],
+    ),
+]
 SIZES = [(720, 1280), (241, 321), (512, 512), (90, 100), (1080, 1920)]
 
 
@@ -20,25 +27,27 @@ def _frame(h: int, w: int, seed: int = 0) -> np.ndarray:
     return np.clip(base.astype(np.int16) + rng.integers(-20, 21, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("h", "w"), SIZES)
-def test_resize_matches_opencv_within_one_level(h: int, w: int):
+def test_resize_matches_opencv_within_one_level(h: int, w: int, device: str):
     frame = _frame(h, w)
     ref = cv2.resize(frame, (512, 512))  # INTER_LINEAR
-    out = device_ops.resize_bilinear_u8(torch.from_numpy(frame)[None], 512)[0].numpy()
+    out = device_ops.resize_bilinear_u8(torch.from_numpy(frame).to(device)[None], 512)[0].cpu().numpy()
     diff = np.abs(out.astype(np.int16) - ref)
     assert diff.max() <= 1
     assert (diff > 0).mean() < 0.25  # OpenCV rounds in fixed point: about 1 pixel in 8 is one level off
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("h", "w"), SIZES[:3])
 @pytest.mark.parametrize("mask_size", [512, 256])
-def test_overlay_equals_renderer_pixel_for_pixel(h: int, w: int, mask_size: int):
+def test_overlay_equals_renderer_pixel_for_pixel(h: int, w: int, mask_size: int, device: str):
     frame = _frame(h, w, 1)
     mask = np.random.default_rng(2).integers(0, 21, (mask_size, mask_size), dtype=np.uint8)
     renderer = Renderer()
     ref = renderer.render(frame, mask).copy()
-    out = device_ops.overlay(torch.from_numpy(frame), torch.from_numpy(mask), torch.from_numpy(renderer.lut), 0.4)
-    np.testing.assert_array_equal(out.numpy(), ref)
+    t = [torch.from_numpy(a).to(device) for a in (frame, mask, renderer.lut)]
+    np.testing.assert_array_equal(device_ops.overlay(*t, 0.4).cpu().numpy(), ref)
 
 
 def test_overlay_per_class_weight_leaves_unchosen_classes_untouched():
