@@ -1,0 +1,256 @@
+"""Tests of live_seg.ov_backend: agreement with torch, the cache, scores, threads and errors.
+
+The light model runs with a controllable state (GUIDE: low classifier drawn from N(0, 10), high
+branch zero) so that masks follow image content (a dozen classes on a real frame) and agreement
+figures mean something; FCN-ResNet101 runs with its untrained weights (slow).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import live_seg.ov_backend as ovb
+from live_seg.errors import ModelError
+from live_seg.frames import FramePacket
+from live_seg.model import Segmenter
+from live_seg.pipeline import run_file
+from tests.media import frame_pattern, read_index
+
+SMALL = "lraspp_mobilenet_v3_large"
+FP32_TARGET = 0.999
+FRAMES_FROM_SAMPLE = 3
+
+
+def real_frames() -> list[np.ndarray]:
+    """The first frames of samples/sample.mp4 (720p) and three photographs, BGR uint8."""
+    cap = cv2.VideoCapture("samples/sample.mp4")
+    frames = []
+    for _ in range(FRAMES_FROM_SAMPLE):
+        ok, frame = cap.read()
+        assert ok, "samples/sample.mp4 could not be read"
+        frames.append(frame)
+    cap.release()
+    from skimage import data
+
+    frames += [np.ascontiguousarray(im[..., ::-1]) for im in (data.astronaut(), data.coffee(), data.chelsea())]
+    return frames
+
+
+def content_following(seg: Segmenter, seed: int = 1) -> None:
+    """Give the light model masks that follow local image content (see the module docstring)."""
+    state = seg.module.state_dict()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for key, value in state.items():
+            if key.startswith("classifier.high_classifier"):
+                value.zero_()
+        state["classifier.low_classifier.weight"].copy_(
+            torch.randn(state["classifier.low_classifier.weight"].shape, generator=gen) * 10
+        )
+        state["classifier.low_classifier.bias"].zero_()
+
+
+def agreement(a: np.ndarray, b: np.ndarray) -> float:
+    return float((np.asarray(a) == np.asarray(b)).mean())
+
+
+@pytest.fixture(scope="module")
+def frames() -> list[np.ndarray]:
+    return real_frames()
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> str:
+    return str(tmp_path_factory.mktemp("ov-cache"))
+
+
+@pytest.fixture(scope="module")
+def small_torch() -> Segmenter:
+    seg = Segmenter(SMALL, weights="random", device="cpu", precision="fp32")
+    content_following(seg)
+    return seg
+
+
+def build(torch_seg: Segmenter, cache: str, **kwargs) -> ovb.OpenVinoSegmenter:
+    return ovb.OpenVinoSegmenter(
+        torch_seg.module,
+        name=torch_seg.name,
+        categories=torch_seg.categories,
+        weights=torch_seg.weights,
+        size=torch_seg.size,
+        cache_dir=cache,
+        **kwargs,
+    )
+
+
+@pytest.fixture(scope="module")
+def small_ov(small_torch, cache) -> ovb.OpenVinoSegmenter:
+    return build(small_torch, cache, precision="fp32")
+
+
+def check_agreement(torch_seg: Segmenter, ov_seg: ovb.OpenVinoSegmenter, frames, target: float) -> list[float]:
+    ref = [torch_seg.predict([f])[0] for f in frames]
+    got = ov_seg.predict(frames)
+    figures = [round(agreement(a, b), 5) for a, b in zip(got, ref, strict=True)]
+    logging.getLogger(__name__).info("%s %s agreement with torch fp32: %s", ov_seg.name, ov_seg.precision, figures)
+    assert min(len(np.unique(r)) for r in ref) >= 5, "masks should follow the content for a meaningful figure"
+    assert min(figures) >= target, figures
+    return figures
+
+
+def test_fp32_masks_agree_with_torch_on_real_frames(small_torch, small_ov, frames):
+    check_agreement(small_torch, small_ov, frames, FP32_TARGET)
+
+
+def test_bf16_masks_agree_with_torch_fp32(small_torch, cache, frames):
+    if not ovb.native_bf16():
+        pytest.skip("no native bf16 on this CPU")
+    seg = build(small_torch, cache, precision="bf16")
+    assert seg.precision == "bf16"
+    check_agreement(small_torch, seg, frames, 0.98)  # 99.1-99.5 % measured (README)
+
+
+@pytest.mark.slow
+def test_fcn_resnet101_fp32_agrees_with_torch(frames, cache):
+    torch_seg = Segmenter("fcn_resnet101", weights="random", device="cpu", precision="fp32")
+    check_agreement(torch_seg, build(torch_seg, cache, precision="fp32"), frames[:2], FP32_TARGET)
+
+
+def test_second_build_hits_the_cache(small_torch, small_ov, cache):
+    again = build(small_torch, cache, precision="fp32")
+    assert not again.converted and again.cache_hit
+    assert again.setup_s < small_ov.setup_s
+    assert again.describe()["cache_hit"] is True
+
+
+def test_cache_is_keyed_by_weights_and_size(small_torch, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert ovb.cache_root() == tmp_path / "live_seg" / "openvino"
+    other = Segmenter(SMALL, weights="random", device="cpu", precision="fp32")
+    assert ovb.weights_digest(other.module) != ovb.weights_digest(small_torch.module)
+    assert ovb.weights_digest(other.module) == ovb.weights_digest(
+        Segmenter(SMALL, weights="random", device="cpu", precision="fp32").module
+    )
+
+
+def test_scores_are_probabilities_whose_argmax_is_the_mask(small_ov, frames):
+    batch = small_ov.preprocess(frames[:2])
+    scores = small_ov.infer_scores(batch)
+    assert isinstance(scores, torch.Tensor) and scores.dtype == torch.float32
+    assert scores.shape == (2, small_ov.num_classes, 512, 512)
+    assert torch.allclose(scores.sum(1), torch.ones(2, 512, 512), atol=1e-4)
+    assert agreement(scores.argmax(1).numpy(), small_ov.infer(batch)) > 0.9999
+
+
+def test_batch_larger_than_the_request_pool_and_many_threads(small_ov, frames):
+    """Batches beyond the pool, from several threads at once, come back complete and in order."""
+    batch = small_ov.preprocess(frames + frames[:1])
+    expected = np.stack([small_ov.infer(batch[i : i + 1])[0] for i in range(len(batch))])
+    assert len(batch) > small_ov.requests
+    results: dict[int, np.ndarray] = {}
+
+    def work(k: int) -> None:
+        results[k] = small_ov.infer(np.roll(batch, k, axis=0))
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    for k in range(3):
+        np.testing.assert_array_equal(results[k], np.roll(expected, k, axis=0))
+
+
+def test_preprocess_resizes_like_the_torch_path(small_ov, small_torch, frames):
+    batch = small_ov.preprocess([frames[0], frames[3]])
+    assert batch.shape == (2, 512, 512, 3) and batch.dtype == np.uint8
+    np.testing.assert_array_equal(batch[0], cv2.resize(frames[0], (512, 512)))
+    with pytest.raises(ValueError, match="at least one frame"):
+        small_ov.preprocess([])
+    with pytest.raises(ValueError, match=r"frames\[0\]"):
+        small_ov.preprocess([np.zeros((8, 8), np.uint8)])
+
+
+class _Frames:
+    """A source of stamped frames (index code and a moving square)."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+
+    def __iter__(self):
+        for i in range(self.count):
+            yield FramePacket(i, i / 25, time.perf_counter(), frame_pattern(i, 320, 192))
+
+    def stop(self) -> None:
+        pass
+
+
+def test_throughput_file_run_keeps_frame_order_and_count(small_ov):
+    count = 23
+    expected = {i: small_ov.predict([frame_pattern(i, 320, 192)])[0] for i in range(count)}
+    seen: list[int] = []
+
+    def render(frame: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        i = read_index(frame)
+        np.testing.assert_array_equal(mask, expected[i])  # each frame got its own mask
+        return frame
+
+    stats = run_file(
+        _Frames(count), small_ov, render, lambda image, pts: seen.append(read_index(image)), batch=2, workers=2
+    )
+    assert seen == list(range(count))
+    assert stats.frames_out == count and not stats.interrupted
+
+
+def test_missing_openvino_is_one_line_naming_the_torch_backend(monkeypatch, small_torch):
+    monkeypatch.setattr(ovb, "ov", None)
+    monkeypatch.setattr(ovb, "_IMPORT_ERROR", ImportError("No module named 'openvino'"))
+    with pytest.raises(ModelError) as info:
+        build(small_torch, "")
+    message = str(info.value)
+    assert "\n" not in message and "--backend torch" in message and "openvino" in message
+
+
+def test_compile_failure_is_one_line_naming_the_torch_backend(monkeypatch, small_torch, cache):
+    class Core:
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def compile_model(self, *args, **kwargs):
+            raise RuntimeError("Exception from src/plugins/intel_cpu/src/graph.cpp:209:\nCheck failed\nmore")
+
+    real = ovb._core()
+    monkeypatch.setattr(ovb, "_core", lambda: Core(real))
+    with pytest.raises(ModelError) as info:
+        build(small_torch, cache, precision="fp32")
+    message = str(info.value)
+    assert "\n" not in message and "--backend torch" in message and "could not compile" in message
+
+
+@pytest.mark.parametrize(
+    ("precision", "expected"),
+    [("fp16", "--precision fp32"), ("int8", "--precision fp32")],
+)
+def test_precisions_openvino_cannot_run(precision, expected):
+    with pytest.raises(ModelError, match=expected):
+        ovb.resolve_precision(precision)
+
+
+def test_auto_precision_is_bf16_where_native():
+    assert ovb.resolve_precision("auto") == ("bf16" if ovb.native_bf16() else "fp32")
+    assert ovb.resolve_precision("fp32") == "fp32"
+
+
+def test_unknown_mode(small_torch):
+    with pytest.raises(ModelError, match="throughput"):
+        build(small_torch, "", mode="fast")
