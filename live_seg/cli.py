@@ -127,6 +127,7 @@ def _model_args(args: argparse.Namespace) -> dict[str, Any]:
         "precision": args.precision,
         "size": args.size,
         "threads": args.threads,
+        "backend": args.backend,
     }
 
 
@@ -250,7 +251,8 @@ def _cmd_image(args: argparse.Namespace) -> int:
 
 def _bench_command(args: argparse.Namespace) -> str:
     """The command line that reproduces a bench run, with every setting spelled out."""
-    parts = ["python run_live.py bench", "--device", *args.device, "--precision", *args.precision]
+    parts = ["python run_live.py bench", "--device", *args.device, "--backend", *args.backend]
+    parts += ["--precision", *args.precision]
     parts += ["--model", *args.model]
     parts += ["--weights", args.weights, "--source", args.source or "samples/sample.mp4", "--size", str(args.size)]
     parts += ["--batch", str(args.batch), "--frames", str(args.frames), "--warmup", str(args.warmup)]
@@ -271,6 +273,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.device,
         args.precision,
         args.model,
+        backends=args.backend,
         source=args.source,
         size=args.size,
         frames=args.frames,

@@ -13,6 +13,7 @@ from typing import Any
 from .registry import (
     ALL,
     AUTO,
+    BACKENDS,
     DEFAULT_MODEL,
     DEFAULT_WEIGHTS,
     DEVICES,
@@ -23,6 +24,7 @@ from .registry import (
     PRECISIONS,
     RANDOM_WEIGHTS,
     VIEWS,
+    auto_backend_text,
     auto_device_text,
     auto_precision_text,
 )
@@ -84,6 +86,9 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--device", default=AUTO, choices=DEVICES, help=f"default: {auto_device_text()}")
     g.add_argument("--precision", default=AUTO, choices=PRECISIONS, help=f"{AUTO}: {auto_precision_text()}")
+    g.add_argument(
+        "--backend", default=AUTO, choices=BACKENDS, help=f"inference runtime; {AUTO}: {auto_backend_text()}"
+    )
     _size_and_threads(g)
 
 
@@ -140,6 +145,9 @@ def _bench_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     g = bench.add_argument_group("what to measure")
     g.add_argument("--device", nargs="+", default=[AUTO], choices=(*DEVICES, ALL), help=f"default: {AUTO}")
     g.add_argument("--precision", nargs="+", default=[AUTO], choices=(*PRECISIONS, ALL), help=f"default: {AUTO}")
+    g.add_argument(
+        "--backend", nargs="+", default=[AUTO], choices=(*BACKENDS, ALL), help=f"{AUTO}: {auto_backend_text()}"
+    )
     g.add_argument(
         "--model",
         nargs="+",

@@ -11,6 +11,7 @@ import cv2
 import numpy as np
 from PIL import Image
 
+from .backends import build_segmenter
 from .errors import OutputError, SourceError, one_line
 from .frames import Frame
 from .model import Segmenter, torch_runtime
@@ -90,7 +91,7 @@ def process_image(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output folder {folder}: {one_line(exc)}") from exc
-    seg = segmenter or Segmenter(**model_args)
+    seg = segmenter or build_segmenter(**model_args, mode="latency")
     with torch_runtime(seg.threads, seg.device):
         small = seg.predict([image])[0]
         described = seg.describe()

@@ -258,9 +258,9 @@ class LiveSession:
     def _set_up(self, run: _Run, info: SourceInfo, reason: str | None, t_setup: float) -> None:
         """Load the model, open the browser view, start the inference worker (and capture)."""
         if self.segmenter is None:
-            from .model import Segmenter  # torch loads here, after the source opened
+            from .backends import build_segmenter  # torch loads here, after the source opened
 
-            self.segmenter = Segmenter(**self.model_args)
+            self.segmenter = build_segmenter(**self.model_args, mode="latency")
         from .model import torch_runtime
 
         run.runtime.enter_context(torch_runtime(self.segmenter.threads, self.segmenter.device))

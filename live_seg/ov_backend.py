@@ -39,6 +39,8 @@ from torch import nn
 
 from .errors import ModelError, one_line
 from .frames import Frame, check_frame
+from .model import MEAN, STD
+from .registry import OPENVINO_MODES as MODES
 
 try:
     import openvino as ov
@@ -52,13 +54,6 @@ else:
 
 log = logging.getLogger(__name__)
 
-MEAN = (0.485, 0.456, 0.406)
-"""ImageNet channel means, RGB order, for inputs scaled to [0, 1] (as torchvision's models expect)."""
-STD = (0.229, 0.224, 0.225)
-"""ImageNet channel standard deviations, RGB order."""
-
-MODES = ("throughput", "latency")
-"""``throughput``: several streams and requests (file runs); ``latency``: one request on every core (live)."""
 PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
 """live_seg precision → OpenVINO ``INFERENCE_PRECISION_HINT``."""
 HEADS = ("ids", "scores", "logits")
@@ -258,6 +253,8 @@ class OpenVinoSegmenter:
 
     backend = "openvino"
     device = "cpu"
+    threads = 1
+    """Torch threads while it runs: OpenVINO owns the inference threads, torch's team stays small."""
 
     def __init__(
         self,
@@ -380,7 +377,7 @@ class OpenVinoSegmenter:
             "openvino": ov.__version__.split("-")[0],
             "mode": self.mode,
             "requests": self.requests,
-            "setup_s": round(self.setup_s, 3),
+            "model_setup_s": round(self.setup_s, 3),
             "cache_hit": self.cache_hit,
         }
 

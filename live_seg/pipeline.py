@@ -183,12 +183,15 @@ CPU_BATCH = 2
 than one (the README has the measurements)."""
 
 
-def plan_batch(device: str) -> int:
-    """Frames per forward pass for a file run when the user did not say: 2 on the CPU, 1 on a GPU."""
-    return CPU_BATCH if device == "cpu" else 1
+def plan_batch(device: str, requests: int | None = None) -> int:
+    """Frames per forward pass for a file run when the user did not say: 2 on the CPU with torch,
+    1 on a GPU or with a runtime that runs ``requests`` frames at once (OpenVINO)."""
+    return CPU_BATCH if device == "cpu" and not requests else 1
 
 
-def plan_workers(device: str, threads: int | None = None, cores: int | None = None) -> tuple[int, int | None]:
+def plan_workers(
+    device: str, threads: int | None = None, cores: int | None = None, requests: int | None = None
+) -> tuple[int, int | None]:
     """How many inference workers, with how many torch threads each, for a file run.
 
     On the CPU, several single-threaded (or few-threaded) workers keep every core busy while
@@ -200,10 +203,14 @@ def plan_workers(device: str, threads: int | None = None, cores: int | None = No
         device: ``"cpu"``, ``"cuda"`` or ``"mps"``.
         threads: torch threads per worker the user asked for (``None``: decide).
         cores: CPU cores (default ``os.cpu_count()``).
+        requests: frames a runtime with its own threads runs at once (OpenVINO's infer requests):
+            one worker per request, each with one torch thread (torch computes nothing then).
 
     Returns:
         ``(workers, threads)``; ``threads`` is ``None`` off the CPU (leave torch's setting).
     """
+    if requests:
+        return requests, 1
     if device != "cpu":
         return 1, threads
     cores = cores or os.cpu_count() or 1

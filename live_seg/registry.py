@@ -38,6 +38,16 @@ AUTO_PRECISION = {"cuda": "fp16", "mps": "fp32", "cpu": "fp32"}
 NATIVE_CPU_PRECISION = "bf16"
 """``--precision auto`` on a CPU with native bf16 (x86 AVX512-BF16 or AMX-BF16)."""
 
+BACKENDS = (AUTO, "torch", "openvino")
+"""Inference runtimes: torch runs every device; OpenVINO runs the CPU."""
+AUTO_BACKEND = {"cpu": "openvino", "cuda": "torch", "mps": "torch"}
+"""What ``--backend auto`` picks on each device."""
+OPENVINO_DEVICES = ("cpu",)
+"""Devices the OpenVINO backend runs on."""
+OPENVINO_MODES = ("throughput", "latency")
+"""OpenVINO's performance hint: several streams and requests (file runs), or one request on every core
+(live, one image)."""
+
 VIEWS = ("overlay", "mask", "side")
 """Render modes: frame and mask blended, the colour mask alone, original | overlay."""
 PALETTES = ("voc", "random")
@@ -58,3 +68,11 @@ def auto_precision_text() -> str:
     special = [f"{p} on {d}" for d, p in AUTO_PRECISION.items() if p != AUTO_PRECISION["cpu"]]
     special.append(f"{NATIVE_CPU_PRECISION} on a cpu with native {NATIVE_CPU_PRECISION}")
     return f"{', '.join(special)}, else {AUTO_PRECISION['cpu']}"
+
+
+def auto_backend_text() -> str:
+    """``--backend auto`` in words, e.g. ``"openvino on cpu, torch on cuda and mps"``."""
+    by_backend: dict[str, list[str]] = {}
+    for device, backend in AUTO_BACKEND.items():
+        by_backend.setdefault(backend, []).append(device)
+    return ", ".join(f"{b} on {' and '.join(d)}" for b, d in by_backend.items())

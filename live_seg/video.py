@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .backends import build_segmenter
 from .errors import OutputError
 from .metrics import Stats
 from .model import Segmenter, torch_runtime
@@ -59,11 +60,12 @@ def _run(
         The run's stats, and ``batch``, ``workers`` and the model's description with the torch
         threads the run used. On an error the output is discarded.
     """
+    requests = getattr(seg, "requests", None)  # a runtime with its own threads (OpenVINO)
     if batch is None:
-        batch = plan_batch(seg.device)
+        batch = plan_batch(seg.device, requests)
     threads = seg.threads
     if workers is None:
-        workers, threads = plan_workers(seg.device, threads)
+        workers, threads = plan_workers(seg.device, threads, requests=requests)
     try:
         with torch_runtime(threads, seg.device):
             details = {"batch": batch, "workers": workers, **seg.describe()}
@@ -144,7 +146,7 @@ def process_video(
         assert info is not None
         if on_open is not None:
             on_open(source)
-        seg = segmenter or Segmenter(**model_args)
+        seg = segmenter or build_segmenter(**model_args, mode="throughput")
         renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend, mode=view)
         audio = bool(audio and info.has_audio)
         writer = VideoWriter(out, info.width * (2 if view == "side" else 1), info.height, fps=info.fps,

@@ -2,13 +2,27 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import tempfile
 import threading
 import time
 
 import pytest
 
 PREFIX = "live_seg-"
+
+
+def pytest_configure(config):
+    """Converted and compiled OpenVINO models go to a cache of this test session (shared with the
+    CLI subprocesses it starts), not to the user's."""
+    config._live_seg_cache = tempfile.mkdtemp(prefix="live_seg-test-cache-")
+    os.environ["XDG_CACHE_HOME"] = config._live_seg_cache
+
+
+def pytest_unconfigure(config):
+    shutil.rmtree(getattr(config, "_live_seg_cache", ""), ignore_errors=True)
 
 
 def pipeline_threads() -> list[str]:

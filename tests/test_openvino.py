@@ -7,21 +7,27 @@ figures mean something; FCN-ResNet101 runs with its untrained weights (slow).
 
 from __future__ import annotations
 
+import json
 import logging
+import subprocess
+import sys
 import threading
 import time
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from media import frame_pattern, make_video, read_frames, read_index
 
 import live_seg.ov_backend as ovb
+from live_seg.backends import build_segmenter, resolve_backend
+from live_seg.cli import main
 from live_seg.errors import ModelError
 from live_seg.frames import FramePacket
 from live_seg.model import Segmenter
 from live_seg.pipeline import run_file
-from tests.media import frame_pattern, read_index
 
 SMALL = "lraspp_mobilenet_v3_large"
 FP32_TARGET = 0.999
@@ -254,3 +260,76 @@ def test_auto_precision_is_bf16_where_native():
 def test_unknown_mode(small_torch):
     with pytest.raises(ModelError, match="throughput"):
         build(small_torch, "", mode="fast")
+
+
+@pytest.mark.parametrize(
+    ("backend", "device", "expected"),
+    [("auto", "cpu", "openvino"), ("auto", "cuda", "torch"), ("auto", "mps", "torch"), ("torch", "cpu", "torch"),
+     ("openvino", "cpu", "openvino")],
+)  # fmt: skip
+def test_backend_is_chosen_as_documented(backend, device, expected):
+    assert resolve_backend(backend, device) == expected
+
+
+@pytest.mark.parametrize(
+    ("backend", "device", "message"),
+    [("openvino", "cuda", "--backend torch"), ("onnx", "cpu", "choose one of auto, torch, openvino")],
+)
+def test_backend_errors(backend, device, message):
+    with pytest.raises(ModelError, match=message):
+        resolve_backend(backend, device)
+
+
+def test_build_segmenter_on_the_cpu(frames):
+    torch_seg = build_segmenter(SMALL, "random", "cpu", "fp32", 128, backend="torch")
+    ov_seg = build_segmenter(SMALL, "random", "cpu", "fp32", 128, mode="latency")
+    assert type(torch_seg) is Segmenter and torch_seg.describe()["backend"] == "torch"
+    assert ov_seg.describe()["backend"] == "openvino" and ov_seg.mode == "latency" and ov_seg.requests == 1
+    np.testing.assert_array_equal(ov_seg.predict(frames[:1])[0], torch_seg.predict(frames[:1])[0])
+    scores = torch_seg.infer_scores(torch_seg.preprocess(frames[:1]))
+    assert scores.shape == (1, 21, 128, 128) and torch.allclose(scores.sum(1), torch.ones(1, 128, 128), atol=1e-4)
+    assert torch.allclose(scores, ov_seg.infer_scores(ov_seg.preprocess(frames[:1])), atol=1e-4)
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "run_live.py"), *args], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT)  # fmt: skip
+
+
+def test_cli_video_on_openvino_keeps_every_frame_in_order(tmp_path):
+    src = make_video(tmp_path / "in.mp4", frames=30, width=320, height=192)
+    out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
+    r = run_cli("video", str(src), "-o", str(out), "--stats", str(stats), "--model", SMALL, "--weights", "random",
+                "--device", "cpu", "--backend", "openvino", "--view", "side", "--alpha", "0")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    data = json.loads(stats.read_text())
+    assert (data["backend"], data["mode"], data["frames_out"]) == ("openvino", "throughput", 30)
+    assert data["workers"] == data["requests"] and data["batch"] == 1
+    assert [read_index(f[:, :320]) for f in read_frames(out)] == list(range(30))
+
+
+def test_cli_image_with_auto_backend_on_the_cpu(tmp_path):
+    import cv2
+
+    img = tmp_path / "in.png"
+    cv2.imwrite(str(img), real_frames()[3])
+    r = run_cli("image", str(img), "-o", str(tmp_path), "--model", SMALL, "--weights", "random", "--device", "cpu",
+                "-v")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    assert "OpenVINO" in r.stderr and "latency mode" in r.stderr
+
+
+def test_cli_without_openvino_is_one_line_exit_1(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(ovb, "ov", None)
+    monkeypatch.setattr(ovb, "_IMPORT_ERROR", ImportError("No module named 'openvino'"))
+    src = make_video(tmp_path / "in.mp4", frames=2)
+    code = main(["video", str(src), "-o", str(tmp_path / "o.mp4"), "--model", SMALL, "--weights", "random",
+                 "--device", "cpu", "--backend", "openvino"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 1 and "Traceback" not in err
+    lines = [ln for ln in err.splitlines() if ln.startswith("error")]
+    assert len(lines) == 1 and "--backend torch" in lines[0]
+    assert not (tmp_path / "o.mp4").exists()

@@ -13,6 +13,7 @@ from .runner import MEASURES, NOT_AVAILABLE
 
 SUMMARY_HEADER = [
     "device",
+    "backend",
     "precision",
     "model",
     "naive fps",
@@ -22,7 +23,7 @@ SUMMARY_HEADER = [
     "pipeline/model-only",
     "p50 ms",
     "p95 ms",
-    "vs fp32: masks same / logit err",
+    "vs torch fp32: masks same / logit err",
 ]
 STAGE_HEADER = ["configuration", "measure", "fps", *STAGES]
 
@@ -32,17 +33,18 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def _config(row: dict[str, Any]) -> str:
-    return f"{row['device']} {row['precision']} {row['model']}"
+    return f"{row['device']} {row.get('backend', 'torch')} {row['precision']} {row['model']}"
 
 
 def _summary_row(r: dict[str, Any]) -> list[str]:
     if r["status"] != "ok":
-        return [r["device"], r["precision"], r["model"], r["status"], "", "", "", "", "", "", ""]
+        return [r["device"], r.get("backend", "torch"), r["precision"], r["model"], r["status"], *[""] * 7]
     lat = r["pipeline"]["latency_ms"] or {}
     vs = r["vs_fp32"]
     vs_text = f"{vs['mask_agreement'] * 100:.2f}% / {vs['logit_rel_err'] * 100:.2f}%" if vs else "-"
     return [
         r["device"],
+        r.get("backend", "torch"),
         r["precision"],
         r["model"],
         _fmt(r["naive"]["fps"]),
@@ -75,7 +77,7 @@ def _stage_rows(report: dict[str, Any]) -> list[list[str]]:
 
 def _text_table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    numeric = [i >= 3 for i in range(len(header))]
+    numeric = [i >= 4 for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, numeric, strict=True))
@@ -138,7 +140,7 @@ def format_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: summary table, stage table, method, machine, command and date."""
     stage_header = ["configuration", "measure", "fps", *(f"{k} ms" for k in STAGES)]
     lines = [
-        _md_table(SUMMARY_HEADER, _summary_rows(report), text_columns=3),
+        _md_table(SUMMARY_HEADER, _summary_rows(report), text_columns=4),
         "",
         _md_table(stage_header, _stage_rows(report), text_columns=2),
         "",

@@ -2,13 +2,14 @@
 one configuration (:func:`bench_one`), one report row per configuration, and the report
 (:func:`run_bench`, schema :data:`SCHEMA`).
 
-For each device x precision x model, three figures are measured side by side, on the same
+For each device x backend x precision x model, three figures are measured side by side, on the same
 frames, with the same :class:`~live_seg.model.Segmenter` (built once per configuration):
 
 * ``naive``: the original single-image scripts run once per frame, sequentially, as a newcomer
   would write the video loop (see :mod:`live_seg.bench.baselines`). Same device as the other two
   figures, and always fp32: the original scripts have no precision setting, so their loop is the
-  baseline at every precision (a pipeline row at bf16 or fp16 is compared with that fp32 loop).
+  baseline at every precision and backend (a pipeline row at bf16 or on OpenVINO is compared with
+  that torch fp32 loop).
 * ``model_only``: a preprocessed batch already on the device, forward + argmax only (the
   ceiling the pipeline can approach).
 * ``pipeline``: the real ``video`` job (:func:`live_seg.video.process_video`: decode →
@@ -35,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..backends import build_segmenter, resolve_backend
 from ..errors import LiveSegError, ModelError, one_line
 from ..model import (
     DEFAULT_MODEL,
@@ -45,7 +47,7 @@ from ..model import (
     torch_runtime,
 )
 from ..pipeline import Control, plan_workers
-from ..registry import RANDOM_WEIGHTS
+from ..registry import ALL, AUTO, BACKENDS, RANDOM_WEIGHTS
 from ..sources import VideoFileSource
 from .baselines import agreement, model_only_runner, naive_run, pipeline_run
 from .clips import SYNTHETIC, read_frames, resolve_source
@@ -114,6 +116,21 @@ def plan(devices: Sequence[str], precisions: Sequence[str]) -> list[tuple[str, s
     return rows
 
 
+def plan_backends(device: str, backends: Sequence[str]) -> list[tuple[str, str | None]]:
+    """Expand backend requests for a device into ``(backend, reason)``: ``"all"`` is every runtime
+    that runs ``device``, ``"auto"`` resolves as the other commands do; ``reason`` says why one
+    does not run there (``None`` when it does)."""
+    rows: dict[str, str | None] = {}
+    for name in backends:
+        for b in [x for x in BACKENDS if x != AUTO] if name == ALL else (name,):
+            try:
+                rows.setdefault(resolve_backend(b, device), None)
+            except ModelError as exc:
+                if name != ALL:
+                    rows.setdefault(b, str(exc))
+    return list(rows.items())
+
+
 @contextlib.contextmanager
 def quiet(names: dict[str, int]) -> Iterator[None]:
     """Raise loggers to at least the given levels while measuring, and give them back after."""
@@ -128,10 +145,13 @@ def quiet(names: dict[str, int]) -> Iterator[None]:
             lg.setLevel(level)
 
 
-def result_row(device: str, precision: str, model: str, status: str, reason: str | None = None) -> dict[str, Any]:
+def result_row(
+    device: str, precision: str, model: str, status: str, reason: str | None = None, backend: str = "torch"
+) -> dict[str, Any]:
     """A report row with every key of the schema; measurements and ratios ``None`` until filled."""
     return {
         "device": device,
+        "backend": backend,
         "precision": precision,
         "model": model,
         "status": status,
@@ -200,8 +220,8 @@ def bench_one(
     """
     control = control or Control()
     timing = Timing(frames, warmup, repeat)
-    label = f"{seg.device} {seg.precision} {seg.name}"
-    workers, worker_threads = plan_workers(seg.device, threads)
+    label = f"{seg.device} {seg.backend} {seg.precision} {seg.name}"
+    workers, worker_threads = plan_workers(seg.device, threads, requests=getattr(seg, "requests", None))
     default_threads = torch_threads()
     results: dict[str, Any] = {"naive": time_naive(naive_seg, src, out_dir, timing, control)}
     with torch_runtime(worker_threads, seg.device):
@@ -241,20 +261,24 @@ def bench_config(
     batch: int,
     timing: Timing,
     control: Control,
+    backend: str = "torch",
 ) -> dict[str, Any]:
     """The report row of one configuration that runs here: build its models, measure, compare.
 
-    A :class:`~live_seg.errors.LiveSegError` (weights that cannot be had, a clip OpenCV cannot
-    read, ...) makes an ``"error"`` row rather than ending the benchmark.
+    The naive loop and the agreement reference are torch fp32 on the same device. A
+    :class:`~live_seg.errors.LiveSegError` (weights that cannot be had, a clip OpenCV cannot
+    read, OpenVINO unable to compile, ...) makes an ``"error"`` row rather than ending the benchmark.
     """
-    row = result_row(device, precision, model, "ok")
+    row = result_row(device, precision, model, "ok", backend=backend)
     try:
         with torch_runtime(threads, device):
             with quiet(QUIET):
-                seg = Segmenter(model, weights=weights, device=device, precision=precision, size=size, threads=threads)
+                seg = build_segmenter(
+                    model, weights, device, precision, size, threads, backend=backend, mode="throughput"
+                )
                 naive_seg = (
                     seg
-                    if seg.precision == "fp32"
+                    if seg.precision == "fp32" and seg.backend == "torch"
                     else Segmenter(model, weights=weights, device=device, precision="fp32", size=size)
                 )
                 row.update(
@@ -271,12 +295,12 @@ def bench_config(
                         control=control,
                     )
                 )
-            if seg.precision != "fp32":
-                # What the faster precision costs: logits and masks against fp32 on the source.
+            if seg is not naive_seg:
+                # What the precision or runtime costs: logits and masks against torch fp32 on the source.
                 row["vs_fp32"] = agreement(seg, naive_seg, read_frames(src, AGREEMENT_FRAMES))
     except LiveSegError as exc:
-        log.error("%s %s %s failed: %s", device, precision, model, exc)
-        return result_row(device, precision, model, "error", one_line(exc))
+        log.error("%s %s %s %s failed: %s", device, backend, precision, model, exc)
+        return result_row(device, precision, model, "error", one_line(exc), backend)
     row["pipeline_vs_naive"] = _ratio(row["pipeline"]["fps"], row["naive"]["fps"])
     row["pipeline_vs_model_only"] = _ratio(row["pipeline"]["fps"], row["model_only"]["fps"])
     return row
@@ -293,9 +317,9 @@ def _warn_if_busy(load: float | None) -> None:
         )
 
 
-def _not_available(device: str, precision: str, model: str, reason: str) -> dict[str, Any]:
-    log.info("%s %s %s: %s (%s)", device, precision, model, NOT_AVAILABLE, reason)
-    return result_row(device, precision, model, NOT_AVAILABLE, reason)
+def _not_available(device: str, precision: str, model: str, reason: str, backend: str = "torch") -> dict[str, Any]:
+    log.info("%s %s %s %s: %s (%s)", device, backend, precision, model, NOT_AVAILABLE, reason)
+    return result_row(device, precision, model, NOT_AVAILABLE, reason, backend)
 
 
 def _settings(src: Path, kind: str, timing: Timing, *, batch: int, size: int, weights: str) -> dict[str, Any]:
@@ -334,6 +358,7 @@ def run_bench(
     precisions: Sequence[str] = ("auto",),
     models: Sequence[str] = (DEFAULT_MODEL,),
     *,
+    backends: Sequence[str] = (AUTO,),
     source: str | None = None,
     size: int = 512,
     frames: int = 10,
@@ -351,6 +376,7 @@ def run_bench(
         devices: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"all"``.
         precisions: ``"auto"``, ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"all"``.
         models: registry names (see :data:`live_seg.model.MODELS`).
+        backends: ``"auto"``, ``"torch"``, ``"openvino"`` or ``"all"`` (each runtime that runs the device).
         source: a video file, ``"synthetic"`` (a generated 720p clip), or ``None`` for
             ``samples/sample.mp4`` (synthetic when it is missing).
         size: model input side.
@@ -386,10 +412,11 @@ def run_bench(
         settings = _settings(src, kind, timing, batch=batch, size=size, weights=weights)
         shared = {"size": size, "weights": weights, "threads": threads, "batch": batch}
         results = [
-            bench_config(d, p, m, src, workdir, **shared, timing=timing, control=control)
-            if reason is None
-            else _not_available(d, p, m, reason)
+            bench_config(d, p, m, src, workdir, **shared, timing=timing, control=control, backend=b)
+            if reason is None and why is None
+            else _not_available(d, p, m, reason or why or "", b)
             for d, p, reason in plan(devices, precisions)
+            for b, why in (plan_backends(d, backends) if reason is None else [("torch", None)])
             for m in models
         ]
     machine = machine_info()
