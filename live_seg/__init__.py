@@ -19,6 +19,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "Segmenter": "model",
+    "build_segmenter": "backends",
     "MODELS": "model",
     "torch_runtime": "model",
     "Renderer": "render",

@@ -270,6 +270,7 @@ MEASURE_KEYS = {
 }
 ROW_KEYS = {
     "device",
+    "backend",
     "precision",
     "model",
     "status",
@@ -298,6 +299,7 @@ MACHINE_KEYS = {
     "cuda_available",
     "gpus",
     "mps_available",
+    "openvino",
     "opencv",
     "av",
     "numpy",
@@ -351,7 +353,7 @@ def check_schema(report: dict[str, Any]) -> None:
             row["pipeline"]["fps"] / row["model_only"]["fps"], rel=1e-2
         )
         assert row["workers"] >= 1 and row["worker_threads"] >= 1
-        if row["precision"] == "fp32":
+        if row["precision"] == "fp32" and row["backend"] == "torch":
             assert row["vs_fp32"] is None
         else:
             assert set(row["vs_fp32"]) == {"logit_rel_err", "mask_agreement", "frames"}
@@ -362,20 +364,24 @@ def test_run_bench_report_follows_the_schema(clip: Path, monkeypatch: pytest.Mon
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
     report = bench.run_bench(
-        ["cpu", "cuda"], ["fp32", "bf16"], source=str(clip), frames=2, warmup=1, repeat=2, command="test", **TINY
-    )
+        ["cpu", "cuda"], ["fp32", "bf16"], source=str(clip), frames=2, warmup=1, repeat=2, command="test",
+        backends=["torch", "auto"], **TINY,
+    )  # fmt: skip
     check_schema(report)
     assert json.loads(json.dumps(report)) == report  # plain JSON types only
-    ok, ok_bf16, *missing = report["results"]
-    assert (ok["device"], ok["precision"], ok["status"]) == ("cpu", "fp32", "ok")
+    ok, ok_ov, ok_bf16, ok_ov_bf16, *missing = report["results"]
+    assert (ok["device"], ok["backend"], ok["precision"], ok["status"]) == ("cpu", "torch", "fp32", "ok")
+    assert (ok_ov["backend"], ok_ov["precision"], ok_ov["status"]) == ("openvino", "fp32", "ok")
+    assert ok_ov["vs_fp32"]["mask_agreement"] > 0.999 and ok_ov["workers"] >= 1
     assert (ok_bf16["device"], ok_bf16["precision"], ok_bf16["status"]) == ("cpu", "bf16", "ok")
+    assert (ok_ov_bf16["backend"], ok_ov_bf16["precision"]) == ("openvino", "bf16")
     assert [(m["device"], m["status"]) for m in missing] == [("cuda", "not available")] * 2
     assert ok["pipeline"]["frames"] == [2, 2] and ok["naive"]["frames"] == [2, 2]
     assert report["settings"]["width"] == 160 and report["settings"]["untrained"] is True
     table = bench.format_table(report)
     assert "not available" in table and "median of 2 run(s) x 2 frame(s) after 1 warm-up" in table
     md = bench.format_markdown(report)
-    assert md.startswith("| device | precision | model | naive fps |") and "- command: `test`" in md
+    assert md.startswith("| device | backend | precision | model | naive fps |") and "- command: `test`" in md
 
 
 def test_a_stop_request_ends_the_run_without_threads(clip: Path) -> None:
@@ -419,10 +425,10 @@ def test_cli_bench_prints_and_writes_reports(
     assert "speed does not depend on the weights" in out.err
     report = json.loads(j.read_text())
     check_schema(report)
-    assert report["command"].startswith("python run_live.py bench --device cpu cuda --precision auto")
+    assert report["command"].startswith("python run_live.py bench --device cpu cuda --backend auto --precision auto")
     assert "--weights random" in report["command"] and f"--source {clip}" in report["command"]
     auto = model_module.auto_precision("cpu")  # bf16 on a CPU with native bf16, else fp32
-    assert f"| cpu | {auto} | lraspp_mobilenet_v3_large |" in md.read_text()
+    assert f"| cpu | openvino | {auto} | lraspp_mobilenet_v3_large |" in md.read_text()  # auto backend on the CPU
 
 
 def test_cli_plot_without_matplotlib_fails_before_measuring(

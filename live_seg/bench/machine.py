@@ -84,5 +84,6 @@ def machine_info() -> dict[str, Any]:
         **runtime_info(),
         "opencv": cv2.__version__,
         "av": _version("av"),
+        "openvino": _version("openvino"),
         "numpy": np.__version__,
     }
