@@ -486,7 +486,7 @@ def test_frames_are_fresh_even_after_a_slow_model_load(server, lraspp, monkeypat
         time.sleep(3.0)  # like loading big weights: 75 frame intervals
         return Watched()
 
-    monkeypatch.setattr("live_seg.model.Segmenter", slow_load)
+    monkeypatch.setattr("live_seg.backends.build_segmenter", slow_load)
     summary = LiveSession(LiveOptions(source=server.url, display="none", duration=3.0)).run()
     ages = [t - server.produced_at(index) for index, t in seen]
     assert len(ages) >= 5 and max(ages) < 6 * INTERVAL, [round(a, 3) for a in ages[:5]]

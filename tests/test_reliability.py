@@ -560,7 +560,7 @@ def test_interrupt_during_setup_stops_at_once(cli, media, tmp_path, monkeypatch,
         time.sleep(60)  # a download that would go on for a minute
         raise AssertionError("not interrupted")
 
-    monkeypatch.setattr(live_seg.video, "Segmenter", slow_download)
+    monkeypatch.setattr(live_seg.video, "build_segmenter", slow_download)
     src = clip(media, "small.mp4", frames=6)
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
     t0 = time.monotonic()
@@ -580,7 +580,7 @@ class _SlowSegmenter(Segmenter):
 
 def test_frames_in_flight_get_a_bounded_grace(cli, media, tmp_path, monkeypatch):
     """A model too slow to drain its queue in time: the run is aborted after the grace period."""
-    monkeypatch.setattr(live_seg.video, "Segmenter", _SlowSegmenter)
+    monkeypatch.setattr(live_seg.video, "build_segmenter", lambda backend, mode, **kw: _SlowSegmenter(**kw))
     monkeypatch.setattr(SignalGate, "grace_s", 0.6)
     src = clip(media, "sixty_gop10.mp4", frames=60, gop=10)
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
