@@ -168,6 +168,7 @@ def test_random_weights_are_marked_untrained_and_deterministic(small, caplog):
         "model": SMALL,
         "weights": "random",
         "untrained": True,
+        "backend": "torch",
         "device": "cpu",
         "precision": "fp32",
         "size": 512,
