@@ -255,7 +255,7 @@ def _bench_command(args: argparse.Namespace) -> str:
     parts += ["--precision", *args.precision]
     parts += ["--model", *args.model]
     parts += ["--weights", args.weights, "--source", args.source or "samples/sample.mp4", "--size", str(args.size)]
-    parts += ["--batch", str(args.batch), "--frames", str(args.frames), "--warmup", str(args.warmup)]
+    parts += ["--batch", *map(str, args.batch), "--frames", str(args.frames), "--warmup", str(args.warmup)]
     parts += ["--repeat", str(args.repeat)] + (["--threads", str(args.threads)] if args.threads else [])
     return " ".join(parts)
 

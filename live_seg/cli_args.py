@@ -164,7 +164,13 @@ def _bench_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--source", metavar="FILE|synthetic", help="clip to read (default: samples/sample.mp4)")
     _size_and_threads(g)
-    g.add_argument("--batch", type=_positive_int, default=1, help="frames per forward pass (default: %(default)s)")
+    g.add_argument(
+        "--batch",
+        type=_positive_int,
+        nargs="+",
+        default=[1],
+        help="frames per forward pass; several give one row each (default: 1)",
+    )
     t = bench.add_argument_group("timing")
     t.add_argument("--frames", type=_positive_int, default=10, help="frames per timed run (default: %(default)s)")
     t.add_argument("--warmup", type=_non_negative_int, default=1, help="untimed frames first (default: %(default)s)")

@@ -273,6 +273,7 @@ ROW_KEYS = {
     "backend",
     "precision",
     "model",
+    "batch",
     "status",
     "reason",
     "naive",
@@ -381,7 +382,20 @@ def test_run_bench_report_follows_the_schema(clip: Path, monkeypatch: pytest.Mon
     table = bench.format_table(report)
     assert "not available" in table and "median of 2 run(s) x 2 frame(s) after 1 warm-up" in table
     md = bench.format_markdown(report)
-    assert md.startswith("| device | backend | precision | model | naive fps |") and "- command: `test`" in md
+    assert md.startswith("| device | backend | precision | model | batch | naive fps |") and "- command: `test`" in md
+
+
+def test_several_batch_sizes_give_a_row_each_with_the_naive_loop_measured_once(clip: Path) -> None:
+    report = bench.run_bench(
+        ["cpu"], ["fp32"], source=str(clip), frames=2, warmup=0, repeat=1, batch=[1, 2], backends=["torch"], **TINY
+    )
+    check_schema(report)
+    one, two = report["results"]
+    assert (one["batch"], two["batch"]) == (1, 2) and report["settings"]["batch"] == [1, 2]
+    assert one["naive"] == two["naive"]  # one frame at a time whatever the batch: measured once
+    assert one["model_only"]["frames"] == [2] and two["model_only"]["frames"] == [2]
+    assert one["status"] == two["status"] == "ok"
+    assert "fp32 lraspp_mobilenet_v3_large batch 2" in bench.format_table(report)
 
 
 def test_a_stop_request_ends_the_run_without_threads(clip: Path) -> None:

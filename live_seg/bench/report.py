@@ -16,6 +16,7 @@ SUMMARY_HEADER = [
     "backend",
     "precision",
     "model",
+    "batch",
     "naive fps",
     "model-only fps",
     "pipeline fps",
@@ -33,12 +34,22 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 def _config(row: dict[str, Any]) -> str:
-    return f"{row['device']} {row.get('backend', 'torch')} {row['precision']} {row['model']}"
+    return (
+        f"{row['device']} {row.get('backend', 'torch')} {row['precision']} {row['model']} batch {row.get('batch', 1)}"
+    )
 
 
 def _summary_row(r: dict[str, Any]) -> list[str]:
     if r["status"] != "ok":
-        return [r["device"], r.get("backend", "torch"), r["precision"], r["model"], r["status"], *[""] * 7]
+        return [
+            r["device"],
+            r.get("backend", "torch"),
+            r["precision"],
+            r["model"],
+            str(r.get("batch", 1)),
+            r["status"],
+            *[""] * 7,
+        ]
     lat = r["pipeline"]["latency_ms"] or {}
     vs = r["vs_fp32"]
     vs_text = f"{vs['mask_agreement'] * 100:.2f}% / {vs['logit_rel_err'] * 100:.2f}%" if vs else "-"
@@ -47,6 +58,7 @@ def _summary_row(r: dict[str, Any]) -> list[str]:
         r.get("backend", "torch"),
         r["precision"],
         r["model"],
+        str(r.get("batch", 1)),
         _fmt(r["naive"]["fps"]),
         _fmt(r["model_only"]["fps"]),
         _fmt(r["pipeline"]["fps"]),
@@ -75,9 +87,9 @@ def _stage_rows(report: dict[str, Any]) -> list[list[str]]:
     return rows
 
 
-def _text_table(header: list[str], rows: list[list[str]]) -> str:
+def _text_table(header: list[str], rows: list[list[str]], text_columns: int) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows, strict=True)]
-    numeric = [i >= 4 for i in range(len(header))]
+    numeric = [i >= text_columns for i in range(len(header))]
 
     def line(cells: list[str]) -> str:
         return "  ".join(c.rjust(w) if n else c.ljust(w) for c, w, n in zip(cells, widths, numeric, strict=True))
@@ -95,12 +107,17 @@ def _machine_line(report: dict[str, Any]) -> str:
     )
 
 
+def _batches(batch: int | list[int]) -> str:
+    return ", ".join(map(str, batch)) if isinstance(batch, list) else str(batch)
+
+
 def _method_line(report: dict[str, Any]) -> str:
     s = report["settings"]
     weights = "untrained (random) weights" if s["untrained"] else f"weights {s['weights']}"
     return (
         f"fps: median of {s['repeat']} run(s) x {s['frames']} frame(s) after {s['warmup']} warm-up frame(s); "
-        f"source {s['source']} ({s['width']}x{s['height']}); input {s['size']}x{s['size']}, batch {s['batch']}; "
+        f"source {s['source']} ({s['width']}x{s['height']}); "
+        f"input {s['size']}x{s['size']}, batch {_batches(s['batch'])}; "
         f"{weights}; {report['elapsed_s']:.0f} s in all"
     )
 
@@ -114,10 +131,10 @@ def format_table(report: dict[str, Any]) -> str:
     """The report as plain-text tables for the terminal."""
     stage_rows = _stage_rows(report)
     parts = [
-        _text_table(SUMMARY_HEADER, _summary_rows(report)),
+        _text_table(SUMMARY_HEADER, _summary_rows(report), text_columns=5),
         "",
         "median ms per frame, by stage:",
-        _text_table(STAGE_HEADER, stage_rows) if stage_rows else "(nothing ran)",
+        _text_table(STAGE_HEADER, stage_rows, text_columns=2) if stage_rows else "(nothing ran)",
         "",
         _method_line(report),
         "machine: " + _machine_line(report),
@@ -140,7 +157,7 @@ def format_markdown(report: dict[str, Any]) -> str:
     """The report as Markdown: summary table, stage table, method, machine, command and date."""
     stage_header = ["configuration", "measure", "fps", *(f"{k} ms" for k in STAGES)]
     lines = [
-        _md_table(SUMMARY_HEADER, _summary_rows(report), text_columns=4),
+        _md_table(SUMMARY_HEADER, _summary_rows(report), text_columns=5),
         "",
         _md_table(stage_header, _stage_rows(report), text_columns=2),
         "",

@@ -56,7 +56,7 @@ from .measure import Timing, measure, off_main
 
 log = logging.getLogger(__name__)
 
-SCHEMA = "live_seg.bench/1"
+SCHEMA = "live_seg.bench/2"
 """``schema`` field of the JSON report; bumped when a field changes meaning or goes away."""
 
 MEASURES = ("naive", "model_only", "pipeline")
@@ -146,7 +146,13 @@ def quiet(names: dict[str, int]) -> Iterator[None]:
 
 
 def result_row(
-    device: str, precision: str, model: str, status: str, reason: str | None = None, backend: str = "torch"
+    device: str,
+    precision: str,
+    model: str,
+    status: str,
+    reason: str | None = None,
+    backend: str = "torch",
+    batch: int = 1,
 ) -> dict[str, Any]:
     """A report row with every key of the schema; measurements and ratios ``None`` until filled."""
     return {
@@ -154,6 +160,7 @@ def result_row(
         "backend": backend,
         "precision": precision,
         "model": model,
+        "batch": batch,
         "status": status,
         "reason": reason,
         **dict.fromkeys(MEASURES),
@@ -206,6 +213,7 @@ def bench_one(
     batch: int,
     threads: int | None = None,
     control: Control | None = None,
+    naive: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The three measurements of one configuration.
 
@@ -214,16 +222,19 @@ def bench_one(
     Model-only and pipeline use the pipeline's worker plan
     (:func:`live_seg.pipeline.plan_workers`): the same workers, each with the same threads.
 
+    The naive loop is one frame at a time whatever ``batch`` is: pass its result as ``naive`` to
+    reuse it for another batch size of the same configuration.
+
     Returns:
         ``{"naive": ..., "model_only": ..., "pipeline": ...}``, each a :func:`summarize` dict,
         and the ``workers`` and ``worker_threads`` they ran with.
     """
     control = control or Control()
     timing = Timing(frames, warmup, repeat)
-    label = f"{seg.device} {seg.backend} {seg.precision} {seg.name}"
+    label = f"{seg.device} {seg.backend} {seg.precision} {seg.name} batch {batch}"
     workers, worker_threads = plan_workers(seg.device, threads, requests=getattr(seg, "requests", None))
     default_threads = torch_threads()
-    results: dict[str, Any] = {"naive": time_naive(naive_seg, src, out_dir, timing, control)}
+    results: dict[str, Any] = {"naive": naive or time_naive(naive_seg, src, out_dir, timing, control)}
     with torch_runtime(worker_threads, seg.device):
         results["model_only"] = time_model_only(seg, src, batch, workers, timing, control)
         results["pipeline"] = time_pipeline(seg, src, out_dir, batch, workers, timing, control)
@@ -258,18 +269,20 @@ def bench_config(
     size: int,
     weights: str,
     threads: int | None,
-    batch: int,
+    batches: Sequence[int],
     timing: Timing,
     control: Control,
     backend: str = "torch",
-) -> dict[str, Any]:
-    """The report row of one configuration that runs here: build its models, measure, compare.
+) -> list[dict[str, Any]]:
+    """The report rows of one configuration that runs here, one per batch size: build its models
+    once, measure, compare.
 
-    The naive loop and the agreement reference are torch fp32 on the same device. A
-    :class:`~live_seg.errors.LiveSegError` (weights that cannot be had, a clip OpenCV cannot
-    read, OpenVINO unable to compile, ...) makes an ``"error"`` row rather than ending the benchmark.
+    The naive loop (one frame at a time, measured once) and the agreement reference are torch
+    fp32 on the same device. A :class:`~live_seg.errors.LiveSegError` (weights that cannot be
+    had, a clip OpenCV cannot read, OpenVINO unable to compile, ...) makes ``"error"`` rows
+    rather than ending the benchmark.
     """
-    row = result_row(device, precision, model, "ok", backend=backend)
+    rows = []
     try:
         with torch_runtime(threads, device):
             with quiet(QUIET):
@@ -281,29 +294,36 @@ def bench_config(
                     if seg.precision == "fp32" and seg.backend == "torch"
                     else Segmenter(model, weights=weights, device=device, precision="fp32", size=size)
                 )
-                row.update(
-                    bench_one(
-                        seg,
-                        naive_seg,
-                        src,
-                        workdir,
-                        frames=timing.frames,
-                        warmup=timing.warmup,
-                        repeat=timing.repeat,
-                        batch=batch,
-                        threads=threads,
-                        control=control,
+                naive = None
+                for batch in batches:
+                    row = result_row(device, precision, model, "ok", backend=backend, batch=batch)
+                    row.update(
+                        bench_one(
+                            seg,
+                            naive_seg,
+                            src,
+                            workdir,
+                            **timing._asdict(),
+                            batch=batch,
+                            threads=threads,
+                            control=control,
+                            naive=naive,
+                        )
                     )
-                )
+                    naive = row["naive"]
+                    rows.append(row)
             if seg is not naive_seg:
                 # What the precision or runtime costs: logits and masks against torch fp32 on the source.
-                row["vs_fp32"] = agreement(seg, naive_seg, read_frames(src, AGREEMENT_FRAMES))
+                vs_fp32 = agreement(seg, naive_seg, read_frames(src, AGREEMENT_FRAMES))
+                for row in rows:
+                    row["vs_fp32"] = vs_fp32
     except LiveSegError as exc:
         log.error("%s %s %s %s failed: %s", device, backend, precision, model, exc)
-        return result_row(device, precision, model, "error", one_line(exc), backend)
-    row["pipeline_vs_naive"] = _ratio(row["pipeline"]["fps"], row["naive"]["fps"])
-    row["pipeline_vs_model_only"] = _ratio(row["pipeline"]["fps"], row["model_only"]["fps"])
-    return row
+        return [result_row(device, precision, model, "error", one_line(exc), backend, b) for b in batches]
+    for row in rows:
+        row["pipeline_vs_naive"] = _ratio(row["pipeline"]["fps"], row["naive"]["fps"])
+        row["pipeline_vs_model_only"] = _ratio(row["pipeline"]["fps"], row["model_only"]["fps"])
+    return rows
 
 
 def _warn_if_busy(load: float | None) -> None:
@@ -317,12 +337,16 @@ def _warn_if_busy(load: float | None) -> None:
         )
 
 
-def _not_available(device: str, precision: str, model: str, reason: str, backend: str = "torch") -> dict[str, Any]:
+def _not_available(
+    device: str, precision: str, model: str, reason: str, backend: str, batches: Sequence[int]
+) -> list[dict[str, Any]]:
     log.info("%s %s %s %s: %s (%s)", device, backend, precision, model, NOT_AVAILABLE, reason)
-    return result_row(device, precision, model, NOT_AVAILABLE, reason, backend)
+    return [result_row(device, precision, model, NOT_AVAILABLE, reason, backend, b) for b in batches]
 
 
-def _settings(src: Path, kind: str, timing: Timing, *, batch: int, size: int, weights: str) -> dict[str, Any]:
+def _settings(
+    src: Path, kind: str, timing: Timing, *, batches: Sequence[int], size: int, weights: str
+) -> dict[str, Any]:
     """The report's ``settings`` (the clip as read, timing, batch, input size, weights), logged once."""
     with VideoFileSource(src) as probe:
         info = probe.info
@@ -334,20 +358,20 @@ def _settings(src: Path, kind: str, timing: Timing, *, batch: int, size: int, we
         "height": info.height,
         "source_fps": round(info.fps, 3),
         **timing._asdict(),
-        "batch": batch,
+        "batch": list(batches),
         "size": size,
         "weights": weights,
         "untrained": weights == RANDOM_WEIGHTS,
     }
     log.info(
-        "benchmark on %s (%dx%d): %d timed runs x %d frames after %d warm-up frame(s), batch %d, input %d",
+        "benchmark on %s (%dx%d): %d timed runs x %d frames after %d warm-up frame(s), batch %s, input %d",
         settings["source"],
         info.width,
         info.height,
         timing.repeat,
         timing.frames,
         timing.warmup,
-        batch,
+        ", ".join(map(str, batches)),
         size,
     )
     return settings
@@ -364,7 +388,7 @@ def run_bench(
     frames: int = 10,
     warmup: int = 1,
     repeat: int = 3,
-    batch: int = 1,
+    batch: int | Sequence[int] = 1,
     weights: str = RANDOM_WEIGHTS,
     threads: int | None = None,
     command: str | None = None,
@@ -382,7 +406,8 @@ def run_bench(
         size: model input side.
         frames: frames per timed run; warmup: frames processed first and not timed;
             repeat: timed runs per measurement.
-        batch: frames per forward pass (model-only and pipeline; naive is one by one).
+        batch: frames per forward pass (model-only and pipeline; naive is one by one), or
+            several: one row per batch size, the naive loop measured once.
         weights: ``"random"`` (speed does not depend on weights), ``"default"`` or a file.
         threads: torch CPU threads (``None``: torch's default).
         command: the command line, recorded in the report.
@@ -398,7 +423,8 @@ def run_bench(
         ValueError: frames, repeat or batch below 1, warmup below 0.
         KeyboardInterrupt: Ctrl-C, or ``control`` asked to stop.
     """
-    if frames < 1 or repeat < 1 or batch < 1 or warmup < 0:
+    batches = [batch] if isinstance(batch, int) else list(dict.fromkeys(batch))
+    if frames < 1 or repeat < 1 or not batches or min(batches) < 1 or warmup < 0:
         raise ValueError(f"need frames, repeat, batch >= 1 and warmup >= 0; got {frames}, {repeat}, {batch}, {warmup}")
     control = control or Control()
     timing = Timing(frames, warmup, repeat)
@@ -408,16 +434,19 @@ def run_bench(
     _warn_if_busy(load)
     with tempfile.TemporaryDirectory(prefix="live_seg-bench-") as tmp:
         workdir = Path(tmp)
-        src, kind = resolve_source(source, workdir, max(frames, warmup, batch, 2))
-        settings = _settings(src, kind, timing, batch=batch, size=size, weights=weights)
-        shared = {"size": size, "weights": weights, "threads": threads, "batch": batch}
+        src, kind = resolve_source(source, workdir, max(frames, warmup, *batches, 2))
+        settings = _settings(src, kind, timing, batches=batches, size=size, weights=weights)
+        shared = {"size": size, "weights": weights, "threads": threads, "batches": batches}
         results = [
-            bench_config(d, p, m, src, workdir, **shared, timing=timing, control=control, backend=b)
-            if reason is None and why is None
-            else _not_available(d, p, m, reason or why or "", b)
+            row
             for d, p, reason in plan(devices, precisions)
             for b, why in (plan_backends(d, backends) if reason is None else [("torch", None)])
             for m in models
+            for row in (
+                bench_config(d, p, m, src, workdir, **shared, timing=timing, control=control, backend=b)
+                if reason is None and why is None
+                else _not_available(d, p, m, reason or why or "", b, batches)
+            )
         ]
     machine = machine_info()
     machine["load_avg_1m_at_start"] = load
