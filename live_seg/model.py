@@ -205,10 +205,7 @@ class Segmenter:
         threads: torch CPU threads asked for the jobs that run this model (``None``: torch's
             default); a process-wide setting, so jobs apply it with :func:`torch_runtime`.
         module: the ``torch.nn.Module``, in eval mode, on ``device``.
-        backend: ``"torch"`` (see :func:`live_seg.backends.build_segmenter` for the others).
     """
-
-    backend = "torch"
 
     def __init__(
         self,
@@ -273,7 +270,6 @@ class Segmenter:
             "model": self.name,
             "weights": self.weights,
             "untrained": self.untrained,
-            "backend": self.backend,
             "device": self.device,
             "precision": self.precision,
             "size": self.size,
@@ -362,16 +358,21 @@ class Segmenter:
             return logits.argmax(1).to(torch.uint8).cpu().numpy()
 
     def infer_scores(self, batch: torch.Tensor) -> torch.Tensor:
-        """Class probabilities of each pixel (softmax over classes), e.g. for temporal smoothing.
+        """Forward pass and per-pixel softmax: class probabilities, for temporal smoothing.
 
         Args:
             batch: the output of :meth:`preprocess`, ``(N, 3, size, size)``.
 
         Returns:
-            ``(N, num_classes, size, size)`` float32 CPU tensor; sums to 1 over dim 1.
+            ``(N, num_classes, size, size)`` float32 probabilities on the model's device
+            (they stay there: the smoother averages them on the device).
         """
         with torch.inference_mode():
-            return self._forward(batch).float().softmax(1).cpu()
+            logits = self._forward(batch)
+            if self.precision == "fp16" and not bool(torch.isfinite(logits).all()):
+                self._fall_back_to_fp32()
+                logits = self._forward(batch.float())
+            return logits.float().softmax(1)
 
     def _fall_back_to_fp32(self) -> None:
         logger.warning("fp16 overflowed (inf/NaN logits) with %s: switching to fp32", self.name)
