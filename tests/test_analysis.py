@@ -19,6 +19,7 @@ from live_seg.analysis import (
     SceneCutDetector,
     TemporalSmoother,
     check_strength,
+    first_argmax,
     pack_scores,
 )
 from live_seg.coverage import Coverage, CoverageSeries, partial_path
@@ -80,6 +81,13 @@ def test_smoother_votes_away_a_one_frame_flip_and_does_not_touch_its_input():
     for _ in range(3):
         last = sm.step(flip)
     assert (last == 8).all()  # a lasting change does win
+
+
+def test_first_argmax_is_argmax_with_ties_to_the_lowest_class():
+    rng = np.random.default_rng(4)
+    s = torch.from_numpy(rng.integers(0, 4, (21, 9, 11))).float()  # many ties
+    got = first_argmax(s)
+    assert got.dtype == torch.uint8 and torch.equal(got, s.argmax(0).byte())
 
 
 def test_packed_scores_smooth_like_floats():
