@@ -8,6 +8,12 @@ Public API (imported lazily, so ``import live_seg`` does not load torch)::
     masks = seg.predict([frame_bgr])              # list of (512, 512) uint8 class ids
     view = overlay(frame_bgr, masks[0], make_palette("voc"))   # 60/40 blend, BGR uint8
     stats = process_video("in.mp4", "out.mp4", seg)
+
+    # steadier masks, and the masks themselves as a lossless video, read back one by one
+    opts = AnalysisOptions(smooth="ema", mask_video="masks.mkv", coverage="coverage.csv")
+    stats = process_video("in.mp4", "out.mp4", seg, analysis=opts)   # stats["flicker"]
+    for mask in read_masks("masks.mkv"):          # (512, 512) uint8 class ids per frame
+        ...
 """
 
 from __future__ import annotations
@@ -38,6 +44,9 @@ _EXPORTS = {
     "VideoWriter": "mp4",
     "Control": "pipeline",
     "run_file": "pipeline",
+    "AnalysisOptions": "analysis_run",
+    "TemporalSmoother": "analysis",
+    "read_masks": "mask_outputs",
     "LiveSegError": "errors",
     "SourceError": "errors",
     "ModelError": "errors",

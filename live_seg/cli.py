@@ -131,6 +131,30 @@ def _model_args(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def _analysis_options(args: argparse.Namespace) -> Any:
+    from .analysis_run import AnalysisOptions
+
+    return AnalysisOptions(
+        smooth=args.smooth,
+        smooth_strength=args.smooth_strength,
+        masks=args.masks,
+        masks_size=args.masks_size,
+        mask_video=args.mask_video,
+        coverage=args.coverage,
+        coverage_plot=args.coverage_plot,
+    )
+
+
+def _log_flicker(summary: dict[str, Any]) -> None:
+    """One line on how steady the masks were (and what smoothing did)."""
+    if summary.get("flicker") is None:
+        return
+    how = "no smoothing"
+    if summary.get("smooth") != "off":
+        how = f"{summary['smooth']} smoothing {summary['smooth_strength']:g}, {summary['scene_cuts']} scene cut(s)"
+    log.info("flicker: %.3f %% of pixels changed class per frame (%s)", summary["flicker"] * 100, how)
+
+
 def _write_json(path: str, data: dict[str, Any]) -> None:
     try:
         Path(path).write_text(json.dumps(data, indent=2) + "\n")
@@ -194,6 +218,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
                 on_frame=bar.update,
                 on_open=bar.open,
                 on_start=gate.start,
+                analysis=_analysis_options(args),
                 **_model_args(args),
             )
     except KeyboardInterrupt:
@@ -209,6 +234,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     if args.stats:
         _write_json(args.stats, summary)
     done = summary["frames_out"]
+    _log_flicker(summary)
     if summary["output"]:
         log.info(
             "%s: %d frames in %.1f s (%.2f fps end to end)%s",
@@ -319,6 +345,7 @@ def _live_options(args: argparse.Namespace) -> Any:
         overwrite=args.overwrite,
         duration=args.duration,
         snapshot_dir=args.snapshot_dir,
+        analysis=_analysis_options(args),
     )
 
 
@@ -355,6 +382,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
     )
     if summary["output"]:
         log.info("recorded %s (%d frames)", summary["output"], summary["frames_recorded"])
+    _log_flicker(summary)
     if gate.signum is not None:
         return SIGNAL_EXIT[gate.signum]
     return 0

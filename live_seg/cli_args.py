@@ -15,14 +15,17 @@ from .registry import (
     AUTO,
     BACKENDS,
     DEFAULT_MODEL,
+    DEFAULT_SMOOTH_STRENGTH,
     DEFAULT_WEIGHTS,
     DEVICES,
     DISPLAYS,
+    MASK_SIZES,
     MODEL_NAMES,
     PAIRINGS,
     PALETTES,
     PRECISIONS,
     RANDOM_WEIGHTS,
+    SMOOTH_MODES,
     VIEWS,
     auto_backend_text,
     auto_device_text,
@@ -48,6 +51,7 @@ def _arg_type(convert: Callable[[str], Any], ok: Callable[[Any], bool], what: st
 _positive_int = _arg_type(int, lambda v: v >= 1, "a whole number >= 1")
 _non_negative_int = _arg_type(int, lambda v: v >= 0, "a whole number >= 0")
 _unit_float = _arg_type(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+_strength = _arg_type(float, lambda v: 0.0 <= v < 1.0, "a number with 0 <= S < 1")
 _seconds = _arg_type(float, lambda v: v > 0, "a number of seconds > 0")
 _port = _arg_type(int, lambda v: 0 <= v <= 65535, "a TCP port 0..65535 (0 = any free port)")
 
@@ -103,6 +107,39 @@ def _render_options(parser: argparse.ArgumentParser, legend_default: bool = Fals
     )
 
 
+def _analysis_options(parser: argparse.ArgumentParser, live: bool = False) -> None:
+    a = parser.add_argument_group("analysis (per-frame masks and figures; --stats also reports flicker)")
+    a.add_argument(
+        "--smooth",
+        default=SMOOTH_MODES[0],
+        choices=SMOOTH_MODES,
+        help="ema: average the class probabilities over frames (steadier masks, reset at scene cuts; "
+        "default: %(default)s)",
+    )
+    a.add_argument(
+        "--smooth-strength",
+        type=_strength,
+        default=DEFAULT_SMOOTH_STRENGTH,
+        metavar="S",
+        help="weight of the past in the average, 0 <= S < 1 (default: %(default)s)",
+    )
+    each = "inferred frame" if live else "frame"
+    a.add_argument("--masks", metavar="DIR", help=f"one palette PNG of class ids per {each} (INDEX_TIMEms.png)")
+    a.add_argument(
+        "--masks-size",
+        default=MASK_SIZES[0],
+        choices=MASK_SIZES,
+        help="size of --masks and --mask-video: the model's input or the source frame's (default: %(default)s)",
+    )
+    a.add_argument("--mask-video", metavar="FILE.mkv", help=f"class ids as lossless FFV1 video, one per {each}")
+    a.add_argument(
+        "--coverage",
+        metavar="FILE.csv",
+        help=f"share of each class seen, one row per {each}" + (" (flushed every second)" if live else ""),
+    )
+    a.add_argument("--coverage-plot", metavar="FILE.png", help="chart of each class's share over time (matplotlib)")
+
+
 def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     video = sub.add_parser(
         "video", parents=[flags], help="video file -> overlaid MP4 (H.264, source timestamps and audio kept)"
@@ -124,6 +161,7 @@ def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     video.add_argument("--preset", default="veryfast", help="libx264 preset (default: %(default)s)")
     video.add_argument("--crf", type=int, default=20, help="libx264 quality, lower is better (default: %(default)s)")
     video.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON")
+    _analysis_options(video)
     _model_options(video)
     _render_options(video)
 
@@ -247,6 +285,7 @@ def _live_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     o.add_argument("--overwrite", action="store_true", help="replace an existing recording")
     o.add_argument("--duration", type=_seconds, metavar="S", help="stop after S seconds")
     o.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON (also when the source is lost)")
+    _analysis_options(live, live=True)
     _model_options(live)
     _render_options(live, legend_default=True)
 

@@ -21,6 +21,12 @@ Latency, as shown in the HUD and summarised in the stats (:mod:`live_seg.live_st
 measured per mask: from the capture of the frame the mask was computed on to the moment that
 mask is first shown.
 
+Analysis (``--smooth``, ``--masks``, ``--mask-video``, ``--coverage``): the inference worker's
+results are in frame order already (it always takes the newest frame; frames it never saw
+were dropped), so the smoother's state and the mask sinks live on that thread, right after
+the forward pass (:mod:`live_seg.analysis_run`): one smoothing step and one mask-file entry
+per *inferred* frame, timed by its capture. The coverage CSV is flushed every second.
+
 Video files: with ``realtime`` they are paced at their timestamps and treated as a live
 source (newest frame, drops); without it they are read as fast as the model takes frames
 and nothing is dropped.
@@ -39,6 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .analysis_run import AnalysisOptions, RunAnalysis
 from .capture import DEFAULT_RECONNECT, CaptureSource, LatestFrame, open_live_source
 from .errors import LiveSegError, OutputError
 from .frames import FramePacket, SegResult
@@ -83,6 +90,7 @@ class LiveOptions:
         overwrite: replace an existing recording.
         duration: stop by itself after this many seconds (``None``: run until stopped).
         snapshot_dir: where key s saves PNG snapshots.
+        analysis: smoothing and per-frame mask outputs (see :mod:`live_seg.analysis_run`).
     """
 
     source: str = "0"
@@ -101,6 +109,7 @@ class LiveOptions:
     overwrite: bool = False
     duration: float | None = None
     snapshot_dir: str | os.PathLike[str] = "."
+    analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
 
     def check(self) -> None:
         """Raise ``ValueError`` for settings that cannot work together."""
@@ -114,6 +123,7 @@ class LiveOptions:
             raise ValueError(f"duration: expected > 0 seconds, got {self.duration}")
         if self.reconnect < 0:
             raise ValueError(f"reconnect: expected >= 0, got {self.reconnect}")
+        self.analysis.check()
 
 
 @dataclass
@@ -124,6 +134,7 @@ class _Run:
     live: bool
     display: str
     recorder: Recorder | None
+    analysis: RunAnalysis
     slot: LatestFrame = field(default_factory=LatestFrame)
     board: Board = field(default_factory=Board)
     stages: list[Stage] = field(default_factory=list)
@@ -216,13 +227,18 @@ class LiveSession:
         opts, control = self.options, self.control
         t_setup = time.perf_counter()
         recorder = Recorder(opts.record, opts.overwrite, RECORD_FPS) if opts.record else None
-        display, reason = self._pick_display()
-        # The source first: a wrong camera index or URL is reported before seconds of model loading.
-        source = open_live_source(opts.source, realtime=opts.realtime, reconnect=opts.reconnect)
+        analysis = RunAnalysis(opts.analysis, overwrite=opts.overwrite, title=opts.source)
+        try:
+            display, reason = self._pick_display()
+            # The source first: a wrong camera index or URL is reported before seconds of model loading.
+            source = open_live_source(opts.source, realtime=opts.realtime, reconnect=opts.reconnect)
+        except BaseException:
+            analysis.abort()
+            raise
         with source:
             info = source.info
             assert info is not None
-            run = _Run(source, info.live or opts.realtime, display, recorder)
+            run = _Run(source, info.live or opts.realtime, display, recorder, analysis)
             self.slot = run.slot
             run.stages.append(Stage("capture", lambda: self._capture(run), control, None))
             if info.live:
@@ -322,6 +338,10 @@ class LiveSession:
                 output = run.recorder.close()
             except LiveSegError as exc:
                 log.error("recording: %s", exc)
+        try:
+            run.analysis.close()
+        except LiveSegError as exc:
+            log.error("analysis: %s", exc)
         self.summary = self._summarise(run, info, output)
         run.runtime.close()  # torch's thread settings back as they were, after the summary read them
         return main_error
@@ -361,15 +381,21 @@ class LiveSession:
             board.wake()
 
     def _infer(self, run: _Run) -> None:
-        """Inference thread: the newest frame in, the newest mask out."""
+        """Inference thread: the newest frame in, the newest mask out (smoothed and fed to the
+        mask files here, in order)."""
         assert self.segmenter is not None
+        analysis = run.analysis
+        refine = analysis.refine
 
         def give(result: SegResult) -> bool:
+            if refine is not None:
+                result = refine(result)
+            analysis.feed(result)
             self.metrics.inferred_one(result)
             run.board.post_result(result)
             return True
 
-        infer_loop(self.segmenter, _newest(run.slot, self.control), give, self.control)
+        infer_loop(analysis.model(self.segmenter), _newest(run.slot, self.control), give, self.control)
 
     # -- the summary ----------------------------------------------------------------------------
 
@@ -396,6 +422,7 @@ class LiveSession:
             reconnects=getattr(source, "reconnects", 0),
             snapshots=list(self.snapshots),
             **(self.segmenter.describe() if self.segmenter is not None else {}),
+            **run.analysis.summary(),
         )
 
 

@@ -32,13 +32,10 @@ from PIL import Image
 
 from .errors import OutputError, SourceError, one_line
 from .frames import Mask, check_mask
+from .mp4 import check_output_path
 from .render import resize_mask, voc_palette
-from .sinks import check_output_path
 
 log = logging.getLogger(__name__)
-
-MASK_SIZES = ("model", "source")
-"""Values of ``--masks-size``: the model's square input size, or the source frame's size."""
 
 MASK_NAME = re.compile(r"^\d{6,}_\d+ms\.png$")
 """File names :class:`PngMasks` writes (and, with ``overwrite``, replaces)."""

@@ -176,8 +176,6 @@ def raise_user_error(exc: BaseException, stage: str) -> NoReturn:
 
 
 MAX_CPU_WORKERS = 4
-
-
 CPU_BATCH = 2
 """Frames per forward pass on the CPU when not given: two frames a pass keep the cores busier
 than one (the README has the measurements)."""
@@ -279,6 +277,8 @@ def run_file(
     queue_size: int | None = None,
     control: Control | None = None,
     on_frame: Callable[[Stats], None] | None = None,
+    refine: Callable[[SegResult], SegResult] | None = None,
+    on_result: Callable[[SegResult], None] | None = None,
 ) -> Stats:
     """Run every frame of ``source`` through ``model``, ``render`` and ``write``, in order.
 
@@ -288,7 +288,8 @@ def run_file(
 
     Args:
         source: iterable of :class:`FramePacket` with a thread-safe ``stop()``.
-        model: ``preprocess(frames) -> batch`` and ``infer(batch) -> (N, s, s) uint8``.
+        model: ``preprocess(frames) -> batch`` and ``infer(batch) -> (N, s, s) uint8`` (or scores that
+            ``refine``, a step in frame order on the calling thread, turns into masks: smoothing).
         render: ``(frame, mask) -> image`` (BGR uint8; the buffer may be reused by the next call).
         write: ``(image, pts_seconds) -> None``; always called from one thread.
         batch: frames per forward pass.
@@ -298,6 +299,7 @@ def run_file(
         queue_size: capacity of the frame and result queues (default ``workers * (2 * batch + 1) + 1``).
         control: shared stop/abort requests (a new one when ``None``).
         on_frame: called after each written frame with the running stats (from the writing thread).
+        on_result: called with each written frame's result, in order, by the writer (mask sinks).
 
     Returns:
         The run's :class:`Stats`; ``interrupted`` is True when a stop or abort ended it early.
@@ -309,25 +311,24 @@ def run_file(
     if workers < 1 or batch < 1:
         raise ValueError(f"workers and batch must be >= 1, got {workers} and {batch}")
     size = queue_size or workers * (2 * batch + 1) + 1
-    run = _FileRun(source, model, write, control, batch, size, write_thread, on_frame)
-    write_q = run.write_q
+    run = _FileRun(source, model, write, control, batch, size, write_thread, on_frame, on_result)
     stages = [Stage("capture", run.capture, control, run.frames_q, ends=workers)]
     stages += [
         Stage("infer" if workers == 1 else f"infer-{i}", run.infer, control, run.results_q) for i in range(workers)
     ]
-    if write_q is not None:
+    if run.write_q is not None:
         stages.append(Stage("write", run.writer, control, None))
     t_start = time.perf_counter()
     for stage in stages:
         stage.start()
     main_error: BaseException | None = None
     try:
-        _consume(run.results_q, control, render, run.deliver, workers)
+        _consume(run.results_q, control, render, run.deliver, workers, refine)
     except BaseException as exc:  # noqa: BLE001 - stop the threads first, raise below
         main_error = exc
         control.abort("render/write failed")
-    if write_q is not None:
-        put(write_q, END, control)
+    if run.write_q is not None:
+        put(run.write_q, END, control)
         stages[-1].join()  # the write thread ends with the last queued frame, or at an abort
     source.stop()
     stats = run.stats
@@ -353,9 +354,10 @@ class _FileRun:
         queue_size: int,
         write_thread: bool,
         on_frame: Callable[[Stats], None] | None,
+        on_result: Callable[[SegResult], None] | None,
     ) -> None:
         self.source, self.model, self.write, self.control = source, model, write, control
-        self.batch, self.on_frame = batch, on_frame
+        self.batch, self.on_frame, self.on_result = batch, on_frame, on_result
         self.frames_q: queue.Queue = queue.Queue(maxsize=queue_size)
         self.results_q: queue.Queue = queue.Queue(maxsize=queue_size)
         self.write_q: queue.Queue | None = queue.Queue(maxsize=WRITE_QUEUE) if write_thread else None
@@ -396,6 +398,8 @@ class _FileRun:
         stats.add("infer", result.infer_s)
         stats.add("render", render_s)
         stats.add("encode", t1 - t0)
+        if self.on_result is not None:
+            self.on_result(result)
         stats.latency.append(t1 - result.packet.t_capture)
         stats.frames_out += 1
         if self.on_frame is not None:
@@ -408,9 +412,10 @@ def _consume(
     render: Callable[[Frame, np.ndarray], Frame],
     deliver: Callable[[SegResult, Frame, float], None],
     workers: int = 1,
+    refine: Callable[[SegResult], SegResult] | None = None,
 ) -> None:
-    """Main-thread loop: render results in frame order and hand them to ``deliver``, until
-    every worker's ``END`` or an abort."""
+    """Main-thread loop: ``refine``, render results in frame order and hand them to ``deliver``,
+    until every worker's ``END`` or an abort."""
     pending: dict[int, SegResult] = {}  # results that overtook an earlier frame (several workers)
     next_index = 0
     ended = 0
@@ -432,18 +437,20 @@ def _consume(
         result: SegResult = item  # type: ignore[assignment]
         pending[result.packet.index] = result
         while next_index in pending:
-            _emit(pending.pop(next_index), render, deliver)
+            _emit(pending.pop(next_index), render, deliver, refine)
             next_index += 1
     for index in sorted(pending):  # a source whose indices skip (none of ours do)
-        _emit(pending.pop(index), render, deliver)
+        _emit(pending.pop(index), render, deliver, refine)
 
 
 def _emit(
     result: SegResult,
     render: Callable[[Frame, np.ndarray], Frame],
     deliver: Callable[[SegResult, Frame, float], None],
+    refine: Callable[[SegResult], SegResult] | None = None,
 ) -> None:
-    """Render one result and deliver it with its render time."""
+    """Refine and render one result and deliver it with its render time."""
+    result = result if refine is None else refine(result)
     t0 = time.perf_counter()
     image = render(result.packet.image, result.mask)
     deliver(result, image, time.perf_counter() - t0)

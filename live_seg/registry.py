@@ -76,3 +76,13 @@ def auto_backend_text() -> str:
     for device, backend in AUTO_BACKEND.items():
         by_backend.setdefault(backend, []).append(device)
     return ", ".join(f"{b} on {' and '.join(d)}" for b, d in by_backend.items())
+
+
+SMOOTH_MODES = ("off", "ema")
+"""``--smooth``: masks as the model gives them, or an exponential moving average of the class
+probabilities over frames (argmax after)."""
+DEFAULT_SMOOTH_STRENGTH = 0.6
+"""``--smooth-strength``: the weight of the past in the average, ``0 <= S < 1`` (the README has
+what it does to flicker and speed)."""
+MASK_SIZES = ("model", "source")
+"""``--masks-size``: mask files at the model's square input size, or at the source frame's size."""

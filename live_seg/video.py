@@ -9,6 +9,7 @@ it). Torch's process-wide settings are the job's for the run and restored after 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -16,8 +17,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from .analysis_run import AnalysisOptions, RunAnalysis
 from .backends import build_segmenter
-from .errors import OutputError
+from .errors import LiveSegError, OutputError
 from .metrics import Stats
 from .model import Segmenter, torch_runtime
 from .mp4 import VideoWriter, check_output_path
@@ -47,6 +49,7 @@ def _run(
     seg: Segmenter,
     renderer: Renderer,
     writer: VideoWriter,
+    analysis: RunAnalysis,
     *,
     batch: int | None,
     workers: int | None,
@@ -58,7 +61,7 @@ def _run(
 
     Returns:
         The run's stats, and ``batch``, ``workers`` and the model's description with the torch
-        threads the run used. On an error the output is discarded.
+        threads the run used. On an error the outputs keep the frames done.
     """
     requests = getattr(seg, "requests", None)  # a runtime with its own threads (OpenVINO)
     if batch is None:
@@ -73,16 +76,20 @@ def _run(
                 on_start()
             stats = run_file(
                 source,
-                seg,
+                analysis.model(seg),
                 renderer.render,
                 writer.write,
                 batch=batch,
                 workers=workers,
                 control=control,
                 on_frame=on_frame,
+                refine=analysis.refine,
+                on_result=analysis.feed,
             )
     except BaseException:
         writer.close(complete=False)
+        with contextlib.suppress(LiveSegError):  # the run's own error is the one to report
+            analysis.close(complete=False)
         raise
     return stats, details
 
@@ -108,6 +115,7 @@ def process_video(
     on_frame: Callable[[Stats], None] | None = None,
     on_open: Callable[[VideoFileSource], None] | None = None,
     on_start: Callable[[], None] | None = None,
+    analysis: AnalysisOptions | None = None,
     **model_args: Any,
 ) -> dict[str, Any]:
     """Segment every frame of ``src`` and write the rendered video to ``dst`` (see the module).
@@ -131,9 +139,12 @@ def process_video(
         on_open: called with the opened source (e.g. to size a progress bar).
         on_start: called once the model and the output are ready, as frames start to flow
             (before it, an interrupt has nothing to finish).
+        analysis: smoothing and per-frame mask outputs (see :mod:`live_seg.analysis_run`);
+            their files are checked before the model loads, and hold exactly the video's frames.
 
     Returns:
-        A JSON-ready dict: the run's stats summary plus model, input and output details.
+        A JSON-ready dict: the run's stats summary plus model, input and output details,
+        ``flicker`` and the analysis fields (see :meth:`RunAnalysis.summary`).
 
     Raises:
         SourceError, ModelError, OutputError, PipelineError: one-line, user-facing.
@@ -141,24 +152,33 @@ def process_video(
     t_setup = time.perf_counter()
     out = _check_output(src, dst, overwrite)
     control = control or Control()
-    with VideoFileSource(src, realtime=realtime, max_frames=max_frames) as source:
-        info = source.info
-        assert info is not None
-        if on_open is not None:
-            on_open(source)
-        seg = segmenter or build_segmenter(**model_args, mode="throughput")
-        renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend, mode=view)
-        audio = bool(audio and info.has_audio)
-        writer = VideoWriter(out, info.width * (2 if view == "side" else 1), info.height, fps=info.fps,
-                             time_base=info.time_base, audio_from=src if audio else None,
-                             audio_offset=source.start_time, overwrite=overwrite, preset=preset, crf=crf,
-                             stop=control.stopping)  # fmt: skip
+    extra = RunAnalysis(analysis or AnalysisOptions(), overwrite=overwrite, title=Path(src).name)
+    with contextlib.ExitStack() as stack:
+        try:  # until the run starts, a failure leaves none of the analysis files behind
+            source = stack.enter_context(VideoFileSource(src, realtime=realtime, max_frames=max_frames))
+            info = source.info
+            assert info is not None
+            if on_open is not None:
+                on_open(source)
+            seg = segmenter or build_segmenter(**model_args, mode="throughput")
+            renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend, mode=view)
+            audio = bool(audio and info.has_audio)
+            writer = VideoWriter(out, info.width * (2 if view == "side" else 1), info.height, fps=info.fps,
+                                 time_base=info.time_base, audio_from=src if audio else None,
+                                 audio_offset=source.start_time, overwrite=overwrite, preset=preset, crf=crf,
+                                 stop=control.stopping)  # fmt: skip
+        except BaseException:
+            extra.abort()
+            raise
         setup_s = time.perf_counter() - t_setup
-        stats, details = _run(source, seg, renderer, writer, batch=batch, workers=workers, control=control,
+        stats, details = _run(source, seg, renderer, writer, extra, batch=batch, workers=workers, control=control,
                               on_frame=on_frame, on_start=on_start)  # fmt: skip
-        written = writer.close(complete=not stats.interrupted)
+        try:
+            written = writer.close(complete=not stats.interrupted)
+        finally:
+            extra.close(complete=not stats.interrupted)
     summary = stats.summary()
     summary.update(input=str(src), output=str(written) if written else None, width=info.width, height=info.height)
     summary.update(source_fps=round(info.fps, 3), audio=audio, skipped_packets=source.skipped_packets)
-    summary.update(truncated_input=source.truncated, setup_s=round(setup_s, 3), **details)
+    summary.update(truncated_input=source.truncated, setup_s=round(setup_s, 3), **details, **extra.summary())
     return summary
