@@ -41,6 +41,9 @@ FLUSH_S = 1.0
 PLOT_POINTS = 1024
 """Time bins kept for the chart (each point the mean share over its bin)."""
 
+MINOR_SHARE = 0.02
+"""Classes whose share never reaches this are drawn thin and not listed one by one in the chart."""
+
 SHARE_DIGITS = 6
 """Decimals of the shares in the CSV (a pixel of a 512x512 mask is 3.8e-6)."""
 
@@ -230,7 +233,9 @@ def _pyplot():
 def plot_coverage(path: Path, times: np.ndarray, means: np.ndarray, names: Sequence[str], title: str = "") -> Path:
     """Draw each seen class's share of the picture over time, in its VOC palette colour.
 
-    Classes are listed in the legend by their mean share, largest first, with that mean.
+    Classes are listed in the legend by their mean share, largest first, with that mean;
+    classes that never reach :data:`MINOR_SHARE` are drawn thin and summed up in one entry, so
+    the legend stays short.
 
     Args:
         path: the PNG to write (through a temporary name).
@@ -243,11 +248,18 @@ def plot_coverage(path: Path, times: np.ndarray, means: np.ndarray, names: Seque
     palette = voc_palette(max(len(names), 1)).astype(np.float64) / 255
     overall = means.mean(axis=0)
     order = [int(i) for i in np.argsort(-overall) if means[:, i].max() > 0]
-    fig, ax = plt.subplots(figsize=(10, 4.2), dpi=120)
+    major = [i for i in order if means[:, i].max() >= MINOR_SHARE]
+    minor = [i for i in order if i not in major]
+    fig, ax = plt.subplots(figsize=(10, max(4.2, 1.5 + 0.28 * (len(major) + 1))), dpi=120)
     try:
-        for i in order:
+        for i in minor:
+            ax.plot(times, means[:, i] * 100, color=palette[i], linewidth=0.8, alpha=0.6)
+        for i in major:
             ax.plot(times, means[:, i] * 100, color=palette[i], linewidth=1.8,
                     label=f"{names[i]} ({overall[i] * 100:.1f} %)")  # fmt: skip
+        if minor:
+            ax.plot([], [], color="0.6", linewidth=0.8,
+                    label=f"{len(minor)} more, under {MINOR_SHARE:.0%} each")  # fmt: skip
         ax.set_xlabel("time (s)")
         ax.set_ylabel("share of the picture (%)")
         ax.set_ylim(0, 100)
