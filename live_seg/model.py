@@ -351,11 +351,15 @@ class Segmenter:
             ``(N, size, size)`` uint8 class ids on the CPU (only uint8 leaves the device).
         """
         with torch.inference_mode():
-            logits = self._forward(batch)
-            if self.precision == "fp16" and not bool(torch.isfinite(logits).all()):
-                self._fall_back_to_fp32()
-                logits = self._forward(batch.float())
-            return logits.argmax(1).to(torch.uint8).cpu().numpy()
+            return self._checked_logits(batch).argmax(1).to(torch.uint8).cpu().numpy()
+
+    def _checked_logits(self, batch: torch.Tensor) -> torch.Tensor:
+        """The forward pass; in fp16, logits that overflow switch the model to fp32 and run again."""
+        logits = self._forward(batch)
+        if self.precision == "fp16" and not bool(torch.isfinite(logits).all()):
+            self._fall_back_to_fp32()
+            logits = self._forward(batch.float())
+        return logits
 
     def infer_scores(self, batch: torch.Tensor) -> torch.Tensor:
         """Forward pass and per-pixel softmax: class probabilities, for temporal smoothing.
@@ -368,11 +372,7 @@ class Segmenter:
             (they stay there: the smoother averages them on the device).
         """
         with torch.inference_mode():
-            logits = self._forward(batch)
-            if self.precision == "fp16" and not bool(torch.isfinite(logits).all()):
-                self._fall_back_to_fp32()
-                logits = self._forward(batch.float())
-            return logits.float().softmax(1)
+            return self._checked_logits(batch).float().softmax(1)
 
     def _fall_back_to_fp32(self) -> None:
         logger.warning("fp16 overflowed (inf/NaN logits) with %s: switching to fp32", self.name)
