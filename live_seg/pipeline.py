@@ -151,8 +151,7 @@ def join_all(stages: Sequence[Stage], timeout: float = JOIN_S) -> None:
     deadline = time.monotonic() + timeout
     for stage in stages:
         stage.join(max(0.0, deadline - time.monotonic()))
-    alive = [s.name for s in stages if s.is_alive()]
-    if alive:
+    if alive := [s.name for s in stages if s.is_alive()]:
         raise PipelineError(f"pipeline threads did not stop within {timeout:.0f} s: {', '.join(alive)}")
     for stage in stages:
         if stage.error is not None:
@@ -288,8 +287,7 @@ def run_file(
 
     Args:
         source: iterable of :class:`FramePacket` with a thread-safe ``stop()``.
-        model: ``preprocess(frames) -> batch`` and ``infer(batch) -> (N, s, s) uint8`` (or scores that
-            ``refine``, a step in frame order on the calling thread, turns into masks: smoothing).
+        model: ``preprocess(frames) -> batch`` and ``infer(batch) -> (N, s, s) uint8`` (or scores).
         render: ``(frame, mask) -> image`` (BGR uint8; the buffer may be reused by the next call).
         write: ``(image, pts_seconds) -> None``; always called from one thread.
         batch: frames per forward pass.
@@ -299,7 +297,7 @@ def run_file(
         queue_size: capacity of the frame and result queues (default ``workers * (2 * batch + 1) + 1``).
         control: shared stop/abort requests (a new one when ``None``).
         on_frame: called after each written frame with the running stats (from the writing thread).
-        on_result: called with each written frame's result, in order, by the writer (mask sinks).
+        refine, on_result: in frame order: scores to mask (smoothing); each written result (mask sinks).
 
     Returns:
         The run's :class:`Stats`; ``interrupted`` is True when a stop or abort ended it early.
@@ -323,7 +321,7 @@ def run_file(
         stage.start()
     main_error: BaseException | None = None
     try:
-        _consume(run.results_q, control, render, run.deliver, workers, refine)
+        _consume(run.results_q, control, render, run.deliver, workers, refine or (lambda r: r))
     except BaseException as exc:  # noqa: BLE001 - stop the threads first, raise below
         main_error = exc
         control.abort("render/write failed")
@@ -357,7 +355,8 @@ class _FileRun:
         on_result: Callable[[SegResult], None] | None,
     ) -> None:
         self.source, self.model, self.write, self.control = source, model, write, control
-        self.batch, self.on_frame, self.on_result = batch, on_frame, on_result
+        self.batch, self.on_frame = batch, on_frame
+        self.on_result = on_result or (lambda _result: None)
         self.frames_q: queue.Queue = queue.Queue(maxsize=queue_size)
         self.results_q: queue.Queue = queue.Queue(maxsize=queue_size)
         self.write_q: queue.Queue | None = queue.Queue(maxsize=WRITE_QUEUE) if write_thread else None
@@ -398,8 +397,7 @@ class _FileRun:
         stats.add("infer", result.infer_s)
         stats.add("render", render_s)
         stats.add("encode", t1 - t0)
-        if self.on_result is not None:
-            self.on_result(result)
+        self.on_result(result)
         stats.latency.append(t1 - result.packet.t_capture)
         stats.frames_out += 1
         if self.on_frame is not None:
@@ -412,13 +410,11 @@ def _consume(
     render: Callable[[Frame, np.ndarray], Frame],
     deliver: Callable[[SegResult, Frame, float], None],
     workers: int = 1,
-    refine: Callable[[SegResult], SegResult] | None = None,
+    refine: Callable[[SegResult], SegResult] = lambda r: r,
 ) -> None:
-    """Main-thread loop: ``refine``, render results in frame order and hand them to ``deliver``,
-    until every worker's ``END`` or an abort."""
+    """Main-thread loop: results in frame order, refined, rendered, to ``deliver``, until all ``END`` s."""
     pending: dict[int, SegResult] = {}  # results that overtook an earlier frame (several workers)
-    next_index = 0
-    ended = 0
+    next_index = ended = 0
     while ended < workers:
         try:
             item = get(results_q, control)
@@ -437,20 +433,18 @@ def _consume(
         result: SegResult = item  # type: ignore[assignment]
         pending[result.packet.index] = result
         while next_index in pending:
-            _emit(pending.pop(next_index), render, deliver, refine)
+            _emit(refine(pending.pop(next_index)), render, deliver)
             next_index += 1
     for index in sorted(pending):  # a source whose indices skip (none of ours do)
-        _emit(pending.pop(index), render, deliver, refine)
+        _emit(refine(pending.pop(index)), render, deliver)
 
 
 def _emit(
     result: SegResult,
     render: Callable[[Frame, np.ndarray], Frame],
     deliver: Callable[[SegResult, Frame, float], None],
-    refine: Callable[[SegResult], SegResult] | None = None,
 ) -> None:
-    """Refine and render one result and deliver it with its render time."""
-    result = result if refine is None else refine(result)
+    """Render one result and deliver it with its render time."""
     t0 = time.perf_counter()
     image = render(result.packet.image, result.mask)
     deliver(result, image, time.perf_counter() - t0)

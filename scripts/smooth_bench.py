@@ -56,11 +56,11 @@ def grainy(src: Path, dst: Path, sigma: float = 12.0) -> Path:
     return dst
 
 
-def run(mode: str, clip: Path, weights: Path, out: Path, size: int) -> dict:
+def run(mode: str, clip: Path, weights: Path, out: Path, size: int, backend: str) -> dict:
     stats = out / f"{mode}.json"
     cmd = [sys.executable, str(ROOT / "run_live.py"), "video", str(clip), "-o", str(out / f"{mode}.mp4"),
            "--overwrite", "--model", "lraspp_mobilenet_v3_large", "--weights", str(weights), "--size", str(size),
-           "--smooth", mode, "--stats", str(stats), "-q"]  # fmt: skip
+           "--backend", backend, "--smooth", mode, "--stats", str(stats), "-q"]  # fmt: skip
     t0 = time.perf_counter()
     subprocess.run(cmd, check=True, cwd=ROOT)
     data = json.loads(stats.read_text())
@@ -73,6 +73,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True, help="working folder")
     parser.add_argument("--pairs", type=int, default=3)
     parser.add_argument("--size", type=int, default=512)
+    parser.add_argument("--backend", default="torch", help="torch (the README's figures) or openvino")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     weights = content_weights(args.out / "content.pth")
@@ -80,7 +81,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"off": [], "ema": []}
     for i in range(args.pairs + 1):  # the first pair warms the caches and is not counted
         for mode in ("off", "ema"):
-            data = run(mode, clip, weights, args.out, args.size)
+            data = run(mode, clip, weights, args.out, args.size, args.backend)
             if i:
                 runs[mode].append(data)
             print(f"{'warm-up' if not i else f'pair {i}'} {mode}: flicker {data['flicker']:.4f} "
