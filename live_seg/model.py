@@ -205,7 +205,10 @@ class Segmenter:
         threads: torch CPU threads asked for the jobs that run this model (``None``: torch's
             default); a process-wide setting, so jobs apply it with :func:`torch_runtime`.
         module: the ``torch.nn.Module``, in eval mode, on ``device``.
+        backend: ``"torch"`` (see :func:`live_seg.backends.build_segmenter` for the others).
     """
+
+    backend = "torch"
 
     def __init__(
         self,
@@ -270,6 +273,7 @@ class Segmenter:
             "model": self.name,
             "weights": self.weights,
             "untrained": self.untrained,
+            "backend": self.backend,
             "device": self.device,
             "precision": self.precision,
             "size": self.size,
