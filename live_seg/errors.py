@@ -24,6 +24,10 @@ class OutputError(LiveSegError):
     """An output file or folder could not be written."""
 
 
+class ClusterError(LiveSegError):
+    """A Ray cluster could not be used (Ray missing, no cluster at the address, no resources)."""
+
+
 class PipelineError(LiveSegError):
     """A pipeline stage failed; the original exception is chained as ``__cause__``."""
 
