@@ -26,7 +26,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .batch import Job, Process, attempt, log_record
+from .batch import Job, Process, attempt, log_record, remove_stale_partials
 from .errors import ClusterError, one_line
 from .manifest import Manifest, Record
 from .progress import BatchProgress
@@ -224,10 +224,11 @@ def _result(ray: Any, ref: Any, job: Job) -> Record:
 
 
 def _drop(ray: Any, pending: dict[Any, tuple[Job, Any]]) -> list[Record]:
-    """Stop the videos in flight: kill their actors (temporary files only are left behind)."""
+    """Stop the videos in flight: kill their actors and delete their temporary files."""
     records = []
     for job, actor in pending.values():
         ray.kill(actor, no_restart=True)
+        remove_stale_partials(job.output)
         record = Record(str(job.input), str(job.output), "interrupted", error="stopped before the end")
         log_record(record, job.name)
         records.append(record)
