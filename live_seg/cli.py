@@ -194,16 +194,23 @@ class _ProgressBar:
 def _cmd_video(args: argparse.Namespace) -> int:
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from .batch import is_batch
+
+    if is_batch(args.input, args.output) or args.ray:
+        from .cli_batch import cmd_video_batch
+
+        return cmd_video_batch(args, _model_args(args), SIGNAL_EXIT)
     from .video import default_output, process_video
 
+    src = args.input[0]
     control = Control()
     gate = SignalGate(control, setup_interrupts=True)
     bar = _ProgressBar(args.quiet)
     try:
         with gate.installed(), logging_redirect_tqdm():  # log lines above the progress bar, not into it
             summary = process_video(
-                args.input,
-                args.output or str(default_output(args.input)),
+                src,
+                args.output or str(default_output(src)),
                 palette=args.palette,
                 alpha=args.alpha,
                 legend=args.legend,
@@ -226,7 +233,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
             raise
         log.warning("interrupted before the first frame: nothing was written")
         if args.stats:
-            _write_json(args.stats, {"input": args.input, "output": None, "frames_in": 0, "frames_out": 0,
+            _write_json(args.stats, {"input": src, "output": None, "frames_in": 0, "frames_out": 0,
                                      "interrupted": True, "stop_reason": control.reason})  # fmt: skip
         return SIGNAL_EXIT[gate.signum]
     finally:

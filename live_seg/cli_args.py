@@ -144,9 +144,26 @@ def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     video = sub.add_parser(
         "video", parents=[flags], help="video file -> overlaid MP4 (H.264, source timestamps and audio kept)"
     )
-    video.add_argument("input", help="input video file")
-    video.add_argument("-o", "--output", help="output .mp4 (default: INPUT.seg.mp4 beside the input)")
-    video.add_argument("--overwrite", action="store_true", help="replace an existing output")
+    video.add_argument(
+        "input",
+        nargs="+",
+        help="input video file; or several files, folders (searched recursively) and globs: a batch into -o OUTDIR/",
+    )
+    video.add_argument(
+        "-o",
+        "--output",
+        metavar="OUT.mp4|OUTDIR/",
+        help="output .mp4 (default: INPUT.seg.mp4 beside the input); a batch writes each input under "
+        "OUTDIR/ at its path relative to the folder or glob given, and OUTDIR/live_seg_manifest.jsonl",
+    )
+    video.add_argument(
+        "--overwrite", action="store_true", help="replace an existing output (a batch: redo the outputs already done)"
+    )
+    video.add_argument(
+        "--ray",
+        action="store_true",
+        help="run the batch on a Ray cluster (RAY_ADDRESS, else a local Ray); needs the cluster extra",
+    )
     video.add_argument("--no-audio", dest="audio", action="store_false", help="drop the source's audio")
     video.add_argument("--view", default=VIEWS[0], choices=VIEWS, help="what to encode")
     video.add_argument(

@@ -304,6 +304,11 @@ class VideoWriter:
         log.info("wrote %s (%d frames)", self.path, self.frames)
         return self.path
 
+    def discard(self) -> None:
+        """Drop the output: close it and delete the temporary file; nothing reaches the final name."""
+        self.closed = True
+        self._discard()
+
     def _discard(self) -> None:
         container = getattr(self, "container", None)
         audio = getattr(self, "audio", None)

@@ -56,12 +56,14 @@ def _run(
     control: Control,
     on_frame: Callable[[Stats], None] | None,
     on_start: Callable[[], None] | None,
+    keep_partial: bool = True,
 ) -> tuple[Stats, dict[str, Any]]:
     """Plan batch and workers, then run the pipeline under the job's torch settings.
 
     Returns:
         The run's stats, and ``batch``, ``workers`` and the model's description with the torch
-        threads the run used. On an error the outputs keep the frames done.
+        threads the run used. On an error the outputs keep the frames done (``keep_partial``)
+        or are discarded.
     """
     requests = getattr(seg, "requests", None)  # a runtime with its own threads (OpenVINO)
     if batch is None:
@@ -87,9 +89,12 @@ def _run(
                 on_result=analysis.feed,
             )
     except BaseException:
-        writer.close(complete=False)
+        if keep_partial:
+            writer.close(complete=False)
+        else:
+            writer.discard()
         with contextlib.suppress(LiveSegError):  # the run's own error is the one to report
-            analysis.close(complete=False)
+            analysis.close(complete=False) if keep_partial else analysis.abort()
         raise
     return stats, details
 
@@ -116,6 +121,7 @@ def process_video(
     on_open: Callable[[VideoFileSource], None] | None = None,
     on_start: Callable[[], None] | None = None,
     analysis: AnalysisOptions | None = None,
+    keep_partial: bool = True,
     **model_args: Any,
 ) -> dict[str, Any]:
     """Segment every frame of ``src`` and write the rendered video to ``dst`` (see the module).
@@ -141,6 +147,8 @@ def process_video(
             (before it, an interrupt has nothing to finish).
         analysis: smoothing and per-frame mask outputs (see :mod:`live_seg.analysis_run`);
             their files are checked before the model loads, and hold exactly the video's frames.
+        keep_partial: a run cut short (interrupt, error) leaves the frames done under ``dst``;
+            False leaves nothing there: an existing ``dst`` then means complete (batches resume on it).
 
     Returns:
         A JSON-ready dict: the run's stats summary plus model, input and output details,
@@ -172,11 +180,12 @@ def process_video(
             raise
         setup_s = time.perf_counter() - t_setup
         stats, details = _run(source, seg, renderer, writer, extra, batch=batch, workers=workers, control=control,
-                              on_frame=on_frame, on_start=on_start)  # fmt: skip
+                              on_frame=on_frame, on_start=on_start, keep_partial=keep_partial)  # fmt: skip
+        discard = stats.interrupted and not keep_partial
         try:
-            written = writer.close(complete=not stats.interrupted)
+            written = writer.discard() if discard else writer.close(complete=not stats.interrupted)
         finally:
-            extra.close(complete=not stats.interrupted)
+            extra.abort() if discard else extra.close(complete=not stats.interrupted)
     summary = stats.summary()
     summary.update(input=str(src), output=str(written) if written else None, width=info.width, height=info.height)
     summary.update(source_fps=round(info.fps, 3), audio=audio, skipped_packets=source.skipped_packets)

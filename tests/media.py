@@ -517,3 +517,28 @@ def probe(path: str | os.PathLike[str]) -> dict[str, Any]:
                 "decode_errors": errors["audio"],
             }
     return result
+
+
+CLIP_TREE = ("a.mp4", "day1/b.mp4", "day1/c.mov", "day2/d.mkv", "day2/deep/e.mp4", "day2/deep/damaged.mp4")
+"""Relative paths of :func:`make_clip_tree`'s clips; the last one is not a video."""
+
+
+def make_clip_tree(
+    root: str | os.PathLike[str], names: Sequence[str] = CLIP_TREE, frames: int = 12, width: int = 64, height: int = 48
+) -> list[Path]:
+    """Write a folder of tiny clips in subfolders (a batch's input); a name containing
+    ``damaged`` gets bytes that no demuxer reads.
+
+    Returns:
+        The files written, in the order of ``names``.
+    """
+    paths = []
+    for name in names:
+        path = Path(root) / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if "damaged" in name:
+            path.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video " * 64)
+        else:
+            make_video(path, frames=frames, width=width, height=height)
+        paths.append(path)
+    return paths

@@ -1,0 +1,119 @@
+"""Command line of a ``video`` batch: ``live-seg video IN [IN …] -o OUTDIR/ [--ray]``.
+
+Part of the command line (:mod:`live_seg.cli` hands a batch over to :func:`cmd_video_batch`):
+it plans the batch, reports what is already done, runs the rest here or on Ray with one model
+per process, and ends with one line per failure and the exit code (1 when a file failed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from .batch import VideoProcessFactory, output_suffix, plan_jobs, run_local, skipped_records, split_done
+from .manifest import STATUSES, BatchResult, Manifest, Record
+from .pipeline import Control
+from .progress import BatchProgress
+
+log = logging.getLogger(__name__)
+
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+
+VIDEO_OPTIONS = ("palette", "alpha", "legend", "view", "audio", "batch", "workers", "preset", "crf")
+"""The ``video`` arguments passed to :func:`~live_seg.video.process_video` for every file."""
+
+
+def usage_error(args: argparse.Namespace) -> str | None:
+    """Why the batch's arguments cannot work (exit 2), or ``None``."""
+    if not args.output:
+        return "several inputs, a folder or a glob need an output folder: -o OUTDIR/"
+    out = Path(args.output)
+    if out.exists() and not out.is_dir():
+        return f"-o {args.output}: a batch writes into a folder, and this is a file"
+    return None
+
+
+def _run(args: argparse.Namespace, todo: list[Any], manifest: Manifest, model_args: dict[str, Any]) -> tuple:
+    """Run the jobs left; returns ``(records, signal number or None)``."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from .cli import SignalGate
+
+    factory = VideoProcessFactory(model_args, {k: getattr(args, k) for k in VIDEO_OPTIONS})
+    control = Control()
+    # Locally the model is built first: a signal then stops at once. On Ray a signal only asks
+    # the driver to stop, which drops the videos in flight and shuts Ray down.
+    gate = SignalGate(control, setup_interrupts=not args.ray)
+    progress = BatchProgress(todo, enabled=not args.quiet and sys.stderr.isatty())
+    try:
+        with gate.installed(), logging_redirect_tqdm():
+            if args.ray:
+                from .ray_batch import run_on_ray
+
+                level = logging.INFO if args.verbose else logging.WARNING
+                records = run_on_ray(todo, factory, manifest, progress=progress,
+                                     should_stop=control.stopping.is_set, log_level=level)  # fmt: skip
+            else:
+                make = lambda: factory(control=control, on_start=gate.start)  # noqa: E731
+                records = run_local(todo, make, manifest, progress=progress, should_stop=control.stopping.is_set)
+    except KeyboardInterrupt:
+        if gate.signum is None:
+            raise
+        log.warning("interrupted before the first frame: nothing was written")
+        records = []
+    finally:
+        progress.close()
+    return records, gate.signum
+
+
+def _write_stats(path: str, result: BatchResult) -> None:
+    from .cli import _write_json
+
+    data: dict[str, Any] = {"inputs": result.total, **{s: result.count(s) for s in STATUSES}}
+    data["files"] = [dataclasses.asdict(r) for r in result.records]
+    _write_json(path, data)
+
+
+def cmd_video_batch(args: argparse.Namespace, model_args: dict[str, Any], signal_exit: dict[int, int]) -> int:
+    """Run a ``video`` batch from parsed arguments; returns the exit code.
+
+    Raises:
+        LiveSegError: the inputs cannot be expanded, outputs would collide, the manifest cannot be
+            written, or ``--ray`` cannot be used (one line each).
+    """
+    problem = usage_error(args)
+    if problem:
+        log.error("error: %s", problem)
+        return EXIT_USAGE
+    if args.ray:
+        from .ray_batch import import_ray
+
+        import_ray()  # a missing extra is reported before anything else
+    jobs = plan_jobs(args.input, args.output, output_suffix())
+    todo, done = split_done(jobs, args.overwrite)
+    if done:
+        log.info("%d of %d already done, skipping", len(done), len(jobs))
+    records: list[Record] = []
+    signum = None
+    with Manifest.in_folder(args.output) as manifest:
+        for record in skipped_records(done, manifest.path):
+            manifest.append(record)
+            records.append(record)
+        if todo:
+            ran, signum = _run(args, todo, manifest, model_args)
+            records += ran
+    result = BatchResult(records, len(jobs))
+    if args.stats:
+        _write_stats(args.stats, result)
+    log.info("%s (manifest: %s)", result.summary_line(), manifest.path)
+    for record in result.failed:
+        log.error("failed: %s: %s", record.input, record.error)
+    if signum is not None:
+        log.warning("interrupted: run the same command again to finish the batch")
+        return signal_exit[signum]
+    return EXIT_ERROR if result.failed else 0

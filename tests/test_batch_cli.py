@@ -1,0 +1,156 @@
+"""``live-seg video`` batches end to end through the command line: a folder with a damaged clip,
+a rerun that redoes nothing, a batch killed with SIGKILL mid-file and resumed, Ctrl-C."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from media import CLIP_TREE, make_clip_tree, probe
+
+from live_seg.manifest import MANIFEST_NAME
+
+ROOT = Path(__file__).resolve().parents[1]
+LIGHT = ("--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--size", "128", "--device", "cpu")
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300) -> tuple[subprocess.CompletedProcess, float]:
+    t0 = time.perf_counter()
+    out = subprocess.run(
+        [sys.executable, str(ROOT / "run_live.py"), *args], capture_output=True, text=True, timeout=timeout, cwd=cwd
+    )
+    return out, time.perf_counter() - t0
+
+
+def outputs(folder: Path) -> dict[str, int]:
+    """``{relative path: decoded frames}`` of every visible .mp4 under ``folder``."""
+    return {
+        p.relative_to(folder).as_posix(): probe(p)["video"]["frames"]
+        for p in sorted(folder.rglob("*.mp4"))
+        if not p.name.startswith(".")
+    }
+
+
+def manifest(folder: Path) -> list[dict]:
+    return [json.loads(line) for line in (folder / MANIFEST_NAME).read_text().splitlines()]
+
+
+EXPECTED = {"a.mp4": 12, "day1/b.mp4": 12, "day1/c.mp4": 12, "day2/d.mp4": 12, "day2/deep/e.mp4": 12}
+
+
+def test_a_folder_with_a_damaged_clip_then_the_same_command_again(tmp_path: Path) -> None:
+    make_clip_tree(tmp_path / "in")
+    first, first_s = run_cli("video", "in", "-o", "out/", *LIGHT, cwd=tmp_path)
+    assert first.returncode == 1, first.stderr
+    assert outputs(tmp_path / "out") == EXPECTED
+    assert "6 input(s): 5 done, 1 failed" in first.stderr
+    failed_lines = [ln for ln in first.stderr.splitlines() if ln.startswith("failed: ")]
+    assert len(failed_lines) == 1 and "damaged.mp4" in failed_lines[0]
+    records = manifest(tmp_path / "out")
+    assert len(records) == 6
+    assert sorted(r["status"] for r in records) == ["done"] * 5 + ["failed"]
+    assert all(r["frames"] == 12 for r in records if r["status"] == "done")
+    assert not list((tmp_path / "out").rglob(".*partial*"))
+
+    again, again_s = run_cli("video", "in", "-o", "out/", *LIGHT, cwd=tmp_path)
+    assert again.returncode == 1, again.stderr
+    assert "5 of 6 already done, skipping" in again.stderr
+    assert "model lraspp" not in again.stderr  # the model was not built (nor torch imported)
+    assert again_s < 0.1 * first_s, (again_s, first_s)
+    records = manifest(tmp_path / "out")[6:]
+    assert sorted(r["status"] for r in records) == ["failed"] + ["skipped"] * 5
+    assert all(r["frames"] == 12 for r in records if r["status"] == "skipped")
+
+
+def test_overwrite_redoes_and_one_file_with_an_output_folder(tmp_path: Path) -> None:
+    (clip,) = make_clip_tree(tmp_path, ["x.mp4"])
+    first, _ = run_cli("video", str(clip), "-o", "out/", *LIGHT, cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    again, _ = run_cli("video", str(clip), "-o", "out", "--overwrite", *LIGHT, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert [r["status"] for r in manifest(tmp_path / "out")] == ["done", "done"]
+    assert outputs(tmp_path / "out") == {"x.mp4": 12}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("in",), "need an output folder: -o OUTDIR/"),
+        (("in", "-o", "file.txt"), "a batch writes into a folder"),
+        (("in/*.avi", "-o", "out/"), "no video files in in/*.avi"),
+    ],
+)
+def test_batch_argument_errors_are_one_line(tmp_path: Path, args: tuple, message: str) -> None:
+    make_clip_tree(tmp_path / "in", ["a.mp4"])
+    (tmp_path / "file.txt").write_text("x")
+    out, _ = run_cli("video", *args, *LIGHT, cwd=tmp_path, timeout=60)
+    assert out.returncode in (1, 2) and message in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+
+
+def start_batch(tmp_path: Path, names: list[str], frames: int) -> subprocess.Popen:
+    make_clip_tree(tmp_path / "in", names, frames=frames, width=160, height=120)
+    log = (tmp_path / "log.txt").open("w")
+    return subprocess.Popen(
+        [sys.executable, str(ROOT / "run_live.py"), "video", "in", "-o", "out/", *LIGHT],
+        cwd=tmp_path,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+
+
+def wait_for(condition, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert proc.poll() is None, "the batch ended before the moment to interrupt it"
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.01)
+
+
+def test_sigkill_mid_file_leaves_only_complete_outputs_and_a_rerun_finishes(tmp_path: Path) -> None:
+    names, frames = ["a.mp4", "b.mp4", "c.mp4"], 240
+    proc = start_batch(tmp_path, names, frames)
+    out = tmp_path / "out"
+    try:
+        wait_for(lambda: (out / "a.mp4").exists() and any(out.glob(".b.*.partial.mp4")), proc)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.kill()
+        proc.wait()
+    assert outputs(out) == {"a.mp4": frames}  # each final name holds a whole video
+    assert [r["status"] for r in manifest(out)] == ["done"]
+
+    again, _ = run_cli("video", "in", "-o", "out/", *LIGHT, cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "1 of 3 already done, skipping" in again.stderr
+    assert outputs(out) == dict.fromkeys(names, frames)
+    assert not [p.name for p in out.iterdir() if p.name.startswith(".")]  # the killed run's leftover is gone
+
+
+def test_ctrl_c_discards_the_file_in_flight_and_stops(tmp_path: Path) -> None:
+    names, frames = ["a.mp4", "b.mp4", "c.mp4"], 240
+    proc = start_batch(tmp_path, names, frames)
+    out = tmp_path / "out"
+    try:
+        wait_for(lambda: any(out.glob(".a.*.partial.mp4")), proc)
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=60) == 130
+    finally:
+        proc.kill()
+        proc.wait()
+    log = (tmp_path / "log.txt").read_text()
+    assert "Traceback" not in log and "run the same command again" in log
+    assert outputs(out) == {}  # the file cut short is not under its final name
+    assert [r["status"] for r in manifest(out)] == ["interrupted"]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]
+
+
+def test_the_relative_layout_matches_the_clip_tree() -> None:
+    expected = {str(Path(n).with_suffix(".mp4").as_posix()) for n in CLIP_TREE if "damaged" not in n}
+    assert expected == set(EXPECTED) and os.sep  # the table above follows media.CLIP_TREE
