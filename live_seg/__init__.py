@@ -36,6 +36,7 @@ _EXPORTS = {
     "VOC_CLASSES": "render",
     "process_video": "video",
     "process_image": "image",
+    "process_batch": "video_batch",
     "LiveSession": "live",
     "LiveOptions": "live",
     "run_live": "live",
@@ -52,6 +53,7 @@ _EXPORTS = {
     "ModelError": "errors",
     "OutputError": "errors",
     "PipelineError": "errors",
+    "ClusterError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

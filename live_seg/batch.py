@@ -19,7 +19,7 @@ import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path, PurePath
 from typing import Any, Protocol
 
@@ -302,79 +302,23 @@ def log_record(record: Record, name: str) -> None:
         log.warning("%s: %s; nothing kept, the next run redoes it", name, record.error)
 
 
-def check_input(path: Path) -> None:
-    """Open ``path`` and decode its first frame, without torch.
+def prepare(
+    inputs: Sequence[str], outdir: str | os.PathLike[str], manifest: Manifest, *, overwrite: bool = False
+) -> tuple[list[Job], list[Job], list[Record]]:
+    """Plan a batch and record what is already done.
 
-    A damaged input then fails in a fraction of a second, before any model is built or even
-    imported: a batch run again with only such inputs left stays quick.
+    Returns:
+        ``(jobs, todo, skipped)``: every job, those left to do, and the ``skipped`` records
+        (already appended to ``manifest``).
 
     Raises:
-        SourceError: the file cannot be read as a video.
+        SourceError, OutputError: see :func:`plan_jobs`.
     """
-    from .sources import VideoFileSource
-
-    with VideoFileSource(path):
-        pass
-
-
-@dataclass(frozen=True)
-class VideoProcessFactory:
-    """Builds the process callable of the ``video`` job: one model, :func:`process_video` per file.
-
-    Picklable (Ray sends it to each actor). The model (and torch) is loaded when the first input
-    that opens needs it, once per process: a batch with nothing left to do, or only damaged
-    inputs, never loads it.
-
-    Attributes:
-        model_args: :class:`~live_seg.model.Segmenter` arguments (model, weights, device, ...).
-        options: :func:`~live_seg.video.process_video` options (palette, view, audio, batch,
-            workers, preset, crf, ...).
-    """
-
-    model_args: dict[str, Any]
-    options: dict[str, Any] = field(default_factory=dict)
-
-    def __call__(
-        self, cores: int | None = None, *, control: Any = None, on_start: Callable[[], None] | None = None
-    ) -> Process:
-        """The process callable.
-
-        Args:
-            cores: CPU cores this process may use (a Ray actor's share); ``None``: all of them.
-            control: the batch's :class:`~live_seg.pipeline.Control` (a first Ctrl-C stops the
-                file in flight, which is then discarded).
-            on_start: called as the first file's frames start to flow.
-        """
-        options = dict(self.options)
-        loaded: list[Any] = []
-
-        def model() -> Any:
-            if not loaded:
-                from .model import Segmenter
-                from .pipeline import plan_workers
-
-                seg = Segmenter(**self.model_args)
-                if cores is not None and options.get("workers") is None:
-                    options["workers"], seg.threads = plan_workers(seg.device, seg.threads, cores)
-                loaded.append(seg)
-            return loaded[0]
-
-        def process(job: Job, hooks: FileHooks | None) -> dict[str, Any]:
-            check_input(job.input)
-            seg = model()
-            from .video import process_video
-
-            return process_video(
-                job.input,
-                job.output,
-                seg,
-                overwrite=True,  # the batch decided: an existing output is skipped unless --overwrite
-                keep_partial=False,
-                control=control,
-                on_open=(lambda source: hooks.on_open(source.info.frames)) if hooks else None,
-                on_frame=(lambda _stats: hooks.on_frame()) if hooks else None,
-                on_start=on_start,
-                **options,
-            )
-
-        return process
+    jobs = plan_jobs(inputs, outdir, output_suffix())
+    todo, done = split_done(jobs, overwrite)
+    if done:
+        log.info("%d of %d already done, skipping", len(done), len(jobs))
+    skipped = skipped_records(done, manifest.path)
+    for record in skipped:
+        manifest.append(record)
+    return jobs, todo, skipped

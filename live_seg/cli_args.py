@@ -10,6 +10,7 @@ import argparse
 from collections.abc import Callable
 from typing import Any
 
+from .ray_batch import CPU_ACTOR_CORES
 from .registry import (
     ALL,
     AUTO,
@@ -163,6 +164,13 @@ def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
         "--ray",
         action="store_true",
         help="run the batch on a Ray cluster (RAY_ADDRESS, else a local Ray); needs the cluster extra",
+    )
+    video.add_argument(
+        "--ray-actor-cpus",
+        type=_positive_int,
+        default=None,
+        metavar="N",
+        help=f"--ray without GPUs: CPU cores per actor, one model each (default: {CPU_ACTOR_CORES})",
     )
     video.add_argument("--no-audio", dest="audio", action="store_false", help="drop the source's audio")
     video.add_argument("--view", default=VIEWS[0], choices=VIEWS, help="what to encode")

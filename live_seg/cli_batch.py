@@ -14,10 +14,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .batch import VideoProcessFactory, output_suffix, plan_jobs, run_local, skipped_records, split_done
-from .manifest import STATUSES, BatchResult, Manifest, Record
+from .batch import prepare, run_local
+from .manifest import STATUSES, BatchResult, Manifest
 from .pipeline import Control
 from .progress import BatchProgress
+from .video_batch import VideoProcessFactory
 
 log = logging.getLogger(__name__)
 
@@ -56,8 +57,8 @@ def _run(args: argparse.Namespace, todo: list[Any], manifest: Manifest, model_ar
                 from .ray_batch import run_on_ray
 
                 level = logging.INFO if args.verbose else logging.WARNING
-                records = run_on_ray(todo, factory, manifest, progress=progress,
-                                     should_stop=control.stopping.is_set, log_level=level)  # fmt: skip
+                records = run_on_ray(todo, factory, manifest, progress=progress, should_stop=control.stopping.is_set,
+                                     cpus_per_actor=args.ray_actor_cpus, log_level=level)  # fmt: skip
             else:
                 make = lambda: factory(control=control, on_start=gate.start)  # noqa: E731
                 records = run_local(todo, make, manifest, progress=progress, should_stop=control.stopping.is_set)
@@ -94,16 +95,9 @@ def cmd_video_batch(args: argparse.Namespace, model_args: dict[str, Any], signal
         from .ray_batch import import_ray
 
         import_ray()  # a missing extra is reported before anything else
-    jobs = plan_jobs(args.input, args.output, output_suffix())
-    todo, done = split_done(jobs, args.overwrite)
-    if done:
-        log.info("%d of %d already done, skipping", len(done), len(jobs))
-    records: list[Record] = []
     signum = None
     with Manifest.in_folder(args.output) as manifest:
-        for record in skipped_records(done, manifest.path):
-            manifest.append(record)
-            records.append(record)
+        jobs, todo, records = prepare(args.input, args.output, manifest, overwrite=args.overwrite)
         if todo:
             ran, signum = _run(args, todo, manifest, model_args)
             records += ran

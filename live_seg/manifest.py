@@ -64,11 +64,15 @@ class Manifest:
     and synced to disk as each file finishes, so that it survives a crash.
 
     Args:
-        path: the manifest file (created with its folder if missing).
+        path: the manifest file (created with its folder, if missing, at the first record).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
+        self._file: Any = None
+
+    def _open(self) -> Any:
+        """Open for appending on the first record (a batch that cannot start leaves no folder)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._file = self.path.open("a", encoding="utf-8")
@@ -76,19 +80,29 @@ class Manifest:
                 self._file.write("\n")  # a line cut by a crash stays on a line of its own
         except OSError as exc:
             raise OutputError(f"cannot write the manifest {self.path}: {one_line(exc)}") from exc
+        return self._file
 
     @classmethod
     def in_folder(cls, outdir: str | os.PathLike[str]) -> Manifest:
         return cls(Path(outdir) / MANIFEST_NAME)
 
     def append(self, record: Record) -> None:
-        """Write one record and make it durable before returning."""
-        self._file.write(record.to_json() + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        """Write one record and make it durable before returning.
+
+        Raises:
+            OutputError: the manifest cannot be created or written.
+        """
+        file = self._file or self._open()
+        try:
+            file.write(record.to_json() + "\n")
+            file.flush()
+            os.fsync(file.fileno())
+        except OSError as exc:
+            raise OutputError(f"cannot write the manifest {self.path}: {one_line(exc)}") from exc
 
     def close(self) -> None:
-        self._file.close()
+        if self._file is not None:
+            self._file.close()
 
     def __enter__(self) -> Manifest:
         return self

@@ -83,7 +83,7 @@ def test_overwrite_redoes_and_one_file_with_an_output_folder(tmp_path: Path) -> 
     [
         (("in",), "need an output folder: -o OUTDIR/"),
         (("in", "-o", "file.txt"), "a batch writes into a folder"),
-        (("in/*.avi", "-o", "out/"), "no video files in in/*.avi"),
+        (("in/*.avi", "-o", "out/"), "no video files in in/*.avi"),  # and no out/ left behind
     ],
 )
 def test_batch_argument_errors_are_one_line(tmp_path: Path, args: tuple, message: str) -> None:
@@ -92,6 +92,7 @@ def test_batch_argument_errors_are_one_line(tmp_path: Path, args: tuple, message
     out, _ = run_cli("video", *args, *LIGHT, cwd=tmp_path, timeout=60)
     assert out.returncode in (1, 2) and message in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and "Traceback" not in out.stderr
+    assert not (tmp_path / "out").exists()
 
 
 def start_batch(tmp_path: Path, names: list[str], frames: int) -> subprocess.Popen:
@@ -154,3 +155,15 @@ def test_ctrl_c_discards_the_file_in_flight_and_stops(tmp_path: Path) -> None:
 def test_the_relative_layout_matches_the_clip_tree() -> None:
     expected = {str(Path(n).with_suffix(".mp4").as_posix()) for n in CLIP_TREE if "damaged" not in n}
     assert expected == set(EXPECTED) and os.sep  # the table above follows media.CLIP_TREE
+
+
+def test_the_python_api_runs_the_same_batch(tmp_path: Path) -> None:
+    from live_seg import process_batch
+
+    make_clip_tree(tmp_path / "in", ["a.mp4", "sub/b.mp4", "sub/damaged.mp4"])
+    light = {"model": "lraspp_mobilenet_v3_large", "weights": "random", "size": 128, "device": "cpu"}
+    result = process_batch([str(tmp_path / "in")], tmp_path / "out", audio=False, **light)
+    assert result.summary_line() == "3 input(s): 2 done, 1 failed"
+    assert outputs(tmp_path / "out") == {"a.mp4": 12, "sub/b.mp4": 12}
+    again = process_batch([str(tmp_path / "in")], tmp_path / "out", **light)
+    assert again.count("skipped") == 2 and again.count("failed") == 1

@@ -164,3 +164,47 @@ def test_a_stop_drops_the_videos_in_flight(tmp_path: Path, no_ray_left) -> None:
     assert time.monotonic() - t0 < 50
     assert {r.status for r in records} == {"interrupted"} and records
     assert not list(out.iterdir())  # nothing under a final name, no temporary file either
+
+
+LIGHT = ("--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--size", "128", "--device", "cpu")
+
+
+def run_cli(*args: str, cwd: Path, code: str = "") -> subprocess.CompletedProcess:
+    """The command line in a fresh interpreter, after ``code`` (e.g. making ``import ray`` fail)."""
+    script = f"import sys\n{code}\nfrom live_seg.cli import main\nraise SystemExit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    return subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
+
+
+def test_ray_option_without_ray_is_one_line(tmp_path: Path) -> None:
+    from media import make_clip_tree
+
+    make_clip_tree(tmp_path / "in", ["a.mp4"])
+    out = run_cli("video", "in", "-o", "out/", "--ray", *LIGHT, cwd=tmp_path, code="sys.modules['ray'] = None")
+    assert out.returncode == 1
+    assert out.stderr.strip() == f"error: --ray needs Ray, which is not installed here; install it with: {INSTALL_HINT}"
+    assert not (tmp_path / "out").exists()
+
+
+@needs_ray
+def test_ray_batch_matches_the_local_batch(tmp_path: Path, no_ray_left) -> None:
+    from media import make_clip_tree, probe
+
+    make_clip_tree(tmp_path / "in")
+    local = run_cli("video", "in", "-o", "local/", *LIGHT, cwd=tmp_path)
+    on_ray = run_cli("video", "in", "-o", "ray/", "--ray", *LIGHT, cwd=tmp_path)
+    assert (local.returncode, on_ray.returncode) == (1, 1), on_ray.stderr
+    assert "on a local Ray" in on_ray.stderr and "6 input(s): 5 done, 1 failed" in on_ray.stderr
+
+    def frames(folder: Path) -> dict[str, int]:
+        return {p.relative_to(folder).as_posix(): probe(p)["video"]["frames"] for p in folder.rglob("[!.]*.mp4")}
+
+    def statuses(folder: Path) -> dict[str, str]:
+        return {Path(r["input"]).name: r["status"] for r in read_manifest(folder / "live_seg_manifest.jsonl")}
+
+    assert frames(tmp_path / "ray") == frames(tmp_path / "local") and len(frames(tmp_path / "ray")) == 5
+    assert statuses(tmp_path / "ray") == statuses(tmp_path / "local")
+    assert len(read_manifest(tmp_path / "ray" / "live_seg_manifest.jsonl")) == 6
