@@ -21,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import signal
+import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -120,9 +122,13 @@ def ray_session(ray: Any, log_level: int = logging.WARNING) -> Iterator[str]:
     """
     address = os.environ.get("RAY_ADDRESS") or None
     where = f"the Ray cluster at {address} (RAY_ADDRESS)" if address else "a local Ray"
+    main = threading.current_thread() is threading.main_thread()
+    sigterm = signal.getsignal(signal.SIGTERM) if main else None
     try:
         # address=None reads RAY_ADDRESS as Ray's tools do; "local" never joins another instance.
         ray.init(address=None if address else "local", include_dashboard=False, logging_level=log_level)
+        if sigterm is not None:  # ray.init makes SIGTERM exit at once; the caller's handler stops cleanly
+            signal.signal(signal.SIGTERM, sigterm)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
         ray.shutdown()
         fix = "start it with `ray start --head`, or unset RAY_ADDRESS to run on this machine alone"

@@ -4,8 +4,11 @@ local Ray started by the runner, a worker lost mid-file, and no Ray process left
 from __future__ import annotations
 
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,22 +61,32 @@ def test_without_ray_the_error_names_the_install_command() -> None:
     assert out.stdout.strip() == expected
 
 
-def ray_pids() -> set[int]:
-    """Processes of a Ray instance (its raylet, GCS server and workers) visible to this user."""
-    out = subprocess.run(["pgrep", "-f", "raylet|gcs_server|ray::"], capture_output=True, text=True)
-    return {int(p) for p in out.stdout.split()}
+def ray_pids(marker: str) -> set[int]:
+    """Ray processes (raylet, GCS, workers) started under ``RAY_TMPDIR=marker``: they inherit the
+    environment of the driver that started them, so other Ray instances on the machine do not count."""
+    found = set()
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and f"RAY_TMPDIR={marker}".encode() in (proc / "environ").read_bytes().split(b"\0"):
+                found.add(int(proc.name))
+        except OSError:
+            continue
+    return found - {os.getpid()}
 
 
 @pytest.fixture
 def no_ray_left(monkeypatch):
-    """Run without RAY_ADDRESS (a private local Ray) and fail if a Ray process it started stays."""
+    """Run without RAY_ADDRESS (a private local Ray, in a temporary folder of its own) and fail if
+    a Ray process it started stays."""
+    marker = tempfile.mkdtemp(prefix="lsray")  # short: Ray's socket paths live under it
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", marker)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
-    before = ray_pids()
-    yield
+    yield marker
     deadline = time.monotonic() + 15
-    while (left := ray_pids() - before) and time.monotonic() < deadline:
+    while (left := ray_pids(marker)) and time.monotonic() < deadline:
         time.sleep(0.2)
+    shutil.rmtree(marker, ignore_errors=True)
     assert not left, f"Ray processes left: {left}"
 
 
@@ -208,3 +221,35 @@ def test_ray_batch_matches_the_local_batch(tmp_path: Path, no_ray_left) -> None:
     assert frames(tmp_path / "ray") == frames(tmp_path / "local") and len(frames(tmp_path / "ray")) == 5
     assert statuses(tmp_path / "ray") == statuses(tmp_path / "local")
     assert len(read_manifest(tmp_path / "ray" / "live_seg_manifest.jsonl")) == 6
+
+
+@needs_ray
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_stops_a_ray_batch_and_leaves_no_ray(tmp_path: Path, no_ray_left, signum: int) -> None:
+    from media import make_clip_tree
+
+    make_clip_tree(tmp_path / "in", ["a.mp4", "b.mp4"], frames=600, width=160, height=120)
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    env.pop("RAY_ADDRESS", None)
+    with (tmp_path / "log.txt").open("w") as log:
+        proc = subprocess.Popen(
+            [sys.executable, str(ROOT / "run_live.py"), "video", "in", "-o", "out/", "--ray", *LIGHT],
+            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    out = tmp_path / "out"
+    try:
+        deadline = time.monotonic() + 120
+        while not (out.is_dir() and any(out.glob(".*.partial.mp4"))):
+            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "log.txt").read_text()
+            time.sleep(0.02)
+        assert ray_pids(no_ray_left)  # the check below sees this batch's Ray
+        proc.send_signal(signum)
+        code = proc.wait(timeout=60)
+    finally:
+        proc.kill()
+        proc.wait()
+    text = (tmp_path / "log.txt").read_text()
+    assert code == {signal.SIGTERM: 143, signal.SIGINT: 130}[signum], text
+    assert "Traceback" not in text
+    assert not [p.name for p in out.iterdir() if p.suffix == ".mp4"]  # nothing complete, nothing half
+    assert {r["status"] for r in read_manifest(out / "live_seg_manifest.jsonl")} == {"interrupted"}
