@@ -47,9 +47,9 @@ def _run(args: argparse.Namespace, todo: list[Any], manifest: Manifest, model_ar
 
     factory = VideoProcessFactory(model_args, {k: getattr(args, k) for k in VIDEO_OPTIONS})
     control = Control()
-    # Locally the model is built first: a signal then stops at once. On Ray a signal only asks
-    # the driver to stop, which drops the videos in flight and shuts Ray down.
-    gate = SignalGate(control, setup_interrupts=not args.ray)
+    # Until the first frames flow (model built, or Ray up with its actors) a signal stops at once;
+    # then it asks for a clean stop (on Ray: the videos in flight are dropped, Ray shut down).
+    gate = SignalGate(control, setup_interrupts=True)
     progress = BatchProgress(todo, enabled=not args.quiet and sys.stderr.isatty())
     try:
         with gate.installed(), logging_redirect_tqdm():
@@ -58,7 +58,8 @@ def _run(args: argparse.Namespace, todo: list[Any], manifest: Manifest, model_ar
 
                 level = logging.INFO if args.verbose else logging.WARNING
                 records = run_on_ray(todo, factory, manifest, progress=progress, should_stop=control.stopping.is_set,
-                                     cpus_per_actor=args.ray_actor_cpus, log_level=level)  # fmt: skip
+                                     cpus_per_actor=args.ray_actor_cpus, log_level=level,
+                                     on_start=gate.start)  # fmt: skip
             else:
                 make = lambda: factory(control=control, on_start=gate.start)  # noqa: E731
                 records = run_local(todo, make, manifest, progress=progress, should_stop=control.stopping.is_set)

@@ -22,6 +22,7 @@ import contextlib
 import logging
 import os
 import signal
+import socket
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -44,6 +45,9 @@ for that many cores (see the README for the measurement behind it)."""
 
 MAX_RETRIES = 3
 """Times an actor is restarted, and a video retried, after its worker process or node is lost."""
+
+CONNECT_TIMEOUT_S = 5.0
+"""How long the head's address may take to accept a connection."""
 
 MakeProcess = Callable[[int | None], Process]
 """Builds the per-actor process callable (and its model), given the CPU cores it may use."""
@@ -122,6 +126,14 @@ def ray_session(ray: Any, log_level: int = logging.WARNING) -> Iterator[str]:
     """
     address = os.environ.get("RAY_ADDRESS") or None
     where = f"the Ray cluster at {address} (RAY_ADDRESS)" if address else "a local Ray"
+    fix = (
+        "is it up (`ray start --head`)? With token authentication (Ray's default) set RAY_AUTH_MODE=token "
+        "and copy the head's ~/.ray/auth_token here; or unset RAY_ADDRESS to run on this machine alone"
+        if address
+        else "run without --ray, or see Ray's messages above"
+    )
+    if address:
+        _check_reachable(address, where, fix)
     main = threading.current_thread() is threading.main_thread()
     sigterm = signal.getsignal(signal.SIGTERM) if main else None
     try:
@@ -131,14 +143,25 @@ def ray_session(ray: Any, log_level: int = logging.WARNING) -> Iterator[str]:
             signal.signal(signal.SIGTERM, sigterm)
     except (ConnectionError, RuntimeError, ValueError, ray.exceptions.RayError) as exc:
         ray.shutdown()
-        fix = "start it with `ray start --head`, or unset RAY_ADDRESS to run on this machine alone"
-        if isinstance(exc, ray.exceptions.AuthenticationError):
-            fix = "copy the cluster's token to ~/.ray/auth_token or set RAY_AUTH_TOKEN"
         raise ClusterError(f"cannot start or join {where}: {one_line(exc, limit=200)}; {fix}") from exc
+    except BaseException:  # Ctrl-C while Ray starts
+        ray.shutdown()
+        raise
     try:
         yield where
     finally:
         ray.shutdown()
+
+
+def _check_reachable(address: str, where: str, fix: str) -> None:
+    """Fail fast when nothing listens at a ``host:port`` address (Ray itself retries for minutes)."""
+    host, sep, port = address.rpartition(":")
+    if "://" in address or not sep or not port.isdigit():
+        return  # "auto", "ray://…": Ray resolves those itself
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=CONNECT_TIMEOUT_S).close()
+    except OSError as exc:
+        raise ClusterError(f"cannot reach {where}: {one_line(exc)}; {fix}") from exc
 
 
 def run_on_ray(
@@ -150,6 +173,7 @@ def run_on_ray(
     should_stop: Callable[[], bool] = lambda: False,
     cpus_per_actor: int | None = None,
     log_level: int = logging.WARNING,
+    on_start: Callable[[], None] | None = None,
 ) -> list[Record]:
     """Process the jobs on Ray actors; the records are appended to ``manifest`` as they arrive.
 
@@ -163,6 +187,8 @@ def run_on_ray(
             videos in flight are dropped (their actors are killed; the next run redoes them).
         cpus_per_actor: cores per CPU actor (default :data:`CPU_ACTOR_CORES`).
         log_level: logging level inside the actors.
+        on_start: called once Ray is up and the actors are asked for, as videos start to be
+            handed out (before it, an interrupt has nothing to finish).
 
     Returns:
         One record per video that finished or was dropped, in the order they came back.
@@ -182,6 +208,8 @@ def run_on_ray(
         )(VideoActor)
         cores = plan.num_cpus
         actors = [remote.remote(make_process, cores, log_level) for _ in range(plan.actors)]
+        if on_start is not None:
+            on_start()
         return _dispatch(ray, actors, todo, manifest, progress, should_stop)
 
 

@@ -253,3 +253,28 @@ def test_a_signal_stops_a_ray_batch_and_leaves_no_ray(tmp_path: Path, no_ray_lef
     assert "Traceback" not in text
     assert not [p.name for p in out.iterdir() if p.suffix == ".mp4"]  # nothing complete, nothing half
     assert {r["status"] for r in read_manifest(out / "live_seg_manifest.jsonl")} == {"interrupted"}
+
+
+@needs_ray
+def test_a_cluster_address_where_nothing_listens_is_one_line(tmp_path: Path) -> None:
+    from media import make_clip_tree
+
+    make_clip_tree(tmp_path / "in", ["a.mp4"])
+    t0 = time.monotonic()
+    out = run_cli(
+        "video",
+        "in",
+        "-o",
+        "out/",
+        "--ray",
+        *LIGHT,
+        cwd=tmp_path,
+        code="import os; os.environ['RAY_ADDRESS'] = '127.0.0.1:9'",
+    )
+    assert time.monotonic() - t0 < 60
+    assert out.returncode == 1
+    (line,) = out.stderr.strip().splitlines()
+    assert (
+        line.startswith("error: cannot reach the Ray cluster at 127.0.0.1:9 (RAY_ADDRESS): ")
+        and "RAY_AUTH_MODE" in line
+    )
