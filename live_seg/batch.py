@@ -282,14 +282,21 @@ def run_local(
             break
         hooks = progress.start_file(job) if progress is not None else None
         record = attempt(job, process, hooks)
-        manifest.append(record)
-        records.append(record)
-        if progress is not None:
-            progress.end_file(record)
-        log_record(record, job.name)
+        finish(record, job.name, manifest, records, progress)
         if record.status == "interrupted":
             break
     return records
+
+
+def finish(
+    record: Record, name: str, manifest: Manifest, records: list[Record], progress: BatchProgress | None
+) -> None:
+    """A file's record is in: append it to the manifest and to ``records``, move the bar, log it."""
+    manifest.append(record)
+    records.append(record)
+    if progress is not None:
+        progress.end_file(record)
+    log_record(record, name)
 
 
 def log_record(record: Record, name: str) -> None:

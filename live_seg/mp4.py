@@ -305,7 +305,11 @@ class VideoWriter:
         return self.path
 
     def discard(self) -> None:
-        """Drop the output: close it and delete the temporary file; nothing reaches the final name."""
+        """Drop the output: close it and delete the temporary file; nothing reaches the final name.
+
+        Returns:
+            ``None`` (no output), like :meth:`close` when no frame was written.
+        """
         self.closed = True
         self._discard()
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .batch import Job, Process, attempt, log_record, remove_stale_partials
+from .batch import Job, Process, attempt, finish, remove_stale_partials
 from .errors import ClusterError, one_line
 from .manifest import Manifest, Record
 from .progress import BatchProgress
@@ -230,19 +230,12 @@ def _dispatch(
             job, actor = queue.popleft(), idle.pop()
             pending[actor.run.remote(job)] = (job, actor)
         if should_stop():
-            for record in _drop(ray, pending):
-                manifest.append(record)
-                records.append(record)
+            _drop(ray, pending, manifest, records, progress)
             break
         ready, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
         for ref in ready:
             job, actor = pending.pop(ref)
-            record = _result(ray, ref, job)
-            manifest.append(record)
-            records.append(record)
-            if progress is not None:
-                progress.end_file(record)
-            log_record(record, job.name)
+            finish(_result(ray, ref, job), job.name, manifest, records, progress)
             idle.append(actor)
     return records
 
@@ -257,14 +250,17 @@ def _result(ray: Any, ref: Any, job: Job) -> Record:
         return Record(str(job.input), str(job.output), "failed", error=f"{why}: {one_line(exc, limit=300)}")
 
 
-def _drop(ray: Any, pending: dict[Any, tuple[Job, Any]]) -> list[Record]:
-    """Stop the videos in flight: kill their actors and delete their temporary files."""
-    records = []
+def _drop(
+    ray: Any,
+    pending: dict[Any, tuple[Job, Any]],
+    manifest: Manifest,
+    records: list[Record],
+    progress: BatchProgress | None,
+) -> None:
+    """Stop the videos in flight: kill their actors, delete their temporary files, record them."""
     for job, actor in pending.values():
         ray.kill(actor, no_restart=True)
         remove_stale_partials(job.output)
         record = Record(str(job.input), str(job.output), "interrupted", error="stopped before the end")
-        log_record(record, job.name)
-        records.append(record)
+        finish(record, job.name, manifest, records, progress)
     pending.clear()
-    return records
