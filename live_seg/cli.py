@@ -192,14 +192,14 @@ class _ProgressBar:
 
 
 def _cmd_video(args: argparse.Namespace) -> int:
-    from tqdm.contrib.logging import logging_redirect_tqdm
-
     from .batch import is_batch
 
     if is_batch(args.input, args.output) or args.ray:
         from .cli_batch import cmd_video_batch
 
         return cmd_video_batch(args, _model_args(args), SIGNAL_EXIT)
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from .video import default_output, process_video
 
     src = args.input[0]
