@@ -80,15 +80,27 @@ def has_glob(text: str) -> bool:
 def is_batch(inputs: Sequence[str], output: str | None) -> bool:
     """Whether a ``video`` command line is a batch (else the one-file job as before).
 
-    A batch: several inputs, a folder, a glob that is not an existing file's name, or an output
-    that is a folder (ends with a separator or exists as one).
+    A batch: several inputs, or one folder or glob (a glob that is not an existing file's name),
+    or an output that is a folder (ends with a separator or exists as one). One input with an
+    output named like a video file (``-o out.mp4``) is always the one-file job.
     """
     if len(inputs) != 1:
         return True
+    if output is not None and is_video_file_name(output):
+        return False
     src = inputs[0]
     if Path(src).is_dir() or (has_glob(src) and not Path(src).exists()):
         return True
     return output is not None and (output.endswith(("/", os.sep)) or Path(output).is_dir())
+
+
+def is_video_file_name(output: str) -> bool:
+    """``output`` is named like a video file (``out.mp4``; ``out.mp4/`` names a folder).
+
+    An existing folder named so is still taken for a file name, and refused as the one-file
+    job's output: a batch into it takes the trailing separator.
+    """
+    return not output.endswith(("/", os.sep)) and Path(output).suffix.lower() in VIDEO_SUFFIXES
 
 
 def _inside(path: Path, folder: Path | None) -> bool:

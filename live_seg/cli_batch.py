@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .batch import prepare, run_local
+from .batch import is_video_file_name, prepare, run_local
 from .manifest import STATUSES, BatchResult, Manifest
 from .pipeline import Control
 from .progress import BatchProgress
@@ -34,8 +34,9 @@ def usage_error(args: argparse.Namespace) -> str | None:
     if not args.output:
         return "several inputs, a folder or a glob need an output folder: -o OUTDIR/"
     out = Path(args.output)
-    if out.exists() and not out.is_dir():
-        return f"-o {args.output}: a batch writes into a folder, and this is a file"
+    if (out.exists() and not out.is_dir()) or is_video_file_name(args.output):
+        folder = out.with_suffix("")
+        return f"-o {args.output}: a batch writes into a folder; name one with a trailing /, e.g. -o {folder}/"
     return None
 
 

@@ -109,6 +109,8 @@ def test_two_inputs_for_one_output_are_refused(tmp_path: Path) -> None:
         (["in/a.mp4"], "outdir/", True),
         (["in/a.mp4"], "in", True),  # an existing folder
         (["in/a.mp4", "in/day1/b.MOV"], "o", True),
+        (["in/a.mp4", "in/day1/b.MOV"], "o.mp4", True),  # refused later: a batch needs a folder
+        (["in"], "o.mp4", False),  # one input to one file: the one-file job refuses the folder
         (["in"], None, True),
         (["in/*.mp4"], None, True),
     ],

@@ -85,6 +85,7 @@ def test_overwrite_redoes_and_one_file_with_an_output_folder(tmp_path: Path) -> 
     [
         (("in",), "need an output folder: -o OUTDIR/"),
         (("in", "-o", "file.txt"), "a batch writes into a folder"),
+        (("in/a.mp4", "in/a.mp4", "-o", "x.mp4"), "-o x.mp4: a batch writes into a folder; name one with a trailing /"),
         (("in/*.avi", "-o", "out/"), "no video files in in/*.avi"),  # and no out/ left behind
     ],
 )
