@@ -20,7 +20,7 @@ from .progress import FileHooks
 
 log = logging.getLogger(__name__)
 
-MODEL_ARGS = ("model", "weights", "device", "precision", "size", "threads")
+MODEL_ARGS = ("model", "weights", "device", "precision", "size", "threads", "backend")
 """The keyword arguments of :func:`process_batch` that build the model; the others go to
 :func:`~live_seg.video.process_video`."""
 
@@ -49,7 +49,8 @@ class VideoProcessFactory:
     inputs, never loads it.
 
     Attributes:
-        model_args: :class:`~live_seg.model.Segmenter` arguments (model, weights, device, ...).
+        model_args: :func:`~live_seg.backends.build_segmenter` arguments (model, weights, device,
+            backend, ...).
         options: :func:`~live_seg.video.process_video` options (palette, view, audio, batch,
             workers, preset, crf, ...).
     """
@@ -73,11 +74,12 @@ class VideoProcessFactory:
 
         def model() -> Any:
             if not loaded:
-                from .model import Segmenter
+                from .backends import build_segmenter
                 from .pipeline import plan_workers
 
-                seg = Segmenter(**self.model_args)
-                if cores is not None and options.get("workers") is None:
+                seg = build_segmenter(**self.model_args, mode="throughput")
+                torch_run = getattr(seg, "requests", None) is None  # OpenVINO plans its own threads
+                if cores is not None and torch_run and options.get("workers") is None:
                     options["workers"], seg.threads = plan_workers(seg.device, seg.threads, cores)
                 loaded.append(seg)
             return loaded[0]
