@@ -94,9 +94,24 @@ def _run(
         else:
             writer.discard()
         with contextlib.suppress(LiveSegError):  # the run's own error is the one to report
-            analysis.close(complete=False) if keep_partial else analysis.abort()
+            if keep_partial:
+                analysis.close(complete=False)
+            else:
+                analysis.abort()
         raise
     return stats, details
+
+
+def _finish(writer: VideoWriter, analysis: RunAnalysis, interrupted: bool, keep_partial: bool) -> Path | None:
+    """Close the outputs of a run that ended; one cut short is kept, or discarded (``keep_partial``)."""
+    discard = interrupted and not keep_partial
+    try:
+        return writer.discard() if discard else writer.close(complete=not interrupted)
+    finally:
+        if discard:
+            analysis.abort()
+        else:
+            analysis.close(complete=not interrupted)
 
 
 def process_video(
@@ -147,8 +162,7 @@ def process_video(
             (before it, an interrupt has nothing to finish).
         analysis: smoothing and per-frame mask outputs (see :mod:`live_seg.analysis_run`);
             their files are checked before the model loads, and hold exactly the video's frames.
-        keep_partial: a run cut short (interrupt, error) leaves the frames done under ``dst``;
-            False leaves nothing there: an existing ``dst`` then means complete (batches resume on it).
+        keep_partial: a run cut short keeps its frames under ``dst``; False: nothing (batches resume on it).
 
     Returns:
         A JSON-ready dict: the run's stats summary plus model, input and output details,
@@ -181,11 +195,7 @@ def process_video(
         setup_s = time.perf_counter() - t_setup
         stats, details = _run(source, seg, renderer, writer, extra, batch=batch, workers=workers, control=control,
                               on_frame=on_frame, on_start=on_start, keep_partial=keep_partial)  # fmt: skip
-        discard = stats.interrupted and not keep_partial
-        try:
-            written = writer.discard() if discard else writer.close(complete=not stats.interrupted)
-        finally:
-            extra.abort() if discard else extra.close(complete=not stats.interrupted)
+        written = _finish(writer, extra, stats.interrupted, keep_partial)
     summary = stats.summary()
     summary.update(input=str(src), output=str(written) if written else None, width=info.width, height=info.height)
     summary.update(source_fps=round(info.fps, 3), audio=audio, skipped_packets=source.skipped_packets)
