@@ -26,17 +26,9 @@ from .baselines import (
 from .clips import SYNTHETIC, default_source, make_synthetic_clip, read_frames, resolve_source
 from .machine import machine_info, runtime_info
 from .measure import Sample, Timing, measure, off_main, summarize
+from .plan import MEASURES, NOT_AVAILABLE, plan, result_row
 from .report import check_plot_available, format_markdown, format_table, write_plot
-from .runner import (
-    MEASURES,
-    NOT_AVAILABLE,
-    SCHEMA,
-    bench_config,
-    bench_one,
-    plan,
-    result_row,
-    run_bench,
-)
+from .runner import SCHEMA, bench_config, bench_one, run_bench
 
 __all__ = [
     "MEASURES",

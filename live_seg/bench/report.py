@@ -9,7 +9,7 @@ from typing import Any
 
 from ..errors import OutputError, one_line
 from ..metrics import STAGES
-from .runner import MEASURES, NOT_AVAILABLE
+from .plan import MEASURES, NOT_AVAILABLE
 
 SUMMARY_HEADER = [
     "device",

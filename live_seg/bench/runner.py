@@ -36,34 +36,29 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..backends import build_segmenter, resolve_backend
-from ..errors import LiveSegError, ModelError, one_line
+from ..backends import build_segmenter
+from ..errors import LiveSegError, one_line
 from ..model import (
     DEFAULT_MODEL,
     Segmenter,
-    available_precisions,
-    resolve_device,
-    resolve_precision,
     torch_runtime,
 )
 from ..pipeline import Control, plan_workers
-from ..registry import ALL, AUTO, BACKENDS, RANDOM_WEIGHTS
+from ..registry import AUTO, RANDOM_WEIGHTS
 from ..sources import VideoFileSource
 from .baselines import agreement, model_only_runner, naive_run, pipeline_run
 from .clips import SYNTHETIC, read_frames, resolve_source
 from .machine import load_average, machine_info, torch_threads
 from .measure import Timing, measure, off_main
+from .plan import MEASURES, not_available, plan, plan_backends, result_row
 
 log = logging.getLogger(__name__)
 
 SCHEMA = "live_seg.bench/2"
 """``schema`` field of the JSON report; bumped when a field changes meaning or goes away."""
 
-MEASURES = ("naive", "model_only", "pipeline")
 AGREEMENT_FRAMES = 2
 """Frames of the source on which a non-fp32 row is compared with fp32 (``vs_fp32``)."""
-ALL_DEVICES = ("cpu", "cuda", "mps")
-NOT_AVAILABLE = "not available"
 
 QUIET = {
     "live_seg.model": logging.ERROR,
@@ -74,61 +69,6 @@ QUIET = {
 }
 """Loggers raised to at least these levels while measuring: their per-run lines are noise (and the
 report says the weights are untrained: no need to warn for every model)."""
-
-
-def _wanted_devices(devices: Sequence[str]) -> list[str]:
-    """Device requests with ``"all"`` and ``"auto"`` expanded, in order, each once."""
-    wanted: list[str] = []
-    for name in devices:
-        for d in ALL_DEVICES if name == "all" else (name,):
-            if d == "auto":
-                d = resolve_device("auto")
-            if d not in wanted:
-                wanted.append(d)
-    return wanted
-
-
-def plan(devices: Sequence[str], precisions: Sequence[str]) -> list[tuple[str, str, str | None]]:
-    """Expand device and precision requests into ``(device, precision, reason)`` rows.
-
-    ``"all"`` devices means cpu, cuda and mps; ``"all"`` precisions means every precision the
-    device runs; ``"auto"`` resolves as the other commands do. ``reason`` is ``None`` for a
-    configuration that runs here, else why it is not available.
-    """
-    rows: list[tuple[str, str, str | None]] = []
-    for device in _wanted_devices(devices):
-        try:
-            resolve_device(device)
-        except ModelError as exc:
-            rows.extend((device, p, str(exc)) for p in dict.fromkeys(precisions))
-            continue
-        done: list[str] = []
-        for name in precisions:
-            for p in available_precisions(device) if name == "all" else (name,):
-                try:
-                    p = resolve_precision(p, device)
-                except ModelError as exc:
-                    rows.append((device, p, str(exc)))
-                    continue
-                if p not in done:
-                    done.append(p)
-                    rows.append((device, p, None))
-    return rows
-
-
-def plan_backends(device: str, backends: Sequence[str]) -> list[tuple[str, str | None]]:
-    """Expand backend requests for a device into ``(backend, reason)``: ``"all"`` is every runtime
-    that runs ``device``, ``"auto"`` resolves as the other commands do; ``reason`` says why one
-    does not run there (``None`` when it does)."""
-    rows: dict[str, str | None] = {}
-    for name in backends:
-        for b in [x for x in BACKENDS if x != AUTO] if name == ALL else (name,):
-            try:
-                rows.setdefault(resolve_backend(b, device), None)
-            except ModelError as exc:
-                if name != ALL:
-                    rows.setdefault(b, str(exc))
-    return list(rows.items())
 
 
 @contextlib.contextmanager
@@ -143,33 +83,6 @@ def quiet(names: dict[str, int]) -> Iterator[None]:
     finally:
         for lg, level in zip(loggers, levels, strict=True):
             lg.setLevel(level)
-
-
-def result_row(
-    device: str,
-    precision: str,
-    model: str,
-    status: str,
-    reason: str | None = None,
-    backend: str = "torch",
-    batch: int = 1,
-) -> dict[str, Any]:
-    """A report row with every key of the schema; measurements and ratios ``None`` until filled."""
-    return {
-        "device": device,
-        "backend": backend,
-        "precision": precision,
-        "model": model,
-        "batch": batch,
-        "status": status,
-        "reason": reason,
-        **dict.fromkeys(MEASURES),
-        "pipeline_vs_naive": None,
-        "pipeline_vs_model_only": None,
-        "vs_fp32": None,
-        "workers": None,
-        "worker_threads": None,
-    }
 
 
 def time_naive(seg: Segmenter, src: Path, out_dir: Path, timing: Timing, control: Control) -> dict[str, Any]:
@@ -337,13 +250,6 @@ def _warn_if_busy(load: float | None) -> None:
         )
 
 
-def _not_available(
-    device: str, precision: str, model: str, reason: str, backend: str, batches: Sequence[int]
-) -> list[dict[str, Any]]:
-    log.info("%s %s %s %s: %s (%s)", device, backend, precision, model, NOT_AVAILABLE, reason)
-    return [result_row(device, precision, model, NOT_AVAILABLE, reason, backend, b) for b in batches]
-
-
 def _settings(
     src: Path, kind: str, timing: Timing, *, batches: Sequence[int], size: int, weights: str
 ) -> dict[str, Any]:
@@ -445,7 +351,7 @@ def run_bench(
             for row in (
                 bench_config(d, p, m, src, workdir, **shared, timing=timing, control=control, backend=b)
                 if reason is None and why is None
-                else _not_available(d, p, m, reason or why or "", b, batches)
+                else not_available(d, p, m, reason or why or "", b, batches)
             )
         ]
     machine = machine_info()
