@@ -13,6 +13,8 @@ from typing import Any
 from .ray_batch import CPU_ACTOR_CORES
 from .registry import (
     ALL,
+    ALPHA_EFFECTS,
+    ALPHA_EXTENSIONS,
     AUTO,
     BACKENDS,
     DEFAULT_MODEL,
@@ -20,6 +22,7 @@ from .registry import (
     DEFAULT_WEIGHTS,
     DEVICES,
     DISPLAYS,
+    EFFECTS,
     MASK_SIZES,
     MODEL_NAMES,
     PAIRINGS,
@@ -54,6 +57,8 @@ _non_negative_int = _arg_type(int, lambda v: v >= 0, "a whole number >= 0")
 _unit_float = _arg_type(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
 _strength = _arg_type(float, lambda v: 0.0 <= v < 1.0, "a number with 0 <= S < 1")
 _seconds = _arg_type(float, lambda v: v > 0, "a number of seconds > 0")
+_non_negative_float = _arg_type(float, lambda v: v >= 0, "a number >= 0")
+_positive_float = _arg_type(float, lambda v: v > 0, "a number > 0")
 _port = _arg_type(int, lambda v: 0 <= v <= 65535, "a TCP port 0..65535 (0 = any free port)")
 
 
@@ -141,7 +146,41 @@ def _analysis_options(parser: argparse.ArgumentParser, live: bool = False) -> No
     a.add_argument("--coverage-plot", metavar="FILE.png", help="chart of each class's share over time (matplotlib)")
 
 
+def _effect_options(parser: argparse.ArgumentParser, cycles: bool = False) -> None:
+    g = parser.add_argument_group("effects")
+    alpha = ", ".join(ALPHA_EFFECTS)
+    g.add_argument(
+        "--effect",
+        default=EFFECTS[0],
+        choices=EFFECTS,
+        help=f"what the chosen classes get (default: %(default)s; {alpha}: transparent elsewhere, "
+        f"video to {' or '.join(ALPHA_EXTENSIONS)})" + ("; key e cycles" if cycles else ""),
+    )
+    g.add_argument(
+        "--classes",
+        metavar="NAME[,NAME…]",
+        help="the classes the effect applies to, by name (background included; default: every class but background)",
+    )
+    g.add_argument("--invert", action="store_true", help="apply the effect to every class except --classes")
+    g.add_argument(
+        "--feather",
+        type=_non_negative_float,
+        metavar="PX",
+        help="soft edge width in frame pixels (default: 0 for overlay, frame height / 120 for the others)",
+    )
+    g.add_argument(
+        "--blur", type=_positive_float, metavar="PX", help="blur strength, sigma in pixels (default: height / 36)"
+    )
+    g.add_argument("--block", type=_positive_int, metavar="PX", help="pixelate block size (default: height / 45)")
+    g.add_argument(
+        "--background",
+        metavar="COLOR|IMAGE|VIDEO",
+        help="replace: #00ff00 or a colour name, a picture (scaled to cover) or a video (looped); default green",
+    )
+
+
 def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
+    alpha_effects = ", ".join(ALPHA_EFFECTS)
     video = sub.add_parser(
         "video", parents=[flags], help="video file -> overlaid MP4 (H.264, source timestamps and audio kept)"
     )
@@ -154,7 +193,8 @@ def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
         "-o",
         "--output",
         metavar="OUT.mp4|OUTDIR/",
-        help="output .mp4 (default: INPUT.seg.mp4 beside the input); a batch writes each input under "
+        help=f"output .mp4 ({' or '.join(ALPHA_EXTENSIONS)} with --effect {alpha_effects}; default: INPUT.seg.mp4 "
+        "beside the input, .webm for a cutout); a batch writes each input under "
         "OUTDIR/ at its path relative to the folder or glob given, and OUTDIR/live_seg_manifest.jsonl",
     )
     video.add_argument(
@@ -189,6 +229,7 @@ def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     _analysis_options(video)
     _model_options(video)
     _render_options(video)
+    _effect_options(video)
 
 
 def _image_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
@@ -199,6 +240,7 @@ def _image_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     image.add_argument("--show", action="store_true", help="show original | segmented in a window")
     _model_options(image)
     _render_options(image, legend_default=True)
+    _effect_options(image)
 
 
 def _bench_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
@@ -313,6 +355,7 @@ def _live_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     _analysis_options(live, live=True)
     _model_options(live)
     _render_options(live, legend_default=True)
+    _effect_options(live, cycles=True)
 
 
 def get_args_parser() -> argparse.ArgumentParser:

@@ -20,22 +20,62 @@ import cv2
 import numpy as np
 
 from .backgrounds import Background, load_background
-from .errors import LiveSegError
+from .errors import UsageError
 from .frames import Frame, Mask, check_frame, check_mask
-from .render import make_palette
-
-EFFECTS: tuple[str, ...] = ("overlay", "blur", "pixelate", "replace", "cutout", "highlight")
-"""Effect names, in the order the live view cycles through them."""
-
-ALPHA_EFFECTS = frozenset({"cutout"})
-"""Effects whose output is BGRA (needs an output format with alpha)."""
-
-OVERLAY_ALPHA = 0.4
-"""Weight of the class colour in ``overlay`` (frame 0.6, colour 0.4)."""
+from .registry import ALPHA_EFFECTS, EFFECTS
+from .render import DEFAULT_ALPHA, make_palette
 
 
-class ClassNameError(LiveSegError, ValueError):
+class ClassNameError(UsageError):
     """A ``--classes`` name the weights do not have (a bad argument: the CLI exits 2)."""
+
+
+@dataclass(frozen=True, slots=True)
+class EffectOptions:
+    """What the user asked for, before the weights' class names are known.
+
+    Attributes:
+        name: one of ``registry.EFFECTS``.
+        classes: class names (comma-separated or a sequence); ``None``: every class but background.
+        invert: apply to every class except ``classes``.
+        feather: edge width in frame pixels (``None``: :func:`default_feather`).
+        blur: ``blur`` sigma in frame pixels (``None``: :func:`default_blur`).
+        block: ``pixelate`` block in frame pixels (``None``: :func:`default_block`).
+        background: ``replace``'s colour, picture or video (``None``: green).
+    """
+
+    name: str = "overlay"
+    classes: str | Sequence[str] | None = None
+    invert: bool = False
+    feather: float | None = None
+    blur: float | None = None
+    block: int | None = None
+    background: str | None = None
+
+    @classmethod
+    def of(cls, value: EffectOptions | str | None) -> EffectOptions:
+        """Options from an effect name (defaults for the rest), or ``value`` itself."""
+        if isinstance(value, EffectOptions):
+            return value
+        return cls(value or EFFECTS[0])
+
+    @property
+    def alpha_output(self) -> bool:
+        """The effect's frames are BGRA (an output format with alpha is needed)."""
+        return self.name in ALPHA_EFFECTS
+
+    def build(
+        self, categories: Sequence[str], palette: str | np.ndarray = "voc", overlay_alpha: float = DEFAULT_ALPHA
+    ) -> Effect:
+        """The :class:`Effect` for weights with these ``categories`` (reads the background now).
+
+        Raises:
+            ClassNameError: an unknown class name.
+            SourceError: a background that cannot be read.
+            ValueError: a bad effect name or setting.
+        """
+        chosen = choose_classes(self.classes, categories, self.invert)
+        return Effect(self.name, chosen, palette, self.feather, self.blur, self.block, self.background, overlay_alpha)
 
 
 def class_name(category: str) -> str:
@@ -215,8 +255,8 @@ class Effect:
     Args:
         name: one of :data:`EFFECTS`.
         chosen: ``(num_classes,)`` bool, the ids the effect applies to (:func:`choose_classes`).
-        palette: ``(N, 3)`` uint8 **BGR** class colours for ``overlay`` (N >= num_classes);
-            ``None``: the PASCAL VOC colours.
+        palette: ``(N, 3)`` uint8 **BGR** class colours for ``overlay`` (N >= num_classes), or a
+            palette name for :func:`live_seg.render.make_palette` (``"voc"``, ``"random"``).
         feather: edge width in frame pixels; ``None``: :func:`default_feather` for the frame.
         blur: ``blur`` sigma in frame pixels; ``None``: :func:`default_blur`.
         block: ``pixelate`` block in frame pixels; ``None``: :func:`default_block`.
@@ -233,12 +273,12 @@ class Effect:
         self,
         name: str = "overlay",
         chosen: np.ndarray | None = None,
-        palette: np.ndarray | None = None,
+        palette: str | np.ndarray = "voc",
         feather: float | None = None,
         blur: float | None = None,
         block: int | None = None,
         background: Background | str | None = None,
-        overlay_alpha: float = OVERLAY_ALPHA,
+        overlay_alpha: float = DEFAULT_ALPHA,
     ) -> None:
         self.name = name
         for label, value in (("feather", feather), ("blur", blur), ("block", block)):
@@ -247,7 +287,7 @@ class Effect:
         chosen = np.asarray(chosen if chosen is not None else np.arange(256) > 0, bool)
         self._lut = np.zeros(256, np.uint8)
         self._lut[: min(256, chosen.size)] = chosen[:256]
-        self.palette = palette
+        self.palette = make_palette(palette, 256) if isinstance(palette, str) else palette
         self.feather, self.blur, self.block = feather, blur, block
         self.background = load_background(background) if isinstance(background, str) else background
         self.overlay_alpha = overlay_alpha
@@ -271,6 +311,10 @@ class Effect:
     def alpha_output(self) -> bool:
         """True when :meth:`apply` returns BGRA."""
         return self._name in ALPHA_EFFECTS
+
+    def chosen_ids(self) -> set[int]:
+        """The class ids the effect applies to."""
+        return {int(i) for i in np.flatnonzero(self._lut)}
 
     def cycle(self) -> str:
         """Switch to the next effect (the live view's ``e`` key); returns its name."""
@@ -313,6 +357,11 @@ class Effect:
         _composite(out, top, alpha)
         return out
 
+    def preview(self, frame: Frame, mask: Mask) -> Frame:
+        """:meth:`apply` as ``(H, W, 3)`` BGR for a screen: a cutout over a checkerboard."""
+        out = self.apply(frame, mask)
+        return flatten(out) if out.shape[2] == 4 else out
+
     def _top(self, frame: Frame, mask: Mask, roi: tuple[int, int, int, int]) -> Frame:
         """What the chosen pixels become, over ``roi``."""
         y0, y1, x0, x1 = roi
@@ -327,9 +376,8 @@ class Effect:
             return self.background.frame(h, w)[y0:y1, x0:x1]
         # overlay: the class colours (coloured at mask size, nearest-resized) blended 60/40
         if self._palette_lut is None:
-            palette = self.palette if self.palette is not None else make_palette("voc", 256)
             lut = np.zeros((256, 3), np.uint8)
-            lut[: min(256, len(palette))] = palette[:256]
+            lut[: min(256, len(self.palette))] = self.palette[:256]
             self._palette_lut = lut.reshape(1, 256, 3)
         color = cv2.LUT(cv2.merge([mask, mask, mask]), self._palette_lut)
         if self._color is None or self._color.shape[:2] != (h, w):

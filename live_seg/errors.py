@@ -28,6 +28,10 @@ class ClusterError(LiveSegError):
     """A Ray cluster could not be used (Ray missing, no cluster at the address, no resources)."""
 
 
+class UsageError(LiveSegError, ValueError):
+    """A bad argument that only the run can tell (a class name the weights lack): exit 2."""
+
+
 class PipelineError(LiveSegError):
     """A pipeline stage failed; the original exception is chained as ``__cause__``."""
 

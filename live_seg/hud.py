@@ -33,6 +33,7 @@ class HudInfo:
         pairing: ``"newest"`` (newest frame with the newest mask) or ``"matched"``.
         paused: the view is frozen.
         status: an extra line (e.g. "waiting for the first mask"), or ``None``.
+        effect: the effect shown (key e cycles), or ``None``.
     """
 
     capture_fps: float
@@ -46,6 +47,7 @@ class HudInfo:
     pairing: str = "newest"
     paused: bool = False
     status: str | None = None
+    effect: str | None = None
 
 
 def hud_lines(info: HudInfo) -> list[tuple[str, Color]]:
@@ -57,6 +59,8 @@ def hud_lines(info: HudInfo) -> list[tuple[str, Color]]:
         (f"{info.model}  {info.device}  {info.precision}", WHITE),
         (PAIRING_LABELS.get(info.pairing, f"mask: {info.pairing}"), WHITE),
     ]
+    if info.effect:
+        lines.append((f"effect: {info.effect} (e)", WHITE))
     if info.untrained:
         lines.append(("untrained weights", ORANGE))
     if info.status:

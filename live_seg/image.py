@@ -1,4 +1,4 @@
-"""The ``image`` job: one picture in; overlay, class mask and side-by-side PNGs out."""
+"""The ``image`` job: one picture in; overlay (or effect), class mask and side-by-side PNGs out."""
 
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import numpy as np
 from PIL import Image
 
 from .backends import build_segmenter
+from .effects import EffectOptions
 from .errors import OutputError, SourceError, one_line
 from .frames import Frame
 from .model import Segmenter, torch_runtime
-from .render import DEFAULT_ALPHA, Renderer, class_shares, resize_mask, side_by_side
+from .render import DEFAULT_ALPHA, VOC_CLASSES, Renderer, class_shares, resize_mask, side_by_side
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +39,13 @@ def read_image(path: str | os.PathLike[str]) -> Frame:
     return image
 
 
+def output_names(effect: str = "overlay") -> tuple[str, str, str]:
+    """The three PNGs written: ``overlay.png`` (``EFFECT.png`` for another effect), mask, side by side."""
+    return (f"{effect}.png", *OUTPUT_NAMES[1:])
+
+
 def write_png(path: Path, image: np.ndarray) -> None:
-    """Write a BGR image as PNG, raising :class:`OutputError` on failure."""
+    """Write a BGR (or BGRA, with its alpha) image as PNG, raising :class:`OutputError` on failure."""
     ok, buf = cv2.imencode(".png", image)
     if not ok:
         raise OutputError(f"cannot encode {path}")
@@ -68,22 +74,26 @@ def process_image(
     alpha: float = DEFAULT_ALPHA,
     legend: bool = True,
     overwrite: bool = False,
+    effect: EffectOptions | str = "overlay",
     **model_args: Any,
 ) -> dict[str, Any]:
     """Segment one image, as the original single-image script did, and save three PNGs.
 
     Writes ``overlay.png`` (frame 60 % + mask colour 40 %), ``mask.png`` (a palette PNG whose
     pixel values are class ids, at the image's size) and ``side_by_side.png`` (original |
-    overlay, labelled) into ``out_dir``.
+    overlay, labelled) into ``out_dir``. With an ``effect`` other than ``overlay`` the first
+    file is ``EFFECT.png`` (a ``cutout`` keeps its alpha; the side by side shows it over a
+    checkerboard).
 
     Returns:
         ``{"outputs": [...paths], "classes": [{"id", "name", "share"}...], **model details}``.
     """
     image = read_image(src)
+    options = EffectOptions.of(effect)
     folder = Path(out_dir)
     if folder.exists() and not folder.is_dir():
         raise OutputError(f"output folder is a file: {folder}")
-    targets = [folder / name for name in OUTPUT_NAMES]
+    targets = [folder / name for name in output_names(options.name)]
     existing = [str(t) for t in targets if t.exists()]
     if existing and not overwrite:
         raise OutputError(f"output exists: {existing[0]}; pass --overwrite to replace it")
@@ -91,16 +101,20 @@ def process_image(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output folder {folder}: {one_line(exc)}") from exc
-    seg = segmenter or build_segmenter(**model_args, mode="latency")
-    with torch_runtime(seg.threads, seg.device):
-        small = seg.predict([image])[0]
-        described = seg.describe()
-    h, w = image.shape[:2]
-    mask = resize_mask(small, h, w)
-    renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend)
-    shares = class_shares(mask, len(seg.categories))
-    blended = renderer.render(image, mask, classes=[cid for cid, _ in shares])  # largest first
-    pair = side_by_side(image, blended, ("original", "segmented"))
+    categories = segmenter.categories if segmenter is not None else VOC_CLASSES
+    with options.build(categories, palette=palette, overlay_alpha=alpha) as fx:  # bad class/background: now
+        seg = segmenter or build_segmenter(**model_args, mode="latency")
+        with torch_runtime(seg.threads, seg.device):
+            small = seg.predict([image])[0]
+            described = seg.describe()
+        h, w = image.shape[:2]
+        mask = resize_mask(small, h, w)
+        renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend, effect=fx)
+        shares = class_shares(mask, len(seg.categories))
+        blended = renderer.render(image, small, classes=[cid for cid, _ in shares]).copy()  # largest first
+        pair = side_by_side(
+            image, fx.preview(image, small) if blended.shape[2] == 4 else blended, ("original", "segmented")
+        )
     write_png(targets[0], blended)
     write_palette_png(targets[1], mask, renderer.lut)
     write_png(targets[2], pair)

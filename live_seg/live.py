@@ -47,13 +47,14 @@ from typing import TYPE_CHECKING, Any
 
 from .analysis_run import AnalysisOptions, RunAnalysis
 from .capture import DEFAULT_RECONNECT, CaptureSource, LatestFrame, open_live_source
+from .effects import Effect, EffectOptions
 from .errors import LiveSegError, OutputError
 from .frames import FramePacket, SegResult
 from .live_stats import LiveMetrics
 from .live_view import Board, LiveView, Recorder
 from .pipeline import POLL_S, Control, Stage, Take, infer_loop, join_all, raise_user_error
 from .registry import DISPLAYS, PAIRINGS, VIEWS
-from .render import DEFAULT_ALPHA, Renderer
+from .render import DEFAULT_ALPHA, VOC_CLASSES, Renderer
 from .sources import SourceInfo, VideoFileSource
 from .webview import PreviewServer
 from .window import PreviewWindow, display_problem
@@ -83,6 +84,8 @@ class LiveOptions:
         legend: show the legend of the classes present (key l toggles).
         hud: draw the HUD.
         palette, alpha: rendering (see :class:`live_seg.render.Renderer`).
+        effect: what the chosen classes get (:class:`live_seg.effects.EffectOptions` or an
+            effect name; key e cycles the effects; a cutout is shown over a checkerboard).
         display: ``"auto"`` (a window if a display is available, else the browser view),
             ``"window"``, ``"browser"`` or ``"none"`` (record and/or stats only).
         host, port: where the browser view is served (``port`` 0: any free port).
@@ -102,6 +105,7 @@ class LiveOptions:
     hud: bool = True
     palette: str = "voc"
     alpha: float = DEFAULT_ALPHA
+    effect: EffectOptions | str = "overlay"
     display: str = "auto"
     host: str = "127.0.0.1"
     port: int | None = None
@@ -142,6 +146,7 @@ class _Run:
     server: PreviewServer | None = None
     setup_s: float = 0.0
     runtime: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    effect: Effect | None = None
 
 
 class LiveSession:
@@ -199,7 +204,7 @@ class LiveSession:
         return self.metrics.latency_s
 
     def handle_key(self, key: int | str) -> None:
-        """Act on a key as if it was pressed in the window (q / Esc, space, m, l, s).
+        """Act on a key as if it was pressed in the window (q / Esc, space, m, e, l, s).
 
         Safe from any thread: the view acts on it in its next round (within a frame interval).
         """
@@ -230,15 +235,21 @@ class LiveSession:
         analysis = RunAnalysis(opts.analysis, overwrite=opts.overwrite, title=opts.source)
         try:
             display, reason = self._pick_display()
+            effect = self._effect()  # a bad class name or background fails before anything opens
+        except BaseException:
+            analysis.abort()
+            raise
+        try:
             # The source first: a wrong camera index or URL is reported before seconds of model loading.
             source = open_live_source(opts.source, realtime=opts.realtime, reconnect=opts.reconnect)
         except BaseException:
             analysis.abort()
+            effect.close()
             raise
-        with source:
+        with source, effect:
             info = source.info
             assert info is not None
-            run = _Run(source, info.live or opts.realtime, display, recorder, analysis)
+            run = _Run(source, info.live or opts.realtime, display, recorder, analysis, effect=effect)
             self.slot = run.slot
             run.stages.append(Stage("capture", lambda: self._capture(run), control, None))
             if info.live:
@@ -285,7 +296,7 @@ class LiveSession:
         if run.display == "browser":
             run.server = self._serve(info.name, reason)
         if run.window is not None:
-            log.info("keys in the window: q/Esc quit, space pause, m view, l legend, s snapshot")
+            log.info("keys in the window: q/Esc quit, space pause, m view, e effect, l legend, s snapshot")
         run.setup_s = time.perf_counter() - t_setup
         run.stages.append(Stage("infer", lambda: self._infer(run), self.control, None))
         self.t_start = time.perf_counter()
@@ -295,10 +306,17 @@ class LiveSession:
         duration = self.options.duration
         log.info("live: started%s", f", stopping after {duration:g} s" if duration else "; Ctrl-C to stop")
 
+    def _effect(self) -> Effect:
+        """The run's effect, for the model's class names (those of the VOC weights before it loads)."""
+        opts = self.options
+        categories = self.segmenter.categories if self.segmenter is not None else VOC_CLASSES
+        return EffectOptions.of(opts.effect).build(categories, palette=opts.palette, overlay_alpha=opts.alpha)
+
     def _view(self, run: _Run) -> LiveView:
         opts, seg = self.options, self.segmenter
         assert seg is not None
-        renderer = Renderer(seg.categories, palette=opts.palette, alpha=opts.alpha, legend=opts.legend, mode=opts.view)
+        renderer = Renderer(seg.categories, palette=opts.palette, alpha=opts.alpha, legend=opts.legend, mode=opts.view,
+                            effect=run.effect, flat=True)  # fmt: skip
         return LiveView(
             run.board,
             run.slot,

@@ -205,7 +205,7 @@ class LiveView:
                 break
 
     def handle_key(self, key: int) -> None:
-        """Act on one key: q / Esc quit, space pause, m next view mode, l legend, s snapshot.
+        """Act on one key: q / Esc quit, space pause, m next view mode, e next effect, l legend, s snapshot.
 
         Call it from the thread that runs the view; other threads queue keys in ``keys``.
         """
@@ -216,6 +216,9 @@ class LiveView:
         elif key == ord("m"):
             modes = Renderer.MODES
             self.renderer.mode, self._dirty = modes[(modes.index(self.renderer.mode) + 1) % len(modes)], True
+        elif key == ord("e") and self.renderer.effect is not None:
+            log.info("effect: %s", self.renderer.effect.cycle())
+            self._dirty = True
         elif key == ord("l"):
             self.renderer.legend, self._dirty = not self.renderer.legend, True
         elif key == ord("s"):
@@ -301,6 +304,7 @@ class LiveView:
                 pairing=self.pairing,
                 paused=self.paused,
                 status=status,
+                effect=self.renderer.effect.name if self.renderer.effect is not None else None,
             )
             draw_hud(view, info)
         self.metrics.stats.add("render", time.perf_counter() - t0)

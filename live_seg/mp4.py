@@ -1,6 +1,7 @@
-"""The MP4 output: H.264 video encoded with PyAV, with the source's audio kept.
+"""The video file output: H.264 MP4 (or WebM / MOV with alpha) encoded with PyAV, audio kept.
 
-The writer encodes H.264 (libx264, yuv420p) into an MP4 with ``+faststart``, places each
+The writer encodes H.264 (libx264, yuv420p) into an MP4 with ``+faststart`` (BGRA frames with
+alpha: VP9 in WebM or ProRes 4444 in MOV, by the output's extension), places each
 frame at the timestamp it is given (variable frame rate is kept), and copies or transcodes
 the source's audio in the same pass. It writes to a temporary name in the output's folder
 and renames on :meth:`VideoWriter.close`, so the final name never holds a half-written file.
@@ -19,15 +20,19 @@ import av
 import numpy as np
 
 from .errors import OutputError, one_line
+from .formats import MP4, VideoFormat, add_video_stream, video_format
 from .frames import Frame
 
 log = logging.getLogger(__name__)
 
-AUDIO_COPY_CODECS = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus", "flac"})
+AUDIO_COPY_CODECS = MP4.audio_copy
 """Audio codecs copied into MP4 as they are; anything else is transcoded to AAC."""
 
 AAC_RATES = frozenset({8000, 11025, 12000, 16000, 22050, 24000, 32000, 44100, 48000, 64000, 88200, 96000})
 """Sample rates the AAC encoder takes; audio at any other rate is resampled to 48 kHz."""
+
+AUDIO_ENCODERS = {"aac": ("fltp", AAC_RATES), "libopus": ("flt", frozenset({8000, 12000, 16000, 24000, 48000}))}
+"""Sample format and rates of each transcoding encoder (other rates are resampled to 48 kHz)."""
 
 
 def check_output_path(path: str | os.PathLike[str], overwrite: bool = False) -> Path:
@@ -79,7 +84,12 @@ class _AudioPass:
     """Audio from the source file, muxed alongside the video as the video advances."""
 
     def __init__(
-        self, src: Path, output: av.container.OutputContainer, offset: float, stop: threading.Event | None = None
+        self,
+        src: Path,
+        output: av.container.OutputContainer,
+        offset: float,
+        stop: threading.Event | None = None,
+        fmt: VideoFormat = MP4,
     ) -> None:
         """Open the source's audio and add its stream to ``output``.
 
@@ -94,21 +104,22 @@ class _AudioPass:
         try:
             self.in_stream = self.input.streams.audio[0]
             self.offset = offset
-            self.copy = self.in_stream.codec_context.name in AUDIO_COPY_CODECS
+            self.copy = self.in_stream.codec_context.name in fmt.audio_copy
             if self.copy:
                 self.out_stream = output.add_stream_from_template(self.in_stream)
                 self.out_stream.time_base = self.in_stream.time_base
             else:
                 ctx = self.in_stream.codec_context
-                rate = ctx.sample_rate if ctx.sample_rate in AAC_RATES else 48000
+                sample_fmt, rates = AUDIO_ENCODERS[fmt.audio_codec]
+                rate = ctx.sample_rate if ctx.sample_rate in rates else 48000
                 # By channel count: a layout without channel order ("1 channels") is refused by AAC.
                 layout = "mono" if ctx.channels == 1 else "stereo"
-                probe = av.CodecContext.create("aac", "w")  # fails here, before output is touched
-                probe.sample_rate, probe.layout, probe.format = rate, layout, "fltp"
+                probe = av.CodecContext.create(fmt.audio_codec, "w")  # fails here, before output is touched
+                probe.sample_rate, probe.layout, probe.format = rate, layout, sample_fmt
                 probe.open()
-                self.out_stream = output.add_stream("aac", rate=rate)
+                self.out_stream = output.add_stream(fmt.audio_codec, rate=rate)
                 self.out_stream.layout = layout
-                self.resampler = av.AudioResampler(format="fltp", layout=layout, rate=rate)
+                self.resampler = av.AudioResampler(format=sample_fmt, layout=layout, rate=rate)
         except BaseException:
             self.input.close()
             raise
@@ -177,12 +188,12 @@ class _AudioPass:
 
 
 class VideoWriter:
-    """Encode BGR frames into an H.264 MP4 at the timestamps given.
+    """Encode BGR frames into an H.264 MP4 (BGRA frames into WebM or MOV) at the timestamps given.
 
     Args:
-        path: the final output file (``.mp4``).
+        path: the final output file (``.mp4``; with ``alpha``, ``.webm`` or ``.mov``).
         width, height: frame size; odd sizes are padded by one pixel (right/bottom edge
-            repeated) because yuv420p needs even sizes.
+            repeated) for the 4:2:0 formats, which need even sizes.
         fps: nominal rate, used for frames written without a timestamp.
         time_base: timestamp unit; the source's is best (exact pts).
         audio_from: a media file whose first audio stream is copied (AAC/MP3/…) or
@@ -192,10 +203,11 @@ class VideoWriter:
         preset, crf: libx264 settings.
         threads: encoder threads (0 = libx264 decides).
         stop: once set (an interrupt), the audio is cut at the last video frame on close.
+        alpha: frames are ``(H, W, 4)`` BGRA and their alpha is kept (see :mod:`live_seg.formats`).
 
     Raises:
-        OutputError: ``path`` cannot be written (as :func:`check_output_path` tells) or the
-            encoder cannot be set up.
+        OutputError: ``path`` cannot be written (as :func:`check_output_path` tells), cannot
+            hold alpha, or the encoder cannot be set up.
     """
 
     def __init__(
@@ -212,29 +224,31 @@ class VideoWriter:
         crf: int = 20,
         threads: int = 0,
         stop: threading.Event | None = None,
+        alpha: bool = False,
     ) -> None:
+        self.format = video_format(path, alpha)
         self.path = _output_target(path, overwrite)
         self.width, self.height = width, height
-        self.enc_w, self.enc_h = width + width % 2, height + height % 2
+        even = self.format.even_size
+        self.enc_w, self.enc_h = width + (width % 2 if even else 0), height + (height % 2 if even else 0)
         if (self.enc_w, self.enc_h) != (width, height):
-            log.warning("%dx%d is odd: padding to %dx%d for yuv420p", width, height, self.enc_w, self.enc_h)
+            log.warning("%dx%d is odd: padding to %dx%d for 4:2:0", width, height, self.enc_w, self.enc_h)
         self.fps = fps if fps and fps > 0 else 25.0
         self.time_base = time_base or Fraction(1, 90000)
-        self.tmp = _create_beside(self.path, f".{self.path.stem}.", ".partial.mp4")
+        self.tmp = _create_beside(self.path, f".{self.path.stem}.", f".partial{self.format.extension}")
         try:
-            self.container = av.open(str(self.tmp), mode="w", format="mp4", options={"movflags": "+faststart"})
+            options = {"movflags": "+faststart"} if self.format.container in ("mp4", "mov") else {}
+            self.container = av.open(str(self.tmp), mode="w", format=self.format.container, options=options)
             rate = Fraction(self.fps).limit_denominator(1001)
-            self.stream = self.container.add_stream("libx264", rate=rate)
-            self.stream.width, self.stream.height = self.enc_w, self.enc_h
-            self.stream.pix_fmt = "yuv420p"
+            self.stream = add_video_stream(self.container, self.format, self.enc_w, self.enc_h, rate, threads)
             self.stream.time_base = self.time_base
             self.stream.codec_context.time_base = self.time_base
-            self.stream.options = {"preset": preset, "crf": str(crf)}
-            self.stream.codec_context.thread_count = threads
+            if self.format is MP4:
+                self.stream.options = {"preset": preset, "crf": str(crf)}
             self.audio = None
             if audio_from:
                 try:
-                    self.audio = _AudioPass(Path(audio_from), self.container, audio_offset, stop)
+                    self.audio = _AudioPass(Path(audio_from), self.container, audio_offset, stop, self.format)
                 except (av.error.FFmpegError, OSError, ValueError) as exc:
                     log.warning("the audio of %s cannot be kept (%s): writing the video only", audio_from, exc)
         except Exception as exc:
@@ -249,7 +263,7 @@ class VideoWriter:
         self.closed = False
 
     def write(self, image: Frame, pts: float | None = None) -> None:
-        """Encode one BGR frame shown at ``pts`` seconds (``None``: one frame after the last).
+        """Encode one frame (BGR; BGRA with alpha) shown at ``pts`` seconds (``None``: one after the last).
 
         Timestamps must increase; a repeated or earlier one is moved one tick after the last.
         """
@@ -265,7 +279,7 @@ class VideoWriter:
             ticks = 0 if self.last_pts is None else self.last_pts + max(1, round(1 / self.fps / self.time_base))
         if self.last_pts is not None and ticks <= self.last_pts:
             ticks = self.last_pts + 1
-        frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+        frame = av.VideoFrame.from_ndarray(image, format=self.format.input_format)
         frame.pts = ticks
         frame.time_base = self.time_base
         self.last_pts = ticks

@@ -50,6 +50,14 @@ OPENVINO_MODES = ("throughput", "latency")
 
 VIEWS = ("overlay", "mask", "side")
 """Render modes: frame and mask blended, the colour mask alone, original | overlay."""
+EFFECTS = ("overlay", "blur", "pixelate", "replace", "cutout", "highlight")
+"""What happens to the chosen classes' pixels (in the order the live view's key e cycles):
+the 60/40 colour blend, blurred, in blocks, replaced by a background, kept with the rest
+transparent, kept in colour with the rest grey."""
+ALPHA_EFFECTS = ("cutout",)
+"""Effects whose frames carry an alpha channel (video: WebM or MOV; image: PNG with alpha)."""
+ALPHA_EXTENSIONS = (".webm", ".mov")
+"""Video outputs that keep alpha."""
 PALETTES = ("voc", "random")
 """Class colours: the standard PASCAL VOC colours, or colours drawn from a fixed seed."""
 PAIRINGS = ("newest", "matched")

@@ -8,12 +8,16 @@ table; the colour image itself is never interpolated.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
 
 from .frames import Frame, Mask, check_frame, check_mask
 from .registry import PALETTES, VIEWS
+
+if TYPE_CHECKING:
+    from .effects import Effect
 
 VOC_CLASSES: tuple[str, ...] = (
     "__background__", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
@@ -257,6 +261,10 @@ class Renderer:
         alpha: weight of the mask colour (0.4 = the 60/40 blend).
         legend: draw the legend of the classes present.
         mode: ``"overlay"``, ``"mask"`` (colour mask only) or ``"side"`` (original | overlay).
+        effect: what the ``overlay`` and ``side`` views show (:class:`live_seg.effects.Effect`,
+            e.g. the colour blend on the chosen classes only, or a blur); ``None``: the colour
+            blend on every pixel, background included.
+        flat: show an effect with alpha (a cutout) over a checkerboard, as BGR (for a screen).
     """
 
     MODES = VIEWS
@@ -268,6 +276,8 @@ class Renderer:
         alpha: float = DEFAULT_ALPHA,
         legend: bool = False,
         mode: str = "overlay",
+        effect: Effect | None = None,
+        flat: bool = False,
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1], got {alpha}")
@@ -278,6 +288,8 @@ class Renderer:
         self.alpha = alpha
         self.legend = legend
         self.mode = mode
+        self.effect = effect
+        self.flat = flat
         self._color: np.ndarray | None = None
         self._out: np.ndarray | None = None
 
@@ -290,9 +302,12 @@ class Renderer:
             classes: the legend's classes, in order (default: those present in ``mask``, by id).
 
         Returns:
-            ``(H, W, 3)`` uint8 BGR (``(H, 2W, 3)`` in ``"side"`` mode). The buffer is reused by
-            the next call: copy it if you keep it.
+            ``(H, W, 3)`` uint8 BGR (``(H, 2W, 3)`` in ``"side"`` mode; ``(H, W, 4)`` BGRA in
+            ``"overlay"`` mode with an effect that makes alpha). The buffer is reused by the next
+            call: copy it if you keep it.
         """
+        if self.effect is not None and self.mode != "mask":
+            return self._render_effect(frame, mask, classes)
         h, w = frame.shape[:2]
         if self._color is None or self._color.shape[:2] != (h, w):
             self._color = np.empty((h, w, 3), np.uint8)
@@ -311,6 +326,21 @@ class Renderer:
         if self.legend:
             shown = present_classes(mask, len(self.names)) if classes is None else classes
             draw_legend(view, shown, self.names, self.lut)
+        if self.mode == "side":
+            view = side_by_side(frame, view)
+        return view
+
+    def _render_effect(self, frame: Frame, mask: Mask, classes: Sequence[int] | None) -> np.ndarray:
+        """The ``overlay`` or ``side`` view through :attr:`effect` (the legend on the colour blend only)."""
+        assert self.effect is not None
+        if self.mode == "overlay" and not self.flat:
+            view = self.effect.apply(frame, mask)
+        else:
+            view = self.effect.preview(frame, mask)
+        if self.legend and self.effect.name == "overlay":
+            chosen = self.effect.chosen_ids()
+            shown = present_classes(mask, len(self.names)) if classes is None else classes
+            draw_legend(view, [c for c in shown if c in chosen], self.names, self.lut)
         if self.mode == "side":
             view = side_by_side(frame, view)
         return view

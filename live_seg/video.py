@@ -3,7 +3,8 @@
 The output is H.264/yuv420p MP4 with ``+faststart`` at the source's size (odd sizes padded by
 one pixel; twice as wide for the side-by-side view), one output frame per input frame at the
 input's timestamps, with the source's audio copied (or transcoded to AAC when MP4 cannot hold
-it). Torch's process-wide settings are the job's for the run and restored after it
+it). The ``cutout`` effect writes WebM (VP9) or MOV (ProRes 4444) with alpha instead.
+Torch's process-wide settings are the job's for the run and restored after it
 (:func:`live_seg.model.torch_runtime`).
 """
 
@@ -19,21 +20,23 @@ from typing import Any
 
 from .analysis_run import AnalysisOptions, RunAnalysis
 from .backends import build_segmenter
+from .effects import Effect, EffectOptions
 from .errors import LiveSegError, OutputError
+from .formats import video_format
 from .metrics import Stats
 from .model import Segmenter, torch_runtime
 from .mp4 import VideoWriter, check_output_path
 from .pipeline import Control, plan_batch, plan_workers, run_file
-from .render import DEFAULT_ALPHA, Renderer
+from .render import DEFAULT_ALPHA, VOC_CLASSES, Renderer
 from .sources import VideoFileSource
 
 log = logging.getLogger(__name__)
 
 
-def default_output(src: str | os.PathLike[str]) -> Path:
-    """``clip.mp4`` → ``clip.seg.mp4`` beside it."""
+def default_output(src: str | os.PathLike[str], alpha: bool = False) -> Path:
+    """``clip.mp4`` → ``clip.seg.mp4`` beside it (``clip.seg.webm`` for frames with alpha)."""
     p = Path(src)
-    return p.with_name(p.stem + ".seg.mp4")
+    return p.with_name(p.stem + (".seg.webm" if alpha else ".seg.mp4"))
 
 
 def _check_output(src: str | os.PathLike[str], dst: str | os.PathLike[str], overwrite: bool) -> Path:
@@ -114,6 +117,11 @@ def _finish(writer: VideoWriter, analysis: RunAnalysis, interrupted: bool, keep_
             analysis.close(complete=not interrupted)
 
 
+def _build(options: EffectOptions, categories: list[str] | tuple[str, ...], palette: str, alpha: float) -> Effect:
+    """The run's effect, built before the model so that a bad class or background fails first."""
+    return options.build(categories, palette=palette, overlay_alpha=alpha)
+
+
 def process_video(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -123,6 +131,7 @@ def process_video(
     alpha: float = DEFAULT_ALPHA,
     legend: bool = False,
     view: str = "overlay",
+    effect: EffectOptions | str = "overlay",
     audio: bool = True,
     overwrite: bool = False,
     batch: int | None = None,
@@ -147,6 +156,8 @@ def process_video(
         segmenter: a ready :class:`Segmenter`; when ``None`` one is built from ``model_args``
             (``model``, ``weights``, ``device``, ``precision``, ``size``, ``threads``).
         palette, alpha, legend, view: rendering (see :class:`live_seg.render.Renderer`).
+        effect: what the chosen classes get (:class:`live_seg.effects.EffectOptions` or an effect
+            name); a ``cutout`` in the ``overlay`` view needs ``dst`` to be ``.webm`` or ``.mov``.
         audio: keep the source's audio.
         overwrite: replace an existing ``dst``.
         batch: frames per forward pass (``None``: 2 on the CPU, 1 on a GPU).
@@ -172,23 +183,28 @@ def process_video(
         SourceError, ModelError, OutputError, PipelineError: one-line, user-facing.
     """
     t_setup = time.perf_counter()
+    options = EffectOptions.of(effect)
+    with_alpha = options.alpha_output and view == "overlay"
+    video_format(dst, with_alpha)  # a cutout to .mp4 fails here, before anything is opened
     out = _check_output(src, dst, overwrite)
     control = control or Control()
     extra = RunAnalysis(analysis or AnalysisOptions(), overwrite=overwrite, title=Path(src).name)
     with contextlib.ExitStack() as stack:
         try:  # until the run starts, a failure leaves none of the analysis files behind
+            categories = segmenter.categories if segmenter is not None else VOC_CLASSES
+            fx = stack.enter_context(_build(options, categories, palette, alpha))  # bad class/background: now
             source = stack.enter_context(VideoFileSource(src, realtime=realtime, max_frames=max_frames))
             info = source.info
             assert info is not None
             if on_open is not None:
                 on_open(source)
             seg = segmenter or build_segmenter(**model_args, mode="throughput")
-            renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend, mode=view)
+            renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend, mode=view, effect=fx)
             audio = bool(audio and info.has_audio)
             writer = VideoWriter(out, info.width * (2 if view == "side" else 1), info.height, fps=info.fps,
                                  time_base=info.time_base, audio_from=src if audio else None,
                                  audio_offset=source.start_time, overwrite=overwrite, preset=preset, crf=crf,
-                                 stop=control.stopping)  # fmt: skip
+                                 stop=control.stopping, alpha=with_alpha)  # fmt: skip
         except BaseException:
             extra.abort()
             raise
@@ -199,5 +215,6 @@ def process_video(
     summary = stats.summary()
     summary.update(input=str(src), output=str(written) if written else None, width=info.width, height=info.height)
     summary.update(source_fps=round(info.fps, 3), audio=audio, skipped_packets=source.skipped_packets)
-    summary.update(truncated_input=source.truncated, setup_s=round(setup_s, 3), **details, **extra.summary())
+    summary.update(truncated_input=source.truncated, setup_s=round(setup_s, 3), effect=options.name, **details)
+    summary.update(extra.summary())
     return summary

@@ -33,17 +33,18 @@ nav{{text-align:center;padding:8px}}
 <button data-k=" ">pause (space)</button>
 <button data-k="m">view (m)</button>
 <button data-k="l">legend (l)</button>
+<button data-k="e">effect (e)</button>
 <button data-k="s">snapshot (s)</button>
 </nav>
 <script>
 const send = k => fetch("/key", {{method: "POST", body: k}});
 for (const b of document.querySelectorAll("button")) b.onclick = () => send(b.dataset.k);
-document.onkeydown = e => {{ if (" mls".includes(e.key)) {{ send(e.key); e.preventDefault(); }} }};
+document.onkeydown = e => {{ if (" mels".includes(e.key)) {{ send(e.key); e.preventDefault(); }} }};
 </script>
 </body></html>
 """
 
-PAGE_KEYS = frozenset(" mls")
+PAGE_KEYS = frozenset(" mels")
 """Keys the browser page may send (never quit: stop the tool where it runs)."""
 
 MJPEG_BOUNDARY = "live_seg_frame"
@@ -125,7 +126,7 @@ class PreviewServer:
 
     Routes: ``/`` (the page, with pause / view / legend / snapshot buttons), ``/stream.mjpg``
     (``multipart/x-mixed-replace`` JPEGs, each client gets the newest frame), ``/frame.jpg``
-    (the newest frame once) and ``POST /key`` (one of ``" mls"``, from loopback clients only).
+    (the newest frame once) and ``POST /key`` (one of ``" mels"``, from loopback clients only).
     The HTTP server runs in a thread named ``live_seg-serve``, each client in
     ``live_seg-serve-client``; :meth:`close` ends them all.
 

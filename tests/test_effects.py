@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pytest
 
-from live_seg.alpha_video import MP4, add_video_stream, read_bgra, video_format
 from live_seg.backgrounds import (
     ColorBackground,
     PictureBackground,
@@ -29,6 +28,7 @@ from live_seg.effects import (
     soft_alpha,
 )
 from live_seg.errors import OutputError, SourceError
+from live_seg.formats import MP4, add_video_stream, read_bgra, video_format
 from live_seg.render import VOC_CLASSES, Renderer
 
 PERSON = 15

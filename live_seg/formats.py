@@ -1,4 +1,4 @@
-"""Video formats by output extension, and the ones that keep an alpha channel.
+"""Video output formats by extension: H.264 MP4, and the two that keep an alpha channel.
 
 H.264 in MP4 has no alpha. A transparent video (the ``cutout`` effect) is written as WebM
 (VP9, ``yuva420p``: the alpha travels as a second VP9 layer that browsers play) or MOV
@@ -66,6 +66,7 @@ MOV_ALPHA = VideoFormat(
 )  # fmt: skip
 
 ALPHA_FORMATS: dict[str, VideoFormat] = {f.extension: f for f in (WEBM_ALPHA, MOV_ALPHA)}
+"""Output extensions that keep an alpha channel (the same as ``registry.ALPHA_EXTENSIONS``)."""
 """Output extensions that keep an alpha channel."""
 
 
