@@ -368,8 +368,8 @@ def test_window_shows_the_effect(still_stream, weights, tmp_path, xvfb, effect):
     err = Lines(proc.stderr)
     try:
         err.wait_for("keys in the window", 90)
-        deadline, error = time.monotonic() + 20, None
-        while time.monotonic() < deadline:
+        deadline, error = time.monotonic() + 45, None
+        while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.7)
             shot = screenshot(xvfb, tmp_path / "shot.png")[: SIZE[1], : SIZE[0]]
             try:
@@ -378,7 +378,8 @@ def test_window_shows_the_effect(still_stream, weights, tmp_path, xvfb, effect):
             except AssertionError as exc:  # the window not mapped yet, or not painted yet
                 error = exc
         else:
-            raise AssertionError(f"no screenshot showed {effect}: {error}")
+            tree = subprocess.run(["xwininfo", "-root", "-tree"], env=env, capture_output=True, text=True).stdout
+            raise AssertionError(f"no screenshot showed {effect}: {error}; {err.text()[-300:]}; windows: {tree[-800:]}")
     finally:
         proc.terminate()
         proc.wait(30)
