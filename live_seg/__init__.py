@@ -34,6 +34,9 @@ _EXPORTS = {
     "colorize": "render",
     "make_palette": "render",
     "VOC_CLASSES": "render",
+    "Effect": "effects",
+    "EffectOptions": "effects",
+    "choose_classes": "effects",
     "process_video": "video",
     "process_image": "image",
     "process_batch": "video_batch",
@@ -54,6 +57,7 @@ _EXPORTS = {
     "OutputError": "errors",
     "PipelineError": "errors",
     "ClusterError": "errors",
+    "UsageError": "errors",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -78,6 +78,10 @@ class EffectOptions:
         return Effect(self.name, chosen, palette, self.feather, self.blur, self.block, self.background, overlay_alpha)
 
 
+ALL_CLASSES = "all"
+"""The ``--classes`` name for every class, background included."""
+
+
 def class_name(category: str) -> str:
     """The name a user types for a category: torchvision's ``__background__`` is ``background``."""
     return category.strip("_") or category
@@ -88,7 +92,7 @@ def choose_classes(names: str | Sequence[str] | None, categories: Sequence[str],
 
     Args:
         names: comma-separated names or a sequence of names (case-insensitive; ``background``
-            included); ``None`` or empty: every class but background (id 0).
+            included; ``all`` for every class); ``None`` or empty: every class but background (id 0).
         categories: the weights' category names, index = class id.
         invert: every class except the named ones.
 
@@ -106,10 +110,13 @@ def choose_classes(names: str | Sequence[str] | None, categories: Sequence[str],
     if not wanted:
         chosen[1:] = True
     for name in wanted:
+        if name.lower() == ALL_CLASSES:
+            chosen[:] = True
+            continue
         cid = known.get(class_name(name).lower())
         if cid is None:
             valid = ", ".join(class_name(c) for c in categories)
-            raise ClassNameError(f"unknown class {name!r}; valid names: {valid}")
+            raise ClassNameError(f"unknown class {name!r}; valid names: {valid} (or {ALL_CLASSES})")
         chosen[cid] = True
     return ~chosen if invert else chosen
 

@@ -69,6 +69,7 @@ def sharpness(image: np.ndarray) -> float:
         ("__background__", False, [0]),
         ("person", True, [i for i in range(21) if i != PERSON]),
         (None, True, [0]),
+        ("all", False, list(range(21))),
     ],
 )
 def test_choose_classes(names, invert, expected):
@@ -290,3 +291,12 @@ def test_alpha_survives_encoding(tmp_path, ext, size):
     assert len(frames) == 3
     alpha = frames[-1][..., 3]
     assert alpha[:, : w // 2 - 6].min() == 255 and alpha[:, w // 2 + 4 :].max() == 0
+
+
+def test_overlay_on_all_classes_is_the_old_blend_exactly():
+    frame = textured(90, 160)
+    mask = np.random.default_rng(1).integers(0, 21, (64, 64), dtype=np.uint8)
+    renderer = Renderer()
+    old = renderer.render(frame, mask).copy()
+    effect = Effect("overlay", choose_classes("all", VOC_CLASSES), palette=renderer.lut)
+    assert np.array_equal(effect.apply(frame, mask), old)
