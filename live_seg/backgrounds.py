@@ -180,6 +180,28 @@ class VideoBackground:
         return str(self.path)
 
 
+def checkerboard(height: int, width: int, square: int = 16) -> Frame:
+    """``(height, width, 3)`` uint8 light/dark grey squares: what shows through transparency."""
+    yy, xx = np.indices((height, width))
+    light = ((yy // square + xx // square) % 2).astype(bool)
+    board = np.where(light, 204, 153).astype(np.uint8)
+    return cv2.cvtColor(board, cv2.COLOR_GRAY2BGR)
+
+
+def flatten(bgra: np.ndarray) -> Frame:
+    """A BGRA image over a checkerboard, for a preview that cannot show transparency.
+
+    Args:
+        bgra: ``(H, W, 4)`` uint8, straight (not premultiplied) alpha.
+
+    Returns:
+        ``(H, W, 3)`` uint8 BGR.
+    """
+    h, w = bgra.shape[:2]
+    a = bgra[..., 3].astype(np.float32) / 255.0
+    return cv2.blendLinear(np.ascontiguousarray(bgra[..., :3]), checkerboard(h, w), a, 1.0 - a)
+
+
 Background = ColorBackground | PictureBackground | VideoBackground
 
 

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .backgrounds import Background, load_background
+from .backgrounds import Background, flatten, load_background
 from .errors import UsageError
 from .frames import Frame, Mask, check_frame, check_mask
 from .registry import ALPHA_EFFECTS, EFFECTS
-from .render import DEFAULT_ALPHA, make_palette
+from .render import DEFAULT_ALPHA, VOC_CLASSES, make_palette
 
 
 class ClassNameError(UsageError):
@@ -64,8 +64,16 @@ class EffectOptions:
         """The effect's frames are BGRA (an output format with alpha is needed)."""
         return self.name in ALPHA_EFFECTS
 
+    def check(self, categories: Sequence[str] = VOC_CLASSES) -> None:
+        """Raise now for a bad class name, setting or background (what :meth:`build` would raise)."""
+        self.build(categories).close()
+
     def build(
-        self, categories: Sequence[str], palette: str | np.ndarray = "voc", overlay_alpha: float = DEFAULT_ALPHA
+        self,
+        categories: Sequence[str],
+        palette: str | np.ndarray = "voc",
+        overlay_alpha: float = DEFAULT_ALPHA,
+        flat: bool = False,
     ) -> Effect:
         """The :class:`Effect` for weights with these ``categories`` (reads the background now).
 
@@ -75,7 +83,9 @@ class EffectOptions:
             ValueError: a bad effect name or setting.
         """
         chosen = choose_classes(self.classes, categories, self.invert)
-        return Effect(self.name, chosen, palette, self.feather, self.blur, self.block, self.background, overlay_alpha)
+        fx = Effect(self.name, chosen, palette, self.feather, self.blur, self.block, self.background, overlay_alpha)
+        fx.flat = flat
+        return fx
 
 
 ALL_CLASSES = "all"
@@ -234,28 +244,6 @@ def pixelated(frame: Frame, roi: tuple[int, int, int, int], block: int) -> Frame
     return big[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
 
 
-def checkerboard(height: int, width: int, square: int = 16) -> Frame:
-    """``(height, width, 3)`` uint8 light/dark grey squares: what shows through transparency."""
-    yy, xx = np.indices((height, width))
-    light = ((yy // square + xx // square) % 2).astype(bool)
-    board = np.where(light, 204, 153).astype(np.uint8)
-    return cv2.cvtColor(board, cv2.COLOR_GRAY2BGR)
-
-
-def flatten(bgra: np.ndarray) -> Frame:
-    """A BGRA image over a checkerboard, for a preview that cannot show transparency.
-
-    Args:
-        bgra: ``(H, W, 4)`` uint8, straight (not premultiplied) alpha.
-
-    Returns:
-        ``(H, W, 3)`` uint8 BGR.
-    """
-    h, w = bgra.shape[:2]
-    a = bgra[..., 3].astype(np.float32) / 255.0
-    return cv2.blendLinear(np.ascontiguousarray(bgra[..., :3]), checkerboard(h, w), a, 1.0 - a)
-
-
 class Effect:
     """Applies one effect to the chosen classes of each frame.
 
@@ -270,6 +258,9 @@ class Effect:
         background: for ``replace``: a background or its spec (colour, picture or video path,
             read now); ``None``: green, loaded when ``replace`` is first used.
         overlay_alpha: weight of the colour in ``overlay``.
+
+    Attributes:
+        flat: :meth:`apply` always returns BGR (a cutout over a checkerboard), for a screen.
 
     Raises:
         ValueError: an unknown effect name or a bad setting.
@@ -298,6 +289,7 @@ class Effect:
         self.feather, self.blur, self.block = feather, blur, block
         self.background = load_background(background) if isinstance(background, str) else background
         self.overlay_alpha = overlay_alpha
+        self.flat = False
         self._palette_lut: np.ndarray | None = None
         self._color: np.ndarray | None = None
         self._out: np.ndarray | None = None
@@ -317,7 +309,7 @@ class Effect:
     @property
     def alpha_output(self) -> bool:
         """True when :meth:`apply` returns BGRA."""
-        return self._name in ALPHA_EFFECTS
+        return self._name in ALPHA_EFFECTS and not self.flat
 
     def chosen_ids(self) -> set[int]:
         """The class ids the effect applies to."""
@@ -349,7 +341,7 @@ class Effect:
         check_mask(mask)
         alpha = self.alpha(frame.shape, mask)
         if self._name == "cutout":
-            return self._cutout(frame, alpha)
+            return flatten(self._cutout(frame, alpha)) if self.flat else self._cutout(frame, alpha)
         if self._out is None or self._out.shape != frame.shape:
             self._out = np.empty_like(frame)
         out = self._out

@@ -47,14 +47,14 @@ from typing import TYPE_CHECKING, Any
 
 from .analysis_run import AnalysisOptions, RunAnalysis
 from .capture import DEFAULT_RECONNECT, CaptureSource, LatestFrame, open_live_source
-from .effects import Effect, EffectOptions
+from .effects import EffectOptions
 from .errors import LiveSegError, OutputError
 from .frames import FramePacket, SegResult
 from .live_stats import LiveMetrics
 from .live_view import Board, LiveView, Recorder
 from .pipeline import POLL_S, Control, Stage, Take, infer_loop, join_all, raise_user_error
 from .registry import DISPLAYS, PAIRINGS, VIEWS
-from .render import DEFAULT_ALPHA, VOC_CLASSES, Renderer
+from .render import DEFAULT_ALPHA, Renderer
 from .sources import SourceInfo, VideoFileSource
 from .webview import PreviewServer
 from .window import PreviewWindow, display_problem
@@ -83,9 +83,7 @@ class LiveOptions:
         view: first view mode: ``"overlay"``, ``"mask"`` or ``"side"`` (key m cycles).
         legend: show the legend of the classes present (key l toggles).
         hud: draw the HUD.
-        palette, alpha: rendering (see :class:`live_seg.render.Renderer`).
-        effect: what the chosen classes get (:class:`live_seg.effects.EffectOptions` or an
-            effect name; key e cycles the effects; a cutout is shown over a checkerboard).
+        palette, alpha, effect: rendering (:class:`~live_seg.render.Renderer`, :class:`~.effects.EffectOptions`).
         display: ``"auto"`` (a window if a display is available, else the browser view),
             ``"window"``, ``"browser"`` or ``"none"`` (record and/or stats only).
         host, port: where the browser view is served (``port`` 0: any free port).
@@ -105,7 +103,7 @@ class LiveOptions:
     hud: bool = True
     palette: str = "voc"
     alpha: float = DEFAULT_ALPHA
-    effect: EffectOptions | str = "overlay"
+    effect: EffectOptions = field(default_factory=EffectOptions)
     display: str = "auto"
     host: str = "127.0.0.1"
     port: int | None = None
@@ -116,7 +114,7 @@ class LiveOptions:
     analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
 
     def check(self) -> None:
-        """Raise ``ValueError`` for settings that cannot work together."""
+        """Raise ``ValueError`` for settings that cannot work together (``SourceError``: a bad background)."""
         if self.pairing not in PAIRINGS:
             raise ValueError(f"pairing: expected one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
         if self.display not in DISPLAYS:
@@ -128,6 +126,7 @@ class LiveOptions:
         if self.reconnect < 0:
             raise ValueError(f"reconnect: expected >= 0, got {self.reconnect}")
         self.analysis.check()
+        self.effect.check()
 
 
 @dataclass
@@ -146,7 +145,6 @@ class _Run:
     server: PreviewServer | None = None
     setup_s: float = 0.0
     runtime: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
-    effect: Effect | None = None
 
 
 class LiveSession:
@@ -235,21 +233,15 @@ class LiveSession:
         analysis = RunAnalysis(opts.analysis, overwrite=opts.overwrite, title=opts.source)
         try:
             display, reason = self._pick_display()
-            effect = self._effect()  # a bad class name or background fails before anything opens
-        except BaseException:
-            analysis.abort()
-            raise
-        try:
             # The source first: a wrong camera index or URL is reported before seconds of model loading.
             source = open_live_source(opts.source, realtime=opts.realtime, reconnect=opts.reconnect)
         except BaseException:
             analysis.abort()
-            effect.close()
             raise
-        with source, effect:
+        with source:
             info = source.info
             assert info is not None
-            run = _Run(source, info.live or opts.realtime, display, recorder, analysis, effect=effect)
+            run = _Run(source, info.live or opts.realtime, display, recorder, analysis)
             self.slot = run.slot
             run.stages.append(Stage("capture", lambda: self._capture(run), control, None))
             if info.live:
@@ -306,17 +298,11 @@ class LiveSession:
         duration = self.options.duration
         log.info("live: started%s", f", stopping after {duration:g} s" if duration else "; Ctrl-C to stop")
 
-    def _effect(self) -> Effect:
-        """The run's effect, for the model's class names (those of the VOC weights before it loads)."""
-        opts = self.options
-        categories = self.segmenter.categories if self.segmenter is not None else VOC_CLASSES
-        return EffectOptions.of(opts.effect).build(categories, palette=opts.palette, overlay_alpha=opts.alpha)
-
     def _view(self, run: _Run) -> LiveView:
         opts, seg = self.options, self.segmenter
         assert seg is not None
-        renderer = Renderer(seg.categories, palette=opts.palette, alpha=opts.alpha, legend=opts.legend, mode=opts.view,
-                            effect=run.effect, flat=True)  # fmt: skip
+        effect = run.runtime.enter_context(opts.effect.build(seg.categories, opts.palette, opts.alpha, flat=True))
+        renderer = Renderer(seg.categories, opts.palette, opts.alpha, opts.legend, opts.view, effect)
         return LiveView(
             run.board,
             run.slot,

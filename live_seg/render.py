@@ -264,7 +264,6 @@ class Renderer:
         effect: what the ``overlay`` and ``side`` views show (:class:`live_seg.effects.Effect`,
             e.g. the colour blend on the chosen classes only, or a blur); ``None``: the colour
             blend on every pixel, background included.
-        flat: show an effect with alpha (a cutout) over a checkerboard, as BGR (for a screen).
     """
 
     MODES = VIEWS
@@ -277,7 +276,6 @@ class Renderer:
         legend: bool = False,
         mode: str = "overlay",
         effect: Effect | None = None,
-        flat: bool = False,
     ) -> None:
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1], got {alpha}")
@@ -289,7 +287,6 @@ class Renderer:
         self.legend = legend
         self.mode = mode
         self.effect = effect
-        self.flat = flat
         self._color: np.ndarray | None = None
         self._out: np.ndarray | None = None
 
@@ -333,10 +330,7 @@ class Renderer:
     def _render_effect(self, frame: Frame, mask: Mask, classes: Sequence[int] | None) -> np.ndarray:
         """The ``overlay`` or ``side`` view through :attr:`effect` (the legend on the colour blend only)."""
         assert self.effect is not None
-        if self.mode == "overlay" and not self.flat:
-            view = self.effect.apply(frame, mask)
-        else:
-            view = self.effect.preview(frame, mask)
+        view = self.effect.apply(frame, mask) if self.mode == "overlay" else self.effect.preview(frame, mask)
         if self.legend and self.effect.name == "overlay":
             chosen = self.effect.chosen_ids()
             shown = present_classes(mask, len(self.names)) if classes is None else classes

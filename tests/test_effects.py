@@ -14,6 +14,7 @@ from live_seg.backgrounds import (
     PictureBackground,
     VideoBackground,
     cover,
+    flatten,
     load_background,
     parse_color,
 )
@@ -23,7 +24,6 @@ from live_seg.effects import (
     Effect,
     blurred,
     choose_classes,
-    flatten,
     pixelated,
     soft_alpha,
 )

@@ -326,8 +326,7 @@ def live_cycle(session: LiveSession, grab, shots: dict[str, np.ndarray], press=N
 def test_browser_view_shows_each_effect(still_stream, person_model):
     server, frame = still_stream
     urls: list[str] = []
-    options = LiveOptions(source=server.url, display="browser", port=0, duration=60, hud=False, legend=False,
-                          effect="overlay")  # fmt: skip
+    options = LiveOptions(source=server.url, display="browser", port=0, duration=60, hud=False, legend=False)
     session = LiveSession(options, person_model, on_serve=urls.append)
     shots: dict[str, np.ndarray] = {}
 
