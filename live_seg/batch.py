@@ -26,6 +26,7 @@ from typing import Any, Protocol
 from .errors import LiveSegError, OutputError, SourceError, one_line
 from .manifest import Manifest, Record, read_manifest
 from .progress import BatchProgress, FileHooks
+from .registry import ALPHA_EFFECTS, ALPHA_EXTENSIONS
 
 log = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ VIDEO_SUFFIXES = frozenset(
 
 _GLOB_MAGIC = re.compile(r"[*?[]")
 
-_EFFECT_SUFFIXES: dict[str, str] = {}
+_EFFECT_SUFFIXES: dict[str, str] = {effect: ALPHA_EXTENSIONS[0] for effect in ALPHA_EFFECTS}
 """Effects whose output needs another container than MP4 (e.g. one with an alpha channel)."""
 
 
@@ -322,9 +323,14 @@ def log_record(record: Record, name: str) -> None:
 
 
 def prepare(
-    inputs: Sequence[str], outdir: str | os.PathLike[str], manifest: Manifest, *, overwrite: bool = False
+    inputs: Sequence[str],
+    outdir: str | os.PathLike[str],
+    manifest: Manifest,
+    *,
+    overwrite: bool = False,
+    effect: str | None = None,
 ) -> tuple[list[Job], list[Job], list[Record]]:
-    """Plan a batch and record what is already done.
+    """Plan a batch and record what is already done (``effect``: see :func:`output_suffix`).
 
     Returns:
         ``(jobs, todo, skipped)``: every job, those left to do, and the ``skipped`` records
@@ -333,7 +339,7 @@ def prepare(
     Raises:
         SourceError, OutputError: see :func:`plan_jobs`.
     """
-    jobs = plan_jobs(inputs, outdir, output_suffix())
+    jobs = plan_jobs(inputs, outdir, output_suffix(effect))
     todo, done = split_done(jobs, overwrite)
     if done:
         log.info("%d of %d already done, skipping", len(done), len(jobs))

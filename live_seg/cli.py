@@ -19,7 +19,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from .cli_args import get_args_parser
+from .cli_args import effect_options, get_args_parser
 from .errors import LiveSegError, OutputError, UsageError, one_line
 from .metrics import Stats
 from .pipeline import Control
@@ -155,12 +155,6 @@ def _log_flicker(summary: dict[str, Any]) -> None:
     log.info("flicker: %.3f %% of pixels changed class per frame (%s)", summary["flicker"] * 100, how)
 
 
-def _effect_options(args: argparse.Namespace) -> Any:
-    from .effects import EffectOptions
-
-    return EffectOptions(args.effect, args.classes, args.invert, args.feather, args.blur, args.block, args.background)
-
-
 def _write_json(path: str, data: dict[str, Any]) -> None:
     try:
         Path(path).write_text(json.dumps(data, indent=2) + "\n")
@@ -212,7 +206,7 @@ def _cmd_video(args: argparse.Namespace) -> int:
     control = Control()
     gate = SignalGate(control, setup_interrupts=True)
     bar = _ProgressBar(args.quiet)
-    effect = _effect_options(args)
+    effect = effect_options(args)
     output = args.output or str(default_output(src, effect.alpha_output and args.view == "overlay"))
     try:
         with gate.installed(), logging_redirect_tqdm():  # log lines above the progress bar, not into it
@@ -276,7 +270,7 @@ def _cmd_image(args: argparse.Namespace) -> int:
         alpha=args.alpha,
         legend=args.legend,
         overwrite=args.overwrite,
-        effect=_effect_options(args),
+        effect=effect_options(args),
         **_model_args(args),
     )
     note = " (untrained weights: classes are meaningless)" if summary.get("untrained") else ""
@@ -355,7 +349,7 @@ def _live_options(args: argparse.Namespace) -> Any:
         hud=args.hud,
         palette=args.palette,
         alpha=args.alpha,
-        effect=_effect_options(args),
+        effect=effect_options(args),
         display="browser" if args.serve is not None else args.display,
         host=args.host,
         port=args.serve,

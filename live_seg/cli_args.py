@@ -146,7 +146,7 @@ def _analysis_options(parser: argparse.ArgumentParser, live: bool = False) -> No
     a.add_argument("--coverage-plot", metavar="FILE.png", help="chart of each class's share over time (matplotlib)")
 
 
-def _effect_options(parser: argparse.ArgumentParser, cycles: bool = False) -> None:
+def _effect_arguments(parser: argparse.ArgumentParser, cycles: bool = False) -> None:
     g = parser.add_argument_group("effects")
     alpha = ", ".join(ALPHA_EFFECTS)
     g.add_argument(
@@ -229,7 +229,7 @@ def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     _analysis_options(video)
     _model_options(video)
     _render_options(video)
-    _effect_options(video)
+    _effect_arguments(video)
 
 
 def _image_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
@@ -240,7 +240,7 @@ def _image_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     image.add_argument("--show", action="store_true", help="show original | segmented in a window")
     _model_options(image)
     _render_options(image, legend_default=True)
-    _effect_options(image)
+    _effect_arguments(image)
 
 
 def _bench_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
@@ -355,7 +355,14 @@ def _live_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     _analysis_options(live, live=True)
     _model_options(live)
     _render_options(live, legend_default=True)
-    _effect_options(live, cycles=True)
+    _effect_arguments(live, cycles=True)
+
+
+def effect_options(args: argparse.Namespace) -> Any:
+    """The :class:`~live_seg.effects.EffectOptions` of parsed ``--effect …`` arguments."""
+    from .effects import EffectOptions  # only when a job runs: parsing stays light
+
+    return EffectOptions(args.effect, args.classes, args.invert, args.feather, args.blur, args.block, args.background)
 
 
 def get_args_parser() -> argparse.ArgumentParser:

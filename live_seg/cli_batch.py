@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from .batch import is_video_file_name, prepare, run_local
+from .cli_args import effect_options
 from .manifest import STATUSES, BatchResult, Manifest
 from .pipeline import Control
 from .progress import BatchProgress
@@ -46,7 +47,8 @@ def _run(args: argparse.Namespace, todo: list[Any], manifest: Manifest, model_ar
 
     from .cli import SignalGate
 
-    factory = VideoProcessFactory(model_args, {k: getattr(args, k) for k in VIDEO_OPTIONS})
+    options = {k: getattr(args, k) for k in VIDEO_OPTIONS}
+    factory = VideoProcessFactory(model_args, {**options, "effect": effect_options(args)})
     control = Control()
     # Until the first frames flow (model built, or Ray up with its actors) a signal stops at once;
     # then it asks for a clean stop (on Ray: the videos in flight are dropped, Ray shut down).
@@ -99,7 +101,8 @@ def cmd_video_batch(args: argparse.Namespace, model_args: dict[str, Any], signal
         import_ray()  # a missing extra is reported before anything else
     signum = None
     with Manifest.in_folder(args.output) as manifest:
-        jobs, todo, records = prepare(args.input, args.output, manifest, overwrite=args.overwrite)
+        effect = args.effect if args.view == "overlay" else None  # a cutout's container holds alpha
+        jobs, todo, records = prepare(args.input, args.output, manifest, overwrite=args.overwrite, effect=effect)
         if todo:
             ran, signum = _run(args, todo, manifest, model_args)
             records += ran

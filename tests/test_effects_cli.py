@@ -382,3 +382,16 @@ def test_window_shows_the_effect(still_stream, weights, tmp_path, xvfb, effect):
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def test_batch_cutout_writes_webm_with_alpha(capsys, tmp_path, clip, weights):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("a.mp4", "b.mp4"):
+        shutil.copy(clip, folder / name)
+    code, err = run(capsys, "video", folder, "-o", f"{tmp_path / 'out'}/", "--effect", "cutout",
+                    *model_args(weights["person"]))  # fmt: skip
+    assert code == 0, err
+    for name in ("a.webm", "b.webm"):
+        frames = list(read_bgra(tmp_path / "out" / name))
+        assert len(frames) == 6 and all(f[..., 3].min() == 255 for f in frames)
