@@ -122,6 +122,40 @@ def _build(options: EffectOptions, categories: list[str] | tuple[str, ...], pale
     return options.build(categories, palette=palette, overlay_alpha=alpha)
 
 
+def _writer(
+    out: Path,
+    src: str | os.PathLike[str],
+    source: VideoFileSource,
+    view: str,
+    audio: bool,
+    overwrite: bool,
+    preset: str,
+    crf: int,
+    control: Control,
+    alpha: bool,
+) -> VideoWriter:
+    """The output writer at the source's size (twice as wide side by side), timing and audio."""
+    info = source.info
+    assert info is not None
+    return VideoWriter(out, info.width * (2 if view == "side" else 1), info.height, fps=info.fps,
+                       time_base=info.time_base, audio_from=src if audio else None,
+                       audio_offset=source.start_time, overwrite=overwrite, preset=preset, crf=crf,
+                       stop=control.stopping, alpha=alpha)  # fmt: skip
+
+
+def _source_fields(source: VideoFileSource) -> dict[str, Any]:
+    """What the summary says of the input as read."""
+    info = source.info
+    assert info is not None
+    return {
+        "width": info.width,
+        "height": info.height,
+        "source_fps": round(info.fps, 3),
+        "skipped_packets": source.skipped_packets,
+        "truncated_input": source.truncated,
+    }
+
+
 def process_video(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
@@ -151,36 +185,25 @@ def process_video(
     """Segment every frame of ``src`` and write the rendered video to ``dst`` (see the module).
 
     Args:
-        src: input video file.
-        dst: output ``.mp4``; written under a temporary name and renamed when complete.
+        src, dst: input video file; output (temporary name, renamed when complete).
         segmenter: a ready :class:`Segmenter`; when ``None`` one is built from ``model_args``
             (``model``, ``weights``, ``device``, ``precision``, ``size``, ``threads``).
         palette, alpha, legend, view: rendering (see :class:`live_seg.render.Renderer`).
         effect: what the chosen classes get (:class:`live_seg.effects.EffectOptions` or an effect
             name); a ``cutout`` in the ``overlay`` view needs ``dst`` to be ``.webm`` or ``.mov``.
-        audio: keep the source's audio.
-        overwrite: replace an existing ``dst``.
-        batch: frames per forward pass (``None``: 2 on the CPU, 1 on a GPU).
-        workers: inference threads sharing the model (see :func:`live_seg.pipeline.run_file`);
-            ``None`` plans them, with torch threads per worker (:func:`plan_workers`).
+        audio, overwrite: keep the source's audio; replace an existing ``dst``.
+        batch, workers: frames per forward pass (``None``: 2 on the CPU, 1 on a GPU); inference
+            threads sharing the model (``None``: planned, see :func:`plan_workers`).
         preset, crf: libx264 settings.
-        realtime: read the file at its own pace, as a camera would deliver it.
-        max_frames: process only the first ``max_frames`` frames (``None``: all).
-        control: stop/abort requests (signal handlers call ``control.stop()``).
-        on_frame: called after each written frame with the running stats.
-        on_open: called with the opened source (e.g. to size a progress bar).
-        on_start: called once the model and the output are ready, as frames start to flow
-            (before it, an interrupt has nothing to finish).
-        analysis: smoothing and per-frame mask outputs (see :mod:`live_seg.analysis_run`);
-            their files are checked before the model loads, and hold exactly the video's frames.
-        keep_partial: a run cut short keeps its frames under ``dst``; False: nothing (batches resume on it).
+        realtime, max_frames: read at the file's own pace, as a camera; stop after that many frames.
+        control, on_frame, on_open, on_start: stop/abort requests (signal handlers call ``control.stop()``);
+            called after each written frame, with the opened source, once frames flow.
+        analysis: smoothing and per-frame mask outputs (:mod:`live_seg.analysis_run`), checked
+            before the model loads. keep_partial: a run cut short keeps its frames under ``dst``.
 
     Returns:
         A JSON-ready dict: the run's stats summary plus model, input and output details,
-        ``flicker`` and the analysis fields (see :meth:`RunAnalysis.summary`).
-
-    Raises:
-        SourceError, ModelError, OutputError, PipelineError: one-line, user-facing.
+        ``flicker`` and the analysis fields. Raises the user-facing (one-line) errors.
     """
     t_setup = time.perf_counter()
     options = EffectOptions.of(effect)
@@ -201,10 +224,7 @@ def process_video(
             seg = segmenter or build_segmenter(**model_args, mode="throughput")
             renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend, mode=view, effect=fx)
             audio = bool(audio and info.has_audio)
-            writer = VideoWriter(out, info.width * (2 if view == "side" else 1), info.height, fps=info.fps,
-                                 time_base=info.time_base, audio_from=src if audio else None,
-                                 audio_offset=source.start_time, overwrite=overwrite, preset=preset, crf=crf,
-                                 stop=control.stopping, alpha=with_alpha)  # fmt: skip
+            writer = _writer(out, src, source, view, audio, overwrite, preset, crf, control, with_alpha)
         except BaseException:
             extra.abort()
             raise
@@ -213,8 +233,6 @@ def process_video(
                               on_frame=on_frame, on_start=on_start, keep_partial=keep_partial)  # fmt: skip
         written = _finish(writer, extra, stats.interrupted, keep_partial)
     summary = stats.summary()
-    summary.update(input=str(src), output=str(written) if written else None, width=info.width, height=info.height)
-    summary.update(source_fps=round(info.fps, 3), audio=audio, skipped_packets=source.skipped_packets)
-    summary.update(truncated_input=source.truncated, setup_s=round(setup_s, 3), effect=options.name, **details)
-    summary.update(extra.summary())
+    summary.update(input=str(src), output=str(written) if written else None, **_source_fields(source))
+    summary.update(audio=audio, setup_s=round(setup_s, 3), effect=options.name, **details, **extra.summary())
     return summary

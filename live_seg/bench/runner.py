@@ -309,14 +309,12 @@ def run_bench(
         backends: ``"auto"``, ``"torch"``, ``"openvino"`` or ``"all"`` (each runtime that runs the device).
         source: a video file, ``"synthetic"`` (a generated 720p clip), or ``None`` for
             ``samples/sample.mp4`` (synthetic when it is missing).
-        size: model input side.
-        frames: frames per timed run; warmup: frames processed first and not timed;
-            repeat: timed runs per measurement.
+        size, frames, warmup, repeat: model input side; frames per timed run; frames processed
+            first and not timed; timed runs per measurement.
         batch: frames per forward pass (model-only and pipeline; naive is one by one), or
             several: one row per batch size, the naive loop measured once.
         weights: ``"random"`` (speed does not depend on weights), ``"default"`` or a file.
-        threads: torch CPU threads (``None``: torch's default).
-        command: the command line, recorded in the report.
+        threads, command: torch CPU threads (``None``: torch's default); the command line, recorded.
         control: ``control.stop()`` (e.g. from a signal handler) ends the benchmark early.
 
     Returns:
