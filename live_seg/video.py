@@ -117,8 +117,9 @@ def _finish(writer: VideoWriter, analysis: RunAnalysis, interrupted: bool, keep_
             analysis.close(complete=not interrupted)
 
 
-def _build(options: EffectOptions, categories: list[str] | tuple[str, ...], palette: str, alpha: float) -> Effect:
+def _build(options: EffectOptions, segmenter: Segmenter | None, palette: str, alpha: float) -> Effect:
     """The run's effect, built before the model so that a bad class or background fails first."""
+    categories = segmenter.categories if segmenter is not None else VOC_CLASSES
     return options.build(categories, palette=palette, overlay_alpha=alpha)
 
 
@@ -207,15 +208,13 @@ def process_video(
     """
     t_setup = time.perf_counter()
     options = EffectOptions.of(effect)
-    with_alpha = options.alpha_output and view == "overlay"
-    video_format(dst, with_alpha)  # a cutout to .mp4 fails here, before anything is opened
+    video_format(dst, with_alpha := options.alpha_output and view == "overlay")  # a cutout to .mp4 fails here
     out = _check_output(src, dst, overwrite)
     control = control or Control()
     extra = RunAnalysis(analysis or AnalysisOptions(), overwrite=overwrite, title=Path(src).name)
     with contextlib.ExitStack() as stack:
         try:  # until the run starts, a failure leaves none of the analysis files behind
-            categories = segmenter.categories if segmenter is not None else VOC_CLASSES
-            fx = stack.enter_context(_build(options, categories, palette, alpha))  # bad class/background: now
+            fx = stack.enter_context(_build(options, segmenter, palette, alpha))  # bad class/background: now
             source = stack.enter_context(VideoFileSource(src, realtime=realtime, max_frames=max_frames))
             info = source.info
             assert info is not None
