@@ -12,6 +12,7 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -190,6 +191,20 @@ def _fold_batchnorm(module: nn.Module, name: str) -> nn.Module:
         return module
 
 
+def describe_model(seg: Any) -> dict[str, Any]:
+    """The fields every runtime's ``describe()`` starts with: model, weights, backend, device,
+    precision and input size."""
+    return {
+        "model": seg.name,
+        "weights": seg.weights,
+        "untrained": seg.untrained,
+        "backend": seg.backend,
+        "device": seg.device,
+        "precision": seg.precision,
+        "size": seg.size,
+    }
+
+
 class Segmenter:
     """A torchvision segmentation network that turns BGR frames into VOC class masks.
 
@@ -269,17 +284,7 @@ class Segmenter:
 
     def describe(self) -> dict:
         """What runs, for logs and benchmark reports."""
-        return {
-            "model": self.name,
-            "weights": self.weights,
-            "untrained": self.untrained,
-            "backend": self.backend,
-            "device": self.device,
-            "precision": self.precision,
-            "size": self.size,
-            "torch": torch.__version__,
-            "threads": torch.get_num_threads(),
-        }
+        return {**describe_model(self), "torch": torch.__version__, "threads": torch.get_num_threads()}
 
     def preprocess(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """Resize, reorder and normalise frames into one model input batch.

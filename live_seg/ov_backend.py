@@ -39,7 +39,7 @@ from torch import nn
 
 from .errors import ModelError, one_line
 from .frames import Frame, check_frame
-from .model import MEAN, STD
+from .model import MEAN, STD, describe_model
 from .registry import OPENVINO_MODES as MODES
 
 try:
@@ -367,13 +367,7 @@ class OpenVinoSegmenter:
     def describe(self) -> dict:
         """What runs, for logs and benchmark reports."""
         return {
-            "model": self.name,
-            "weights": self.weights,
-            "untrained": self.untrained,
-            "backend": self.backend,
-            "device": self.device,
-            "precision": self.precision,
-            "size": self.size,
+            **describe_model(self),
             "openvino": ov.__version__.split("-")[0],
             "mode": self.mode,
             "requests": self.requests,

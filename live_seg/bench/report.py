@@ -39,26 +39,19 @@ def _config(row: dict[str, Any]) -> str:
     )
 
 
+def _key_cells(r: dict[str, Any]) -> list[str]:
+    """The cells that name a row's configuration: device, backend, precision, model, batch."""
+    return [r["device"], r.get("backend", "torch"), r["precision"], r["model"], str(r.get("batch", 1))]
+
+
 def _summary_row(r: dict[str, Any]) -> list[str]:
     if r["status"] != "ok":
-        return [
-            r["device"],
-            r.get("backend", "torch"),
-            r["precision"],
-            r["model"],
-            str(r.get("batch", 1)),
-            r["status"],
-            *[""] * 7,
-        ]
+        return [*_key_cells(r), r["status"], *[""] * 7]
     lat = r["pipeline"]["latency_ms"] or {}
     vs = r["vs_fp32"]
     vs_text = f"{vs['mask_agreement'] * 100:.2f}% / {vs['logit_rel_err'] * 100:.2f}%" if vs else "-"
     return [
-        r["device"],
-        r.get("backend", "torch"),
-        r["precision"],
-        r["model"],
-        str(r.get("batch", 1)),
+        *_key_cells(r),
         _fmt(r["naive"]["fps"]),
         _fmt(r["model_only"]["fps"]),
         _fmt(r["pipeline"]["fps"]),
