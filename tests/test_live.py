@@ -745,16 +745,19 @@ def xvfb():
         pytest.skip("Xvfb is not installed (apt-get install xvfb)")
     if shutil.which("import") is None:
         pytest.skip("imagemagick's import is not installed (apt-get install imagemagick)")
-    for number in range(90, 140):
-        if not os.path.exists(f"/tmp/.X11-unix/X{number}") and not os.path.exists(f"/tmp/.X{number}-lock"):
-            break
-    display = f":{number}"
+    # Xvfb picks a free display itself and writes its number to the pipe (-displayfd): two test
+    # runs at once never share a screen.
+    read_fd, write_fd = os.pipe()
     proc = subprocess.Popen(
-        ["Xvfb", display, "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
+        pass_fds=(write_fd,),
     )
+    os.close(write_fd)
     try:
+        with os.fdopen(read_fd) as pipe:
+            display = f":{pipe.readline().strip()}"
         deadline = time.monotonic() + 10
         while not _x_display_reachable(display) and time.monotonic() < deadline:
             time.sleep(0.05)
