@@ -7,22 +7,75 @@ CPU, torch on CUDA and MPS, see :data:`live_seg.registry.AUTO_BACKEND`) and retu
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError
-from .model import Segmenter, resolve_device
+from .identity import weights_key
 from .registry import (
     AUTO,
     AUTO_BACKEND,
     BACKENDS,
     DEFAULT_MODEL,
     DEFAULT_WEIGHTS,
+    DEVICES,
+    MODEL_NAMES,
     OPENVINO_DEVICES,
     OPENVINO_MODES,
 )
+from .render import VOC_CLASSES
+
+if TYPE_CHECKING:
+    from torch import nn
 
 log = logging.getLogger(__name__)
+
+
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+"""What a Linux machine has when torch could see a GPU: the NVIDIA driver, ROCm's, WSL's GPU."""
+
+
+def gpu_possible() -> bool:
+    """False only when torch certainly sees no GPU: on Linux, without any GPU driver's device files."""
+    return not sys.platform.startswith("linux") or any(os.path.exists(p) for p in GPU_DEVICE_FILES)
+
+
+def resolve_device(name: str = AUTO) -> str:
+    """:func:`live_seg.model.resolve_device`, without importing torch when the answer is the CPU
+    anyway (``"cpu"``, or ``"auto"`` on a machine without a GPU driver).
+
+    Raises:
+        ModelError: an unknown name, or a device that this machine does not have.
+    """
+    if name == "cpu" or (name == AUTO and not gpu_possible()):
+        return "cpu"
+    if name not in DEVICES:
+        raise ModelError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    from .model import resolve_device as ask_torch
+
+    return ask_torch(name)
+
+
+def job_runtime(seg: Any, threads: int | None = None) -> contextlib.AbstractContextManager[None]:
+    """Torch's process-wide settings for a job on ``seg`` (:func:`live_seg.model.torch_runtime`).
+
+    Args:
+        seg: the job's segmenter (either runtime).
+        threads: torch threads for the job (``None``: the segmenter's own ``threads``).
+
+    Returns:
+        The context to run the job in; a no-op for OpenVINO when torch was never loaded (a start
+        from its cache), where torch has no threads to set.
+    """
+    if seg.backend != "torch" and "torch" not in sys.modules:
+        return contextlib.nullcontext()
+    from .model import torch_runtime
+
+    return torch_runtime(seg.threads if threads is None else threads, seg.device)
 
 
 def resolve_backend(backend: str, device: str) -> str:
@@ -70,21 +123,42 @@ def build_segmenter(
     """
     concrete = resolve_backend(backend, resolve_device(device))
     if concrete == "torch":
+        from .model import Segmenter
+
         return Segmenter(model, weights=weights, device=device, precision=precision, size=size, threads=threads)
+    if model not in MODEL_NAMES:
+        raise ModelError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if not isinstance(size, int) or size < 32:
+        raise ModelError(f"model input size must be an integer >= 32, got {size!r}")
     if mode not in OPENVINO_MODES:
         raise ModelError(f"unknown mode {mode!r}; choose one of {', '.join(OPENVINO_MODES)}")
     from . import ov_backend  # imports openvino: only when it runs
 
     ov_backend.require()
     precision = ov_backend.resolve_precision(precision)
-    reference = Segmenter(model, weights=weights, device="cpu", precision="fp32", size=size)
+    key = weights_key(model, weights)
+    network = _reference_network(model, weights, size)
+    module = network() if key is None else None  # a weights file it cannot read: loading it says why
     return ov_backend.OpenVinoSegmenter(
-        reference.module,
+        module,
         name=model,
-        categories=reference.categories,
+        categories=VOC_CLASSES,
         weights=weights,
+        build=None if key is None else network,
+        weights_key=key,
         size=size,
         precision=precision,
         mode=mode,
         cache_dir=cache_dir,
     )
+
+
+def _reference_network(model: str, weights: str, size: int) -> Callable[[], nn.Module]:
+    """What OpenVINO converts when its cache has no network for these weights: torch's fp32 network."""
+
+    def build() -> nn.Module:
+        from .model import Segmenter  # torch and torchvision load here
+
+        return Segmenter(model, weights=weights, device="cpu", precision="fp32", size=size).module
+
+    return build

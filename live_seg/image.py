@@ -5,18 +5,20 @@ from __future__ import annotations
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
 from PIL import Image
 
-from .backends import build_segmenter
+from .backends import build_segmenter, job_runtime
 from .effects import EffectOptions
 from .errors import OutputError, SourceError, one_line
 from .frames import Frame
-from .model import Segmenter, torch_runtime
 from .render import DEFAULT_ALPHA, VOC_CLASSES, Renderer, class_shares, resize_mask, side_by_side
+
+if TYPE_CHECKING:
+    from .model import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -104,7 +106,7 @@ def process_image(
     categories = segmenter.categories if segmenter is not None else VOC_CLASSES
     with options.build(categories, palette=palette, overlay_alpha=alpha) as fx:  # bad class/background: now
         seg = segmenter or build_segmenter(**model_args, mode="latency")
-        with torch_runtime(seg.threads, seg.device):
+        with job_runtime(seg):
             small = seg.predict([image])[0]
             described = seg.describe()
         h, w = image.shape[:2]

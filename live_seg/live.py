@@ -276,13 +276,11 @@ class LiveSession:
 
     def _set_up(self, run: _Run, info: SourceInfo, reason: str | None, t_setup: float) -> None:
         """Load the model, open the browser view, start the inference worker (and capture)."""
+        from .backends import build_segmenter, job_runtime  # the model loads here, after the source opened
+
         if self.segmenter is None:
-            from .backends import build_segmenter  # torch loads here, after the source opened
-
             self.segmenter = build_segmenter(**self.model_args, mode="latency")
-        from .model import torch_runtime
-
-        run.runtime.enter_context(torch_runtime(self.segmenter.threads, self.segmenter.device))
+        run.runtime.enter_context(job_runtime(self.segmenter))
         if run.recorder is not None and info.fps:
             run.recorder.fps = info.fps
         if run.display == "browser":

@@ -1,6 +1,7 @@
 """The segmentation model: device and precision policy, torch's runtime settings, ``Segmenter``.
 
-With :mod:`live_seg.weights`, the only module of the project that imports torch and torchvision.
+With :mod:`live_seg.weights` (and :mod:`live_seg.ov_convert`, which converts for OpenVINO), the only
+modules of the project that import torch and torchvision.
 Everything else hands it :data:`~live_seg.frames.Frame` arrays (``(H, W, 3)`` uint8 **BGR**) and
 receives :data:`~live_seg.frames.Mask` arrays (``(size, size)`` uint8 PASCAL VOC class ids). The
 names a user can choose live in :mod:`live_seg.registry`.
@@ -12,7 +13,6 @@ import contextlib
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
 
 import cv2
 import numpy as np
@@ -23,6 +23,7 @@ from torchvision.models import WeightsEnum, get_model_builder, get_model_weights
 from . import device_ops
 from .errors import ModelError, one_line
 from .frames import check_frame
+from .identity import UNTRAINED_NOTE, describe_model
 from .registry import (
     AUTO,
     AUTO_DEVICE_ORDER,
@@ -191,20 +192,6 @@ def _fold_batchnorm(module: nn.Module, name: str) -> nn.Module:
         return module
 
 
-def describe_model(seg: Any) -> dict[str, Any]:
-    """The fields every runtime's ``describe()`` starts with: model, weights, backend, device,
-    precision and input size."""
-    return {
-        "model": seg.name,
-        "weights": seg.weights,
-        "untrained": seg.untrained,
-        "backend": seg.backend,
-        "device": seg.device,
-        "precision": seg.precision,
-        "size": seg.size,
-    }
-
-
 class Segmenter:
     """A torchvision segmentation network that turns BGR frames into VOC class masks.
 
@@ -264,7 +251,7 @@ class Segmenter:
 
         module = build_network(model, spec.builder, spec.weights.DEFAULT, weights, self.num_classes)
         if self.untrained:
-            logger.warning("untrained weights: masks are meaningless, for benchmarks and tests")
+            logger.warning(UNTRAINED_NOTE)
         module.aux_classifier = None  # FCN / DeepLab skip it when None; LRASPP has none
 
         # fp16 / bf16 cast the weights and the input, not autocast (faster on the CPU, same error).

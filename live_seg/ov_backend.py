@@ -1,9 +1,11 @@
 """OpenVINO as the CPU inference runtime: the torchvision network converted in-process.
 
-The only module of the project that imports ``openvino``. :class:`OpenVinoSegmenter` offers
-what the pipeline, the jobs and the benchmark use of :class:`live_seg.model.Segmenter`
-(``preprocess`` → ``infer`` → uint8 masks, ``predict``, ``infer_scores``, ``describe``, ...),
-built from the same ``torch.nn.Module`` with the weights the user chose.
+With :mod:`live_seg.ov_convert`, the only modules of the project that import ``openvino``.
+:class:`OpenVinoSegmenter` offers what the pipeline, the jobs and the benchmark use of
+:class:`live_seg.model.Segmenter` (``preprocess`` → ``infer`` → uint8 masks, ``predict``,
+``infer_scores``, ``describe``, ...), built from the same ``torch.nn.Module`` with the weights the
+user chose. Torch is imported only
+to convert (:mod:`live_seg.ov_convert`): a start from the cache runs without it.
 
 What runs in the graph: the frame's uint8 NHWC **BGR** pixels at the model size go in; the
 channel flip, ImageNet mean/std, the NCHW layout, the network and the per-pixel argmax run
@@ -18,28 +20,24 @@ Converted networks (IR) and compiled blobs are cached under ``$XDG_CACHE_HOME/li
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import queue
 import tempfile
 import threading
 import time
-import warnings
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-import torch
-from torch import nn
 
 from .errors import ModelError, one_line
 from .frames import Frame, check_frame
-from .model import MEAN, STD, describe_model
+from .identity import UNTRAINED_NOTE, describe_model
 from .registry import OPENVINO_MODES as MODES
 
 try:
@@ -51,6 +49,10 @@ except ImportError as _exc:  # a regular dependency, but a broken install should
     _IMPORT_ERROR: ImportError | None = _exc
 else:
     _IMPORT_ERROR = None
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
 log = logging.getLogger(__name__)
 
@@ -103,49 +105,6 @@ def cache_root() -> Path:
     """``$XDG_CACHE_HOME/live_seg/openvino`` (``~/.cache/live_seg/openvino`` when unset)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "live_seg" / "openvino"
-
-
-def weights_digest(module: nn.Module) -> str:
-    """A short hash of ``module``'s state (names, dtypes, shapes, values): the cache key of its weights."""
-    h = hashlib.blake2b(digest_size=8)
-    for name, tensor in sorted(module.state_dict().items()):
-        t = tensor.detach().cpu().contiguous().reshape(-1)
-        h.update(f"{name}:{t.dtype}:{tuple(tensor.shape)};".encode())
-        h.update(t.view(torch.uint8).numpy().data)
-    return h.hexdigest()
-
-
-class _FromFrames(nn.Module):
-    """The network behind the preprocessing: uint8 NHWC BGR frames in, ``out`` logits out."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        self.module = module
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1) * 255)
-
-    def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = frames.permute(0, 3, 1, 2).flip(1).float()  # NHWC BGR uint8 -> NCHW RGB float
-        return self.module((x - self.mean) / self.std)["out"]
-
-
-def convert(module: nn.Module, size: int) -> Any:
-    """Convert ``module`` (eval mode, fp32, on the CPU) to an OpenVINO model.
-
-    Returns:
-        An ``openvino.Model``: input ``frames`` ``(1, size, size, 3)`` uint8 BGR, output ``logits``
-        ``(1, C, size, size)`` f32.
-    """
-    require()
-    example = torch.zeros((1, size, size, 3), dtype=torch.uint8)
-    with torch.no_grad(), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace's deprecation notes, inside the converter
-        model = ov.convert_model(
-            _FromFrames(module).eval(), example_input=example, input=[(ov.PartialShape([1, size, size, 3]), ov.Type.u8)]
-        )
-    model.input(0).get_tensor().set_names({"frames"})
-    model.output(0).get_tensor().set_names({"logits"})
-    return model
 
 
 def with_head(model: Any, head: str) -> Any:
@@ -258,17 +217,19 @@ class OpenVinoSegmenter:
 
     def __init__(
         self,
-        module: nn.Module,
+        module: nn.Module | None = None,
         *,
         name: str,
         categories: Sequence[str],
         weights: str = "default",
+        build: Callable[[], nn.Module] | None = None,
+        weights_key: str | None = None,
         size: int = 512,
         precision: str = "auto",
         mode: str = "throughput",
         cache_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        """Convert (or load from the cache) and compile ``module``.
+        """Load the network from the cache (no torch involved), or convert it; then compile it.
 
         Args:
             module: the network with its weights loaded, eval mode, fp32, on the CPU; its forward
@@ -276,6 +237,10 @@ class OpenVinoSegmenter:
             name: registry name (for the cache key and reports).
             categories: class names, index = class id.
             weights: the weights argument as given, for reports; ``"random"`` marks it untrained.
+            build: instead of ``module``, a function that builds it, called only when the cache has
+                no converted network (with ``weights_key``).
+            weights_key: what identifies the weights (:func:`live_seg.identity.weights_key`); ``None``:
+                a hash of ``module``'s tensors.
             size: model input side in pixels.
             precision: ``"auto"``, ``"fp32"`` or ``"bf16"``.
             mode: ``"throughput"`` (file runs) or ``"latency"`` (live).
@@ -283,11 +248,14 @@ class OpenVinoSegmenter:
 
         Raises:
             ModelError: OpenVINO missing, a precision it cannot run, or a network it cannot convert or
-                compile; the message names ``--backend torch``.
+                compile; the message names ``--backend torch``. ``build``'s own errors (weights that
+                cannot be had) pass through.
         """
         require()
         if mode not in MODES:
             raise ModelError(f"unknown OpenVINO mode {mode!r}; choose one of {', '.join(MODES)}")
+        if (module is None) == (build is None) or (build is not None and weights_key is None):
+            raise ValueError("pass module, or build with weights_key")
         t0 = time.perf_counter()
         self.name, self.weights, self.size, self.mode = name, weights, size, mode
         self.untrained = weights == "random"
@@ -295,9 +263,15 @@ class OpenVinoSegmenter:
         self.num_classes = len(self.categories)
         self.precision = resolve_precision(precision)
         root = cache_root() if cache_dir is None else (Path(cache_dir) if cache_dir != "" else None)
-        self.cache: Path | None = None if root is None else root / f"{name}-{size}-{weights_digest(module)}"
+        if root is not None and weights_key is None:
+            from .ov_convert import weights_digest
+
+            weights_key = weights_digest(module)
+        self.cache: Path | None = None if root is None else root / f"{name}-{size}-{weights_key}"
         self.converted = False
-        self._model = self._load_or_convert(module)
+        self._model = self._load_or_convert(module if build is None else build)
+        if self.untrained and build is not None and not self.converted:
+            log.warning(UNTRAINED_NOTE)  # building the network says it otherwise
         self._heads: dict[str, _Compiled] = {}
         self._lock = threading.Lock()
         self._ids = self._head("ids")
@@ -322,14 +296,22 @@ class OpenVinoSegmenter:
             else "compiled",
         )
 
-    def _load_or_convert(self, module: nn.Module) -> Any:
-        """The network as an OpenVINO model: read from the cache, or converted (and cached)."""
+    def _load_or_convert(self, network: nn.Module | Callable[[], nn.Module]) -> Any:
+        """The network as an OpenVINO model: read from the cache, or converted (and cached).
+
+        ``network`` is the module, or the function that builds it (called only here, on a miss).
+        """
         xml = self.cache / "model.xml" if self.cache else None
         if xml is not None and xml.is_file():
             try:
                 return _core().read_model(xml)
             except Exception as exc:  # noqa: BLE001 - a damaged cache entry is rebuilt, not fatal
                 log.warning("OpenVINO cache entry %s unreadable (%s); converting again", xml, one_line(exc))
+        from torch import nn
+
+        from .ov_convert import convert  # torch and torchvision load here, and only here
+
+        module = network if isinstance(network, nn.Module) else network()
         try:
             model = convert(module, self.size)
         except Exception as exc:
@@ -419,6 +401,8 @@ class OpenVinoSegmenter:
         Returns:
             ``(N, num_classes, size, size)`` float32 CPU tensor; sums to 1 over dim 1.
         """
+        import torch  # smoothing computes on torch tensors: it loads torch, a plain run does not
+
         return torch.from_numpy(self._head("scores").run(batch))
 
     def predict(self, frames: Sequence[Frame]) -> list[np.ndarray]:
@@ -427,6 +411,8 @@ class OpenVinoSegmenter:
 
     def logits(self, frames: Sequence[Frame]) -> torch.Tensor:
         """Raw class scores for numerical comparisons: ``(N, num_classes, size, size)`` float32 CPU tensor."""
+        import torch
+
         return torch.from_numpy(self._head("logits").run(self.preprocess(frames)))
 
     def synchronize(self) -> None:

@@ -5,7 +5,7 @@ one pixel; twice as wide for the side-by-side view), one output frame per input 
 input's timestamps, with the source's audio copied (or transcoded to AAC when MP4 cannot hold
 it). The ``cutout`` effect writes WebM (VP9) or MOV (ProRes 4444) with alpha instead.
 Torch's process-wide settings are the job's for the run and restored after it
-(:func:`live_seg.model.torch_runtime`).
+(:func:`live_seg.backends.job_runtime`; none to set for OpenVINO started from its cache).
 """
 
 from __future__ import annotations
@@ -16,19 +16,21 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .analysis_run import AnalysisOptions, RunAnalysis
-from .backends import build_segmenter
+from .backends import build_segmenter, job_runtime
 from .effects import Effect, EffectOptions
 from .errors import LiveSegError, OutputError
 from .formats import video_format
 from .metrics import Stats
-from .model import Segmenter, torch_runtime
 from .mp4 import VideoWriter, check_output_path
 from .pipeline import Control, plan_batch, plan_workers, run_file
 from .render import DEFAULT_ALPHA, VOC_CLASSES, Renderer
 from .sources import VideoFileSource
+
+if TYPE_CHECKING:
+    from .model import Segmenter
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +77,7 @@ def _run(
     if workers is None:
         workers, threads = plan_workers(seg.device, threads, requests=requests)
     try:
-        with torch_runtime(threads, seg.device):
+        with job_runtime(seg, threads):
             details = {"batch": batch, "workers": workers, **seg.describe()}
             if on_start is not None:
                 on_start()

@@ -67,6 +67,9 @@ def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float((np.asarray(a) == np.asarray(b)).mean())
 
 
+ROOT = Path(__file__).resolve().parents[1]
+
+
 @pytest.fixture(scope="module")
 def frames() -> list[np.ndarray]:
     return real_frames()
@@ -137,13 +140,81 @@ def test_second_build_hits_the_cache(small_torch, small_ov, cache):
 
 
 def test_cache_is_keyed_by_weights_and_size(small_torch, tmp_path, monkeypatch):
+    from live_seg.ov_convert import weights_digest
+
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert ovb.cache_root() == tmp_path / "live_seg" / "openvino"
     other = Segmenter(SMALL, weights="random", device="cpu", precision="fp32")
-    assert ovb.weights_digest(other.module) != ovb.weights_digest(small_torch.module)
-    assert ovb.weights_digest(other.module) == ovb.weights_digest(
+    assert weights_digest(other.module) != weights_digest(small_torch.module)
+    assert weights_digest(other.module) == weights_digest(
         Segmenter(SMALL, weights="random", device="cpu", precision="fp32").module
     )
+
+
+def test_weights_key_needs_no_torch_and_follows_the_file_contents(tmp_path):
+    from live_seg.identity import weights_key
+
+    a, b, c = tmp_path / "a.pth", tmp_path / "copy of a.pth", tmp_path / "c.pth"
+    a.write_bytes(b"weights" * 1000)
+    b.write_bytes(a.read_bytes())
+    c.write_bytes(a.read_bytes()[:-1] + b"X")
+    assert weights_key(SMALL, str(a)) == weights_key(SMALL, str(b)) != weights_key(SMALL, str(c))
+    assert weights_key(SMALL, str(a)) != weights_key("fcn_resnet50", str(a))
+    assert weights_key(SMALL, "random") == weights_key(SMALL, "random") != weights_key(SMALL, "default")
+    assert weights_key(SMALL, str(tmp_path / "missing.pth")) is None
+    assert weights_key(SMALL, str(tmp_path)) is None  # a folder
+
+
+def test_official_weights_files_are_torchvision_s(monkeypatch):
+    """The torch-free names that key ``--weights default`` are the files torchvision downloads."""
+    from urllib.parse import urlparse
+
+    from live_seg.model import MODELS
+    from live_seg.registry import OFFICIAL_WEIGHTS_FILES
+
+    assert OFFICIAL_WEIGHTS_FILES == {n: Path(urlparse(s.weights.DEFAULT.url).path).name for n, s in MODELS.items()}
+
+
+def test_unreadable_weights_file_is_the_loader_s_error(tmp_path):
+    with pytest.raises(ModelError, match="weights file not found"):
+        build_segmenter(SMALL, str(tmp_path / "missing.pth"), "cpu", "fp32", 64, mode="latency")
+    bad = tmp_path / "bad.pth"
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(ModelError, match="not a readable torch file"):
+        build_segmenter(SMALL, str(bad), "cpu", "fp32", 64, mode="latency")
+
+
+def test_a_start_from_the_cache_never_imports_torch(tmp_path):
+    """The second ``video`` run reads the converted network from the cache: torch stays unloaded."""
+    src = make_video(tmp_path / "in.mp4", frames=6, width=160, height=96)
+    script = (
+        "import sys\n"
+        "from live_seg.cli import main\n"
+        f"code = main(['-q', 'video', {str(src)!r}, '-o', {str(tmp_path / 'o.mp4')!r}, '--overwrite',"
+        f" '--model', {SMALL!r}, '--weights', 'random', '--size', '96', '--stats', {str(tmp_path / 's.json')!r}])\n"
+        "print('torch' in sys.modules, 'torchvision' in sys.modules, code)\n"
+    )
+    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
+            for _ in range(2)]  # fmt: skip
+    assert [r.stdout.split() for r in runs] == [["True", "True", "0"], ["False", "False", "0"]], runs[1].stderr
+    assert "untrained weights" in runs[1].stderr  # said without torch too
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert (stats["backend"], stats["cache_hit"], stats["frames_out"]) == ("openvino", True, 6)
+
+
+def test_device_auto_is_the_cpu_without_torch_where_no_gpu_driver_exists(monkeypatch, tmp_path):
+    import live_seg.backends as backends
+    import live_seg.model as model
+
+    asked = []
+    monkeypatch.setattr(model, "resolve_device", lambda name: asked.append(name) or "cuda")
+    monkeypatch.setattr(backends.sys, "platform", "linux")
+    monkeypatch.setattr(backends, "GPU_DEVICE_FILES", (str(tmp_path / "nvidiactl"),))
+    assert backends.resolve_device("auto") == "cpu" and backends.resolve_device("cpu") == "cpu" and asked == []
+    (tmp_path / "nvidiactl").touch()
+    assert backends.resolve_device("auto") == "cuda" and asked == ["auto"]
+    with pytest.raises(ModelError, match="unknown device"):
+        backends.resolve_device("tpu")
 
 
 def test_scores_are_probabilities_whose_argmax_is_the_mask(small_ov, frames):
@@ -289,9 +360,6 @@ def test_build_segmenter_on_the_cpu(frames):
     scores = torch_seg.infer_scores(torch_seg.preprocess(frames[:1]))
     assert scores.shape == (1, 21, 128, 128) and torch.allclose(scores.sum(1), torch.ones(1, 128, 128), atol=1e-4)
     assert torch.allclose(scores, ov_seg.infer_scores(ov_seg.preprocess(frames[:1])), atol=1e-4)
-
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:
