@@ -352,36 +352,50 @@ def test_browser_view_shows_each_effect(still_stream, person_model):
         check_effect_view(name, view, frame)
 
 
-@pytest.mark.display
-@pytest.mark.parametrize("effect", EFFECTS)
-def test_window_shows_the_effect(still_stream, weights, tmp_path, xvfb, effect):  # noqa: F811
-    """The real window under Xvfb (``live --effect NAME``): a screenshot shows the effect."""
-    server, frame = still_stream
-    env = {**os.environ, "DISPLAY": xvfb}
+def window_run(effect: str, server, frame: np.ndarray, weights, display: str, shot_path: Path) -> str | None:
+    """One ``live --display window`` process: ``None`` once a screenshot shows ``effect``, else why not
+    (the last check's error, the end of the log, and the X window tree taken while the process ran)."""
+    env = {**os.environ, "DISPLAY": display}
     env.pop("WAYLAND_DISPLAY", None)
     proc = subprocess.Popen(
         [sys.executable, str(ROOT / "run_live.py"), "live", "--source", server.url, "--display", "window",
-         "--duration", "30", "--no-hud", "--no-legend", "--effect", effect, *model_args(weights["person"])],
+         "--duration", "30", "--no-hud", "--no-legend", "--effect", effect, *model_args(weights)],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
     )  # fmt: skip
     err = Lines(proc.stderr)
     try:
         err.wait_for("keys in the window", 90)
-        deadline, error = time.monotonic() + 45, None
+        deadline, error, tree = time.monotonic() + 45, None, ""
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.7)
-            shot = screenshot(xvfb, tmp_path / "shot.png")[: SIZE[1], : SIZE[0]]
+            shot = screenshot(display, shot_path)[: SIZE[1], : SIZE[0]]
             try:
                 check_effect_view(effect, shot, frame)
-                break
+                return None
             except AssertionError as exc:  # the window not mapped yet, or not painted yet
                 error = exc
-        else:
-            tree = subprocess.run(["xwininfo", "-root", "-tree"], env=env, capture_output=True, text=True).stdout
-            raise AssertionError(f"no screenshot showed {effect}: {error}; {err.text()[-300:]}; windows: {tree[-800:]}")
+                tree = subprocess.run(["xwininfo", "-root", "-tree"], env=env, capture_output=True, text=True).stdout
+        return f"no screenshot showed {effect}: {error}; {err.text()[-300:]}; windows while it ran: {tree[-800:]}"
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+@pytest.mark.display
+@pytest.mark.parametrize("effect", EFFECTS)
+def test_window_shows_the_effect(still_stream, weights, tmp_path, xvfb, effect):  # noqa: F811
+    """The real window under Xvfb (``live --effect NAME``): a screenshot shows the effect.
+
+    In two of three full test runs, one of these windows stayed out of every screenshot for
+    its 30 s under Xvfb, though the process showed every frame (never when this file runs
+    alone); a second process is given one more chance, and the first one's diagnosis is printed.
+    """
+    server, frame = still_stream
+    failure = window_run(effect, server, frame, weights["person"], xvfb, tmp_path / "shot.png")
+    if failure is not None:
+        print(f"first window run: {failure}")
+        failure = window_run(effect, server, frame, weights["person"], xvfb, tmp_path / "shot.png")
+    assert failure is None, failure
 
 
 def test_batch_cutout_writes_webm_with_alpha(capsys, tmp_path, clip, weights):
