@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .errors import ModelError
-from .identity import weights_key
+from .identity import check_model, weights_key
 from .registry import (
     AUTO,
     AUTO_BACKEND,
@@ -23,7 +23,6 @@ from .registry import (
     DEFAULT_MODEL,
     DEFAULT_WEIGHTS,
     DEVICES,
-    MODEL_NAMES,
     OPENVINO_DEVICES,
     OPENVINO_MODES,
 )
@@ -53,7 +52,7 @@ def resolve_device(name: str = AUTO) -> str:
     """
     if name == "cpu" or (name == AUTO and not gpu_possible()):
         return "cpu"
-    if name not in DEVICES:
+    if name not in DEVICES:  # refused here too, so that a typo does not load torch first
         raise ModelError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
     from .model import resolve_device as ask_torch
 
@@ -126,10 +125,7 @@ def build_segmenter(
         from .model import Segmenter
 
         return Segmenter(model, weights=weights, device=device, precision=precision, size=size, threads=threads)
-    if model not in MODEL_NAMES:
-        raise ModelError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
-    if not isinstance(size, int) or size < 32:
-        raise ModelError(f"model input size must be an integer >= 32, got {size!r}")
+    check_model(model, size)
     if mode not in OPENVINO_MODES:
         raise ModelError(f"unknown mode {mode!r}; choose one of {', '.join(OPENVINO_MODES)}")
     from . import ov_backend  # imports openvino: only when it runs

@@ -30,7 +30,7 @@ import numpy as np
 
 from .errors import OutputError
 from .frames import Mask
-from .mask_outputs import check_file_path
+from .mask_outputs import check_file_path, written_beside
 from .render import voc_palette
 
 log = logging.getLogger(__name__)
@@ -205,15 +205,16 @@ def _drop_unseen(partial: Path, final: Path, seen: np.ndarray) -> None:
     """Copy ``partial`` to ``final`` keeping ``index``, ``pts`` and the seen classes' columns;
     through a temporary name, one line at a time; ``partial`` is removed."""
     keep = [0, 1, *(2 + int(i) for i in np.flatnonzero(seen))]
-    tmp = final.with_name(f".{final.name}.tmp")
     try:
-        with open(partial, newline="", encoding="utf-8") as src, open(tmp, "w", newline="", encoding="utf-8") as dst:
+        with (
+            written_beside(final) as tmp,
+            open(partial, newline="", encoding="utf-8") as src,
+            open(tmp, "w", newline="", encoding="utf-8") as dst,
+        ):
             out = csv.writer(dst)
             for row in csv.reader(src):
                 out.writerow([row[i] for i in keep])
-        os.replace(tmp, final)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {final}: {exc.strerror or exc}; the rows are in {partial}") from exc
     partial.unlink(missing_ok=True)
 
@@ -268,12 +269,10 @@ def plot_coverage(path: Path, times: np.ndarray, means: np.ndarray, names: Seque
         ax.set_title(f"Class coverage over time{' — ' + title if title else ''}", loc="left")
         ax.legend(title="class (mean share)", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         fig.tight_layout()
-        tmp = path.with_name(f".{path.name}.tmp.png")
         try:
-            fig.savefig(tmp, format="png")
-            os.replace(tmp, path)
+            with written_beside(path, ".tmp.png") as tmp:
+                fig.savefig(tmp, format="png")
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
     finally:
         plt.close(fig)

@@ -11,7 +11,8 @@ import hashlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from .registry import DEFAULT_WEIGHTS, OFFICIAL_WEIGHTS_FILES, RANDOM_WEIGHTS
+from .errors import ModelError
+from .registry import DEFAULT_WEIGHTS, MODEL_NAMES, OFFICIAL_WEIGHTS_FILES, RANDOM_WEIGHTS
 
 UNTRAINED_NOTE = "untrained weights: masks are meaningless, for benchmarks and tests"
 """What a run with ``--weights random`` logs as a warning, whichever runtime it uses."""
@@ -19,6 +20,18 @@ UNTRAINED_NOTE = "untrained weights: masks are meaningless, for benchmarks and t
 NETWORK_FORMAT = 1
 """Part of every key: raise it when the converted network changes for the same weights (the
 preprocessing traced in front of it, the seeded random initialisation)."""
+
+
+def check_model(model: str, size: object) -> None:
+    """Either runtime's checks of its arguments before any work: a registry model, an input size.
+
+    Raises:
+        ModelError: an unknown model name, or a size that is not an integer >= 32.
+    """
+    if model not in MODEL_NAMES:
+        raise ModelError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
+    if not isinstance(size, int) or size < 32:
+        raise ModelError(f"model input size must be an integer >= 32, got {size!r}")
 
 
 def describe_model(seg: Any) -> dict[str, Any]:

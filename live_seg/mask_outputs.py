@@ -17,6 +17,7 @@ Every file is written under a temporary name and renamed once complete.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -71,6 +72,20 @@ def check_file_path(path: str | os.PathLike[str], overwrite: bool = False, suffi
     return check_output_path(out, overwrite)
 
 
+@contextlib.contextmanager
+def written_beside(target: Path, suffix: str = ".tmp") -> Iterator[Path]:
+    """A temporary path beside ``target`` (``.NAME`` + ``suffix``) for the block to write; when the
+    block ends it replaces ``target``, so ``target`` is never half-written. On any error the
+    temporary file is removed and the error passes through."""
+    tmp = target.with_name(f".{target.name}{suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
 def mask_name(index: int, pts: float) -> str:
     """``000123_004920ms.png``: the frame index (6 digits at least), then its time in ms."""
     return f"{index:06d}_{max(0, round(pts * 1000)):06d}ms.png"
@@ -118,14 +133,12 @@ class PngMasks:
     def write(self, index: int, pts: float, mask: Mask) -> None:
         """Write ``mask`` as ``mask_name(index, pts)`` (through a temporary name)."""
         target = self.folder / mask_name(index, pts)
-        tmp = self.folder / f".{target.name}.tmp"
         image = Image.fromarray(check_mask(mask))
         image.putpalette(self.palette)  # mode L -> P: the values stay the class ids
         try:
-            image.save(tmp, format="PNG")
-            os.replace(tmp, target)
+            with written_beside(target) as tmp:
+                image.save(tmp, format="PNG")
         except OSError as exc:
-            tmp.unlink(missing_ok=True)
             raise OutputError(f"--masks: cannot write {target}: {one_line(exc)}") from exc
         self.frames += 1
 

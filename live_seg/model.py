@@ -23,7 +23,7 @@ from torchvision.models import WeightsEnum, get_model_builder, get_model_weights
 from . import device_ops
 from .errors import ModelError, one_line
 from .frames import check_frame
-from .identity import UNTRAINED_NOTE, describe_model
+from .identity import UNTRAINED_NOTE, check_model, describe_model
 from .registry import (
     AUTO,
     AUTO_DEVICE_ORDER,
@@ -236,10 +236,7 @@ class Segmenter:
         Raises:
             ModelError: unknown model, device or precision; weights that cannot be had or do not fit.
         """
-        if model not in MODELS:
-            raise ModelError(f"unknown model {model!r}; choose one of {', '.join(MODELS)}")
-        if not isinstance(size, int) or size < 32:
-            raise ModelError(f"model input size must be an integer >= 32, got {size!r}")
+        check_model(model, size)
         _check_threads(threads)
         spec = MODELS[model]
         self.name, self.weights, self.size, self.threads = model, weights, size, threads
