@@ -29,8 +29,9 @@ from pathlib import Path
 import numpy as np
 
 from .errors import OutputError
+from .files import written_beside
 from .frames import Mask
-from .mask_outputs import check_file_path, written_beside
+from .mask_outputs import check_file_path
 from .render import voc_palette
 
 log = logging.getLogger(__name__)

@@ -9,11 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 import cv2
 import numpy as np
-from PIL import Image
 
 from .backends import build_segmenter, job_runtime
 from .effects import EffectOptions
 from .errors import OutputError, SourceError, one_line
+from .files import write_palette_png, write_png
 from .frames import Frame
 from .render import DEFAULT_ALPHA, VOC_CLASSES, Renderer, class_shares, resize_mask, side_by_side
 
@@ -44,27 +44,6 @@ def read_image(path: str | os.PathLike[str]) -> Frame:
 def output_names(effect: str = "overlay") -> tuple[str, str, str]:
     """The three PNGs written: ``overlay.png`` (``EFFECT.png`` for another effect), mask, side by side."""
     return (f"{effect}.png", *OUTPUT_NAMES[1:])
-
-
-def write_png(path: Path, image: np.ndarray) -> None:
-    """Write a BGR (or BGRA, with its alpha) image as PNG, raising :class:`OutputError` on failure."""
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:
-        raise OutputError(f"cannot encode {path}")
-    try:
-        buf.tofile(str(path))
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {one_line(exc)}") from exc
-
-
-def write_palette_png(path: Path, mask: np.ndarray, lut_bgr: np.ndarray) -> None:
-    """Write class ids as a palette ('P' mode) PNG: pixel values are ids, colours the palette."""
-    img = Image.fromarray(mask, mode="P")
-    img.putpalette(lut_bgr[:, ::-1].reshape(-1).tolist())
-    try:
-        img.save(path, format="PNG")
-    except OSError as exc:
-        raise OutputError(f"cannot write {path}: {one_line(exc)}") from exc
 
 
 def process_image(
@@ -117,8 +96,15 @@ def process_image(
         pair = side_by_side(
             image, fx.preview(image, small) if blended.shape[2] == 4 else blended, ("original", "segmented")
         )
-    write_png(targets[0], blended)
-    write_palette_png(targets[1], mask, renderer.lut)
-    write_png(targets[2], pair)
+    colours = renderer.lut[:, ::-1].reshape(-1).tolist()  # BGR rows -> [r0, g0, b0, r1, ...]
+    for target, write in (
+        (targets[0], lambda p: write_png(p, blended)),
+        (targets[1], lambda p: write_palette_png(p, mask, colours)),
+        (targets[2], lambda p: write_png(p, pair)),
+    ):
+        try:
+            write(target)
+        except OSError as exc:
+            raise OutputError(f"cannot write {target}: {one_line(exc)}") from exc
     classes = [{"id": cid, "name": seg.categories[cid], "share": round(share, 4)} for cid, share in shares]
     return {"input": str(src), "outputs": [str(t) for t in targets], "classes": classes, **described}

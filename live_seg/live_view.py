@@ -23,6 +23,7 @@ import numpy as np
 
 from .capture import LatestFrame
 from .errors import one_line
+from .files import write_png
 from .frames import Frame, FramePacket, SegResult
 from .hud import HudInfo, draw_hud
 from .live_stats import LiveMetrics
@@ -324,11 +325,8 @@ class LiveView:
     def _snapshot(self, view: Frame) -> None:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
         path = Path(self.snapshot_dir) / f"live_seg-{stamp}.png"
-        ok, buf = cv2.imencode(".png", view)
         try:
-            if not ok:
-                raise OSError("PNG encoding failed")
-            path.write_bytes(buf.tobytes())
+            write_png(path, view)
         except OSError as exc:
             log.error("cannot save the snapshot %s: %s", path, one_line(exc))
             return

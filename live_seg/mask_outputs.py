@@ -17,7 +17,6 @@ Every file is written under a temporary name and renamed once complete.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import re
@@ -29,9 +28,9 @@ from typing import Protocol
 
 import av
 import numpy as np
-from PIL import Image
 
 from .errors import OutputError, SourceError, one_line
+from .files import write_palette_png
 from .frames import Mask, check_mask
 from .mp4 import check_output_path
 from .render import resize_mask, voc_palette
@@ -70,20 +69,6 @@ def check_file_path(path: str | os.PathLike[str], overwrite: bool = False, suffi
     if suffix is not None and out.suffix.lower() != suffix:
         raise OutputError(f"{out}: expected a {suffix} file name, such as {out.with_suffix(suffix)}")
     return check_output_path(out, overwrite)
-
-
-@contextlib.contextmanager
-def written_beside(target: Path, suffix: str = ".tmp") -> Iterator[Path]:
-    """A temporary path beside ``target`` (``.NAME`` + ``suffix``) for the block to write; when the
-    block ends it replaces ``target``, so ``target`` is never half-written. On any error the
-    temporary file is removed and the error passes through."""
-    tmp = target.with_name(f".{target.name}{suffix}")
-    try:
-        yield tmp
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def mask_name(index: int, pts: float) -> str:
@@ -133,11 +118,8 @@ class PngMasks:
     def write(self, index: int, pts: float, mask: Mask) -> None:
         """Write ``mask`` as ``mask_name(index, pts)`` (through a temporary name)."""
         target = self.folder / mask_name(index, pts)
-        image = Image.fromarray(check_mask(mask))
-        image.putpalette(self.palette)  # mode L -> P: the values stay the class ids
         try:
-            with written_beside(target) as tmp:
-                image.save(tmp, format="PNG")
+            write_palette_png(target, check_mask(mask), self.palette)
         except OSError as exc:
             raise OutputError(f"--masks: cannot write {target}: {one_line(exc)}") from exc
         self.frames += 1
