@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from .errors import OutputError, one_line
-from .formats import MP4, VideoFormat, add_video_stream, video_format
+from .formats import MP4, VideoFormat, add_video_stream, video_format, video_frame
 from .frames import Frame
 
 log = logging.getLogger(__name__)
@@ -279,7 +279,7 @@ class VideoWriter:
             ticks = 0 if self.last_pts is None else self.last_pts + max(1, round(1 / self.fps / self.time_base))
         if self.last_pts is not None and ticks <= self.last_pts:
             ticks = self.last_pts + 1
-        frame = av.VideoFrame.from_ndarray(image, format=self.format.input_format)
+        frame = video_frame(self.format, image)
         frame.pts = ticks
         frame.time_base = self.time_base
         self.last_pts = ticks

@@ -192,3 +192,27 @@ def test_stop_request_cuts_the_audio_at_the_video_end(tmp_path):
     p = probe(tmp_path / "o.mp4")
     assert p["video"]["frames"] == 5
     assert p["audio"]["duration"] < 0.5
+
+
+def test_h264_colours_kept_and_the_matrix_tagged(tmp_path):
+    """Frames go to 4:2:0 through OpenCV's BT.601: the stream says so (matrix and limited range,
+    for players that would otherwise guess BT.709 at HD sizes), the colours read back, and libx264
+    runs frame threads rather than PyAV's default slice threads."""
+    import av
+    import numpy as np
+
+    from live_seg.mp4 import VideoWriter
+
+    colours = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (128, 128, 128), (30, 200, 90), (255, 255, 255)]
+    with VideoWriter(tmp_path / "c.mp4", 64, 48, fps=25, crf=0) as writer:
+        for bgr in colours:
+            writer.write(np.full((48, 64, 3), bgr, np.uint8))
+    with av.open(str(tmp_path / "c.mp4")) as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.colorspace, stream.codec_context.color_range) == (6, 1)  # SMPTE170M, tv
+        got = [f.to_ndarray(format="bgr24") for f in container.decode(stream)]
+    assert len(got) == len(colours)
+    for bgr, image in zip(colours, got, strict=True):
+        assert np.abs(image.astype(int) - bgr).max() <= 3, (bgr, image[24, 32])
+    settings = (tmp_path / "c.mp4").read_bytes().split(b"x264 - core", 1)[1][:2000]
+    assert b"sliced_threads=0" in settings
