@@ -17,6 +17,7 @@ from .registry import (
     ALPHA_EXTENSIONS,
     AUTO,
     BACKENDS,
+    DEFAULT_ALPHA,
     DEFAULT_MODEL,
     DEFAULT_SMOOTH_STRENGTH,
     DEFAULT_WEIGHTS,
@@ -106,7 +107,7 @@ def _render_options(parser: argparse.ArgumentParser, legend_default: bool = Fals
     g = parser.add_argument_group("rendering")
     g.add_argument("--palette", default=PALETTES[0], choices=PALETTES, help="class colours (default: %(default)s)")
     g.add_argument(
-        "--alpha", type=_unit_float, default=0.4, help="weight of the mask colour (default 0.4: 60/40 blend)"
+        "--alpha", type=_unit_float, default=DEFAULT_ALPHA, help="weight of the mask colour (default %(default)s)"
     )
     g.add_argument(
         "--legend", action=argparse.BooleanOptionalAction, default=legend_default, help="draw the classes present"

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import OutputError
+from .errors import OutputError, one_line
 from .files import written_beside
 from .frames import Mask
 from .mask_outputs import check_file_path
@@ -153,7 +153,7 @@ class Coverage:
             try:
                 self.file = open(self.partial, "w", newline="", encoding="utf-8")
             except OSError as exc:
-                raise OutputError(f"cannot write {self.partial}: {exc.strerror or exc}") from exc
+                raise OutputError(f"cannot write {self.partial}: {one_line(exc)}") from exc
             self.writer = csv.writer(self.file)
             self.writer.writerow(["index", "pts", *self.names])
             self.file.flush()
@@ -216,7 +216,7 @@ def _drop_unseen(partial: Path, final: Path, seen: np.ndarray) -> None:
             for row in csv.reader(src):
                 out.writerow([row[i] for i in keep])
     except OSError as exc:
-        raise OutputError(f"cannot write {final}: {exc.strerror or exc}; the rows are in {partial}") from exc
+        raise OutputError(f"cannot write {final}: {one_line(exc)}; the rows are in {partial}") from exc
     partial.unlink(missing_ok=True)
 
 
@@ -274,7 +274,7 @@ def plot_coverage(path: Path, times: np.ndarray, means: np.ndarray, names: Seque
             with written_beside(path, ".tmp.png") as tmp:
                 fig.savefig(tmp, format="png")
         except OSError as exc:
-            raise OutputError(f"cannot write {path}: {exc.strerror or exc}") from exc
+            raise OutputError(f"cannot write {path}: {one_line(exc)}") from exc
     finally:
         plt.close(fig)
     return path

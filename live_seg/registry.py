@@ -68,6 +68,8 @@ ALPHA_EFFECTS = ("cutout",)
 """Effects whose frames carry an alpha channel (video: WebM or MOV; image: PNG with alpha)."""
 ALPHA_EXTENSIONS = (".webm", ".mov")
 """Video outputs that keep alpha."""
+DEFAULT_ALPHA = 0.4
+"""Weight of the colour mask in the blend; the frame gets ``1 - alpha`` (60/40)."""
 PALETTES = ("voc", "random")
 """Class colours: the standard PASCAL VOC colours, or colours drawn from a fixed seed."""
 PAIRINGS = ("newest", "matched")

@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 
 from .frames import Frame, Mask, check_frame, check_mask
-from .registry import PALETTES, VIEWS
+from .registry import DEFAULT_ALPHA, PALETTES, VIEWS
 
 if TYPE_CHECKING:
     from .effects import Effect
@@ -25,9 +25,6 @@ VOC_CLASSES: tuple[str, ...] = (
     "sheep", "sofa", "train", "tvmonitor",
 )  # fmt: skip
 """The 21 PASCAL VOC class names in id order (the same list torchvision's weights carry)."""
-
-DEFAULT_ALPHA = 0.4
-"""Weight of the colour mask in the blend; the frame gets ``1 - alpha`` (60/40)."""
 
 RANDOM_PALETTE_SEED = 0
 
