@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Iterator
+from functools import lru_cache
 from pathlib import Path
 
 import av
@@ -53,12 +54,19 @@ def cover(image: Frame, height: int, width: int) -> Frame:
         ``(height, width, 3)`` uint8 BGR, contiguous.
     """
     h, w = image.shape[:2]
+    (sw, sh), crop = _cover_geometry(h, w, height, width)
+    interp = cv2.INTER_AREA if sw < w or sh < h else cv2.INTER_LINEAR  # shrinking, or growing
+    scaled = cv2.resize(image, (sw, sh), interpolation=interp) if (sw, sh) != (w, h) else image
+    return np.ascontiguousarray(scaled[crop])
+
+
+def _cover_geometry(h: int, w: int, height: int, width: int) -> tuple[tuple[int, int], tuple[slice, slice]]:
+    """How an ``h`` x ``w`` picture covers ``height`` x ``width``: its scaled ``(width, height)``
+    (aspect kept, at least the target's) and the centre crop of the scaled picture."""
     scale = max(height / h, width / w)
     sw, sh = max(width, round(w * scale)), max(height, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    scaled = cv2.resize(image, (sw, sh), interpolation=interp) if (sw, sh) != (w, h) else image
     y0, x0 = (sh - height) // 2, (sw - width) // 2
-    return np.ascontiguousarray(scaled[y0 : y0 + height, x0 : x0 + width])
+    return (sw, sh), (slice(y0, y0 + height), slice(x0, x0 + width))
 
 
 class ColorBackground:
@@ -163,11 +171,8 @@ class VideoBackground:
     def frame(self, height: int, width: int) -> Frame:
         """The next frame of the video, ``(height, width, 3)`` uint8 BGR, covering the frame."""
         frame = self._next()
-        scale = max(height / frame.height, width / frame.width)
-        sw, sh = max(width, round(frame.width * scale)), max(height, round(frame.height * scale))
-        image = frame.to_ndarray(format="bgr24", width=sw, height=sh)
-        y0, x0 = (sh - height) // 2, (sw - width) // 2
-        return image[y0 : y0 + height, x0 : x0 + width]
+        (sw, sh), crop = _cover_geometry(frame.height, frame.width, height, width)
+        return frame.to_ndarray(format="bgr24", width=sw, height=sh)[crop]
 
     def close(self) -> None:
         """Close the file (safe to call twice)."""
@@ -180,12 +185,17 @@ class VideoBackground:
         return str(self.path)
 
 
+@lru_cache(maxsize=4)
 def checkerboard(height: int, width: int, square: int = 16) -> Frame:
-    """``(height, width, 3)`` uint8 light/dark grey squares: what shows through transparency."""
+    """``(height, width, 3)`` uint8 light/dark grey squares: what shows through transparency.
+
+    Made once per size (15 ms at 720p, against 8 ms for the blend that uses it) and read-only.
+    """
     yy, xx = np.indices((height, width))
     light = ((yy // square + xx // square) % 2).astype(bool)
-    board = np.where(light, 204, 153).astype(np.uint8)
-    return cv2.cvtColor(board, cv2.COLOR_GRAY2BGR)
+    board = cv2.cvtColor(np.where(light, 204, 153).astype(np.uint8), cv2.COLOR_GRAY2BGR)
+    board.flags.writeable = False
+    return board
 
 
 def flatten(bgra: np.ndarray) -> Frame:

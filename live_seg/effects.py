@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -23,7 +24,7 @@ from .backgrounds import Background, flatten, load_background
 from .errors import UsageError
 from .frames import Frame, Mask, check_frame, check_mask
 from .registry import ALPHA_EFFECTS, EFFECTS
-from .render import DEFAULT_ALPHA, VOC_CLASSES, make_palette
+from .render import DEFAULT_ALPHA, VOC_CLASSES, frame_colors, lookup_table, make_palette
 
 
 class ClassNameError(UsageError):
@@ -86,6 +87,13 @@ class EffectOptions:
         fx = Effect(self.name, chosen, palette, self.feather, self.blur, self.block, self.background, overlay_alpha)
         fx.flat = flat
         return fx
+
+    def build_before_model(self, segmenter: Any, palette: str = "voc", overlay_alpha: float = DEFAULT_ALPHA) -> Effect:
+        """A job's effect, built before its model loads so that a bad class or background fails
+        first: for ``segmenter``'s categories when one is given, else the VOC classes every
+        registry model has."""
+        categories = segmenter.categories if segmenter is not None else VOC_CLASSES
+        return self.build(categories, palette=palette, overlay_alpha=overlay_alpha)
 
 
 ALL_CLASSES = "all"
@@ -286,11 +294,11 @@ class Effect:
         self._lut = np.zeros(256, np.uint8)
         self._lut[: min(256, chosen.size)] = chosen[:256]
         self.palette = make_palette(palette, 256) if isinstance(palette, str) else palette
+        self._table = lookup_table(self.palette)
         self.feather, self.blur, self.block = feather, blur, block
         self.background = load_background(background) if isinstance(background, str) else background
         self.overlay_alpha = overlay_alpha
         self.flat = False
-        self._palette_lut: np.ndarray | None = None
         self._color: np.ndarray | None = None
         self._out: np.ndarray | None = None
         self._out4: np.ndarray | None = None
@@ -373,15 +381,10 @@ class Effect:
             if self.background is None:
                 self.background = load_background(None)
             return self.background.frame(h, w)[y0:y1, x0:x1]
-        # overlay: the class colours (coloured at mask size, nearest-resized) blended 60/40
-        if self._palette_lut is None:
-            lut = np.zeros((256, 3), np.uint8)
-            lut[: min(256, len(self.palette))] = self.palette[:256]
-            self._palette_lut = lut.reshape(1, 256, 3)
-        color = cv2.LUT(cv2.merge([mask, mask, mask]), self._palette_lut)
+        # overlay: the class colours blended 60/40
         if self._color is None or self._color.shape[:2] != (h, w):
             self._color = np.empty((h, w, 3), np.uint8)
-        color = cv2.resize(color, (w, h), dst=self._color, interpolation=cv2.INTER_NEAREST)
+        color = frame_colors(mask, self._table, h, w, out=self._color)
         a = self.overlay_alpha
         return cv2.addWeighted(frame[y0:y1, x0:x1], 1.0 - a, color[y0:y1, x0:x1], a, 0.0)
 

@@ -15,7 +15,7 @@ from .effects import EffectOptions
 from .errors import OutputError, SourceError, one_line
 from .files import write_palette_png, write_png
 from .frames import Frame
-from .render import DEFAULT_ALPHA, VOC_CLASSES, Renderer, class_shares, resize_mask, side_by_side
+from .render import DEFAULT_ALPHA, Renderer, class_shares, resize_mask, side_by_side
 
 if TYPE_CHECKING:
     from .model import Segmenter
@@ -82,8 +82,7 @@ def process_image(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output folder {folder}: {one_line(exc)}") from exc
-    categories = segmenter.categories if segmenter is not None else VOC_CLASSES
-    with options.build(categories, palette=palette, overlay_alpha=alpha) as fx:  # bad class/background: now
+    with options.build_before_model(segmenter, palette, alpha) as fx:
         seg = segmenter or build_segmenter(**model_args, mode="latency")
         with job_runtime(seg):
             small = seg.predict([image])[0]

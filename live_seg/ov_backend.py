@@ -4,8 +4,8 @@ With :mod:`live_seg.ov_convert`, the only modules of the project that import ``o
 :class:`OpenVinoSegmenter` offers what the pipeline, the jobs and the benchmark use of
 :class:`live_seg.model.Segmenter` (``preprocess`` → ``infer`` → uint8 masks, ``predict``,
 ``infer_scores``, ``describe``, ...), built from the same ``torch.nn.Module`` with the weights the
-user chose. Torch is imported only
-to convert (:mod:`live_seg.ov_convert`): a start from the cache runs without it.
+user chose. Torch is imported only to convert (:mod:`live_seg.ov_convert`): a start from the
+cache runs without it.
 
 What runs in the graph: the frame's uint8 NHWC **BGR** pixels at the model size go in; the
 channel flip, ImageNet mean/std, the NCHW layout, the network and the per-pixel argmax run

@@ -92,6 +92,38 @@ def colorize(mask: Mask, lut: np.ndarray, out: np.ndarray | None = None) -> np.n
     return np.take(lut, mask, axis=0, out=out, mode="clip")
 
 
+def lookup_table(lut: np.ndarray) -> np.ndarray:
+    """``lut`` (``(N, 3)`` uint8 BGR colours) as the ``(1, 256, 3)`` table of ``cv2.LUT``; ids
+    from ``N`` up get the last colour, as :func:`colorize` clips them."""
+    table = np.empty((256, 3), np.uint8)
+    n = min(256, len(lut))
+    table[:n] = lut[:n]
+    table[n:] = lut[n - 1]
+    return table.reshape(1, 256, 3)
+
+
+def frame_colors(mask: Mask, table: np.ndarray, height: int, width: int, out: np.ndarray | None = None) -> np.ndarray:
+    """The class colours of ``mask`` stretched to ``(height, width)`` (nearest neighbour).
+
+    A mask smaller than the frame is coloured at its own size and the colours are resized:
+    nearest picks the same source pixel either way, so this equals colouring the resized mask,
+    with the lookup done on fewer pixels (512x512 instead of 1280x720: 3.5x fewer).
+
+    Args:
+        mask: ``(h, w)`` uint8 class ids.
+        table: :func:`lookup_table` of the colours.
+        out: optional ``(height, width, 3)`` uint8 buffer to fill.
+
+    Returns:
+        ``(height, width, 3)`` uint8 BGR.
+    """
+    if mask.size < height * width:
+        color = cv2.LUT(cv2.merge([mask, mask, mask]), table)
+        return cv2.resize(color, (width, height), dst=out, interpolation=cv2.INTER_NEAREST)
+    ids = resize_mask(mask, height, width)
+    return cv2.LUT(cv2.merge([ids, ids, ids]), table, dst=out)
+
+
 def blend(frame: Frame, color: np.ndarray, alpha: float = DEFAULT_ALPHA, out: np.ndarray | None = None) -> Frame:
     """``frame * (1 - alpha) + color * alpha``, rounded and saturated to uint8.
 
@@ -280,6 +312,7 @@ class Renderer:
             raise ValueError(f"mode: expected one of {', '.join(self.MODES)}, got {mode!r}")
         self.names = list(names)
         self.lut = make_palette(palette, len(self.names))
+        self._table = lookup_table(self.lut)
         self.alpha = alpha
         self.legend = legend
         self.mode = mode
@@ -306,13 +339,7 @@ class Renderer:
         if self._color is None or self._color.shape[:2] != (h, w):
             self._color = np.empty((h, w, 3), np.uint8)
             self._out = np.empty((h, w, 3), np.uint8)
-        if mask.size < h * w:
-            # Colour at the (smaller) mask size, then nearest-resize the colours: nearest picks the
-            # same source pixel either way, so this equals colouring the resized mask, with the
-            # lookup done on fewer pixels (512x512 instead of 1280x720: 3.5x fewer).
-            color = cv2.resize(colorize(mask, self.lut), (w, h), dst=self._color, interpolation=cv2.INTER_NEAREST)
-        else:
-            color = colorize(resize_mask(mask, h, w), self.lut, out=self._color)
+        color = frame_colors(mask, self._table, h, w, out=self._color)
         if self.mode == "mask":
             view = color
         else:

@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from .analysis_run import AnalysisOptions, RunAnalysis
 from .backends import build_segmenter, job_runtime
-from .effects import Effect, EffectOptions
+from .effects import EffectOptions
 from .errors import LiveSegError, OutputError
 from .formats import video_format
 from .metrics import Stats
 from .mp4 import VideoWriter, check_output_path
 from .pipeline import Control, plan_batch, plan_workers, run_file
-from .render import DEFAULT_ALPHA, VOC_CLASSES, Renderer
+from .render import DEFAULT_ALPHA, Renderer
 from .sources import VideoFileSource
 
 if TYPE_CHECKING:
@@ -117,12 +117,6 @@ def _finish(writer: VideoWriter, analysis: RunAnalysis, interrupted: bool, keep_
             analysis.abort()
         else:
             analysis.close(complete=not interrupted)
-
-
-def _build(options: EffectOptions, segmenter: Segmenter | None, palette: str, alpha: float) -> Effect:
-    """The run's effect, built before the model so that a bad class or background fails first."""
-    categories = segmenter.categories if segmenter is not None else VOC_CLASSES
-    return options.build(categories, palette=palette, overlay_alpha=alpha)
 
 
 def _writer(
@@ -216,7 +210,7 @@ def process_video(
     extra = RunAnalysis(analysis or AnalysisOptions(), overwrite=overwrite, title=Path(src).name)
     with contextlib.ExitStack() as stack:
         try:  # until the run starts, a failure leaves none of the analysis files behind
-            fx = stack.enter_context(_build(options, segmenter, palette, alpha))  # bad class/background: now
+            fx = stack.enter_context(options.build_before_model(segmenter, palette, alpha))
             source = stack.enter_context(VideoFileSource(src, realtime=realtime, max_frames=max_frames))
             info = source.info
             assert info is not None

@@ -13,6 +13,7 @@ from live_seg.backgrounds import (
     ColorBackground,
     PictureBackground,
     VideoBackground,
+    checkerboard,
     cover,
     flatten,
     load_background,
@@ -176,7 +177,11 @@ def test_cutout_alpha_and_highlight():
     assert np.array_equal(cut[..., :3], frame)
     assert cut[90, 160, 3] == 255 and cut[5, 5, 3] == 0
     assert set(np.unique(cut[..., 3])) == {0, 255}
-    assert flatten(cut).shape == (180, 320, 3)
+    flat = flatten(cut)
+    assert flat.shape == (180, 320, 3)
+    board = checkerboard(180, 320)
+    assert np.array_equal(flat[90, 160], frame[90, 160]) and np.array_equal(flat[5, 5], board[5, 5])
+    assert checkerboard(180, 320) is board and not board.flags.writeable  # made once, shared read-only
     high = Effect("highlight", feather=0).apply(frame, box_mask(64))
     assert np.array_equal(high[90, 160], frame[90, 160])
     b, g, r = high[5, 5]

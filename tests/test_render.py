@@ -9,6 +9,8 @@ from live_seg.render import (
     blend,
     class_shares,
     colorize,
+    frame_colors,
+    lookup_table,
     make_palette,
     overlay,
     resize_mask,
@@ -71,6 +73,21 @@ def test_overlay_and_blend_agree_and_alpha_bounds():
     assert np.array_equal(blend(frame, colorize(resize_mask(mask, 8, 8), lut), 0.0), frame)
     with pytest.raises(ValueError, match="alpha"):
         Renderer(alpha=1.5)
+
+
+@pytest.mark.parametrize(
+    ("mask_shape", "frame_shape"), [((64, 64), (90, 160)), ((512, 512), (97, 161)), ((30, 40), (30, 40))]
+)
+def test_frame_colors_equal_colouring_the_resized_mask(mask_shape, frame_shape):
+    """Colouring at the smaller of the two sizes is the same picture as colouring the resized mask,
+    and ids past the palette take its last colour, as colorize clips them."""
+    mask = np.random.default_rng(2).integers(0, 30, mask_shape, dtype=np.uint8)  # ids 21..29: none in VOC
+    lut = make_palette("voc")
+    h, w = frame_shape
+    expected = colorize(resize_mask(mask, h, w), lut)
+    assert np.array_equal(frame_colors(mask, lookup_table(lut), h, w), expected)
+    out = np.empty((h, w, 3), np.uint8)
+    assert frame_colors(mask, lookup_table(lut), h, w, out=out) is out and np.array_equal(out, expected)
 
 
 @pytest.mark.parametrize("mode", ["overlay", "mask", "side"])
