@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 from effects_speed import make_weights  # noqa: E402
 
-from live_seg.registry import EFFECTS  # noqa: E402
-from live_seg.render import VOC_CLASSES  # noqa: E402
+from live_seg.base.registry import EFFECTS  # noqa: E402
+from live_seg.render.renderer import VOC_CLASSES  # noqa: E402
 
 
 def frame_at(video: Path, seconds: float) -> np.ndarray:
@@ -40,7 +40,7 @@ def frame_at(video: Path, seconds: float) -> np.ndarray:
 def middle_classes(image: np.ndarray, weights: Path, share: float = 0.4) -> list[str]:
     """The classes most common in the middle third of the frame (background excluded), as many
     as cover at most ``share`` of the whole frame (at least one)."""
-    from live_seg.model import Segmenter
+    from live_seg.model.segmenter import Segmenter
 
     seg = Segmenter("lraspp_mobilenet_v3_large", weights=str(weights), device="cpu")
     mask = seg.predict([image])[0]

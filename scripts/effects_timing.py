@@ -16,7 +16,7 @@ import time
 import cv2
 import numpy as np
 
-from live_seg.effects import EFFECTS, Effect
+from live_seg.render.effects import EFFECTS, Effect
 
 PERSON = 15
 

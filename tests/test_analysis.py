@@ -12,8 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
-from live_seg import coverage as coverage_mod
-from live_seg.analysis import (
+from live_seg.analysis import coverage as coverage_mod
+from live_seg.analysis.coverage import Coverage, CoverageSeries, partial_path
+from live_seg.analysis.masks import MaskOutputs, MaskVideo, PngMasks, mask_name, read_masks
+from live_seg.analysis.smoothing import (
     CUT_THRESHOLD,
     FlickerMeter,
     SceneCutDetector,
@@ -22,10 +24,8 @@ from live_seg.analysis import (
     first_argmax,
     pack_scores,
 )
-from live_seg.coverage import Coverage, CoverageSeries, partial_path
-from live_seg.errors import OutputError, SourceError
-from live_seg.mask_outputs import MaskOutputs, MaskVideo, PngMasks, mask_name, read_masks
-from live_seg.render import VOC_CLASSES, voc_palette
+from live_seg.base.errors import OutputError, SourceError
+from live_seg.render.renderer import VOC_CLASSES, voc_palette
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "sample.mp4"
 
@@ -136,7 +136,7 @@ def test_scene_cut_detector_on_the_sample_clip():
 
 
 def test_infer_scores_agrees_with_infer():
-    from live_seg.model import Segmenter
+    from live_seg.model.segmenter import Segmenter
 
     seg = Segmenter("lraspp_mobilenet_v3_large", weights="random", device="cpu", precision="fp32", size=64)
     frames = sample_frames(step=50)[:2]

@@ -20,10 +20,10 @@ import torch
 from media import make_video, probe
 from PIL import Image
 
-from live_seg.analysis_run import AnalysisOptions
-from live_seg.coverage import partial_path
-from live_seg.mask_outputs import read_masks
-from live_seg.video import process_video
+from live_seg.analysis.coverage import partial_path
+from live_seg.analysis.masks import read_masks
+from live_seg.analysis.run import AnalysisOptions
+from live_seg.jobs.video import process_video
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "sample.mp4"
@@ -226,7 +226,7 @@ def test_bad_analysis_paths_are_one_line_errors_before_processing(tmp_path, extr
 
 
 def test_read_masks_is_exported_lazily():
-    code = "import sys, live_seg; assert 'live_seg.mask_outputs' not in sys.modules; print(live_seg.read_masks)"
+    code = "import sys, live_seg; assert 'live_seg.analysis.masks' not in sys.modules; print(live_seg.read_masks)"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert r.returncode == 0 and "read_masks" in r.stdout, r.stderr
 

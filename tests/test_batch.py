@@ -9,7 +9,9 @@ from typing import ClassVar
 
 import pytest
 
-from live_seg.batch import (
+from live_seg.base.errors import OutputError, SourceError
+from live_seg.jobs.batch.manifest import MANIFEST_NAME, BatchResult, Manifest, Record, read_manifest
+from live_seg.jobs.batch.plan import (
     Job,
     attempt,
     expand_inputs,
@@ -21,9 +23,7 @@ from live_seg.batch import (
     skipped_records,
     split_done,
 )
-from live_seg.errors import OutputError, SourceError
-from live_seg.manifest import MANIFEST_NAME, BatchResult, Manifest, Record, read_manifest
-from live_seg.progress import BatchProgress, FileHooks
+from live_seg.jobs.batch.progress import BatchProgress, FileHooks
 
 
 def touch(path: Path, data: bytes = b"x") -> Path:
@@ -275,7 +275,7 @@ class FakeBar:
 def test_progress_counts_files_and_frames(tmp_path: Path, monkeypatch) -> None:
     import tqdm
 
-    from live_seg import progress as progress_mod
+    from live_seg.jobs.batch import progress as progress_mod
 
     FakeBar.bars = []
     monkeypatch.setattr(tqdm, "tqdm", FakeBar)
@@ -304,7 +304,7 @@ def test_progress_disabled_does_nothing(tmp_path: Path) -> None:
 def test_count_frames_reads_the_header(tmp_path: Path) -> None:
     from media import make_video
 
-    from live_seg.progress import count_frames
+    from live_seg.jobs.batch.progress import count_frames
 
     assert count_frames(make_video(tmp_path / "a.mp4", frames=7, width=64, height=48)) == 7
     assert count_frames(touch(tmp_path / "bad.mp4", b"not a video")) is None

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from media import CLIP_TREE, make_clip_tree, probe
 
-from live_seg.manifest import MANIFEST_NAME
+from live_seg.jobs.batch.manifest import MANIFEST_NAME
 
 ROOT = Path(__file__).resolve().parents[1]
 LIGHT = ("--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--size", "128", "--device", "cpu")

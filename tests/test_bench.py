@@ -15,13 +15,13 @@ import pytest
 import torch
 from media import make_video, probe
 
-import live_seg.model as model_module
-from live_seg import bench
-from live_seg.bench import SCHEMA, STAGES, Sample, measure, summarize
-from live_seg.cli import main
-from live_seg.errors import SourceError
-from live_seg.model import Segmenter
-from live_seg.pipeline import Control
+import live_seg.model.segmenter as model_module
+from live_seg.jobs import bench
+from live_seg.base.errors import SourceError
+from live_seg.cli.main import main
+from live_seg.jobs.bench import SCHEMA, STAGES, Sample, measure, summarize
+from live_seg.model.segmenter import Segmenter
+from live_seg.pipeline.threads import Control
 
 TINY = {"models": ["lraspp_mobilenet_v3_large"], "size": 64, "weights": "random", "threads": 1}
 
@@ -239,7 +239,7 @@ def test_without_the_sample_clip_the_bench_runs_on_a_generated_one(
     monkeypatch.setattr(bench.clips, "SAMPLE_PATHS", (tmp_path / "samples" / "sample.mp4",))
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr(torch.backends.mps, "is_available", lambda: False)
-    with caplog.at_level("INFO", logger="live_seg.bench"):
+    with caplog.at_level("INFO", logger="live_seg.jobs.bench"):
         report = bench.run_bench(["cpu"], ["fp32"], frames=1, warmup=0, repeat=1, **TINY)
     settings = report["settings"]
     assert (settings["source"], settings["source_kind"]) == ("synthetic", "synthetic")

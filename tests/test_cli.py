@@ -10,14 +10,14 @@ from pathlib import Path
 
 import pytest
 
-from live_seg import registry
-from live_seg.cli import main
-from live_seg.cli_args import get_args_parser
+from live_seg.base import registry
+from live_seg.cli.args import get_args_parser
+from live_seg.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.mark.parametrize("module", ["live_seg.registry", "live_seg.cli_args", "live_seg.cli"])
+@pytest.mark.parametrize("module", ["live_seg.base.registry", "live_seg.cli.args", "live_seg.cli.main"])
 def test_registry_and_argument_parsing_do_not_import_torch(module):
     code = f"import {module}, sys; assert 'torch' not in sys.modules, 'torch was imported'"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -89,7 +89,7 @@ def test_choices_come_from_the_registry():
 
 
 def test_the_command_line_names_no_model_device_or_precision():
-    """Every name is read from live_seg.registry; the command line's modules spell none of them."""
+    """Every name is read from live_seg.base.registry; the command line's modules spell none of them."""
     names = {*registry.MODEL_NAMES, *registry.DEVICES, *registry.PRECISIONS} - {registry.AUTO}
     for path in (ROOT / "live_seg" / "cli.py", ROOT / "live_seg" / "cli_args.py"):
         text = path.read_text()

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from live_seg import device_ops
-from live_seg.model import MEAN, STD, Segmenter
-from live_seg.render import Renderer
+from live_seg.model import device_ops
+from live_seg.model.segmenter import MEAN, STD, Segmenter
+from live_seg.render.renderer import Renderer
 
 DEVICES = [
     "cpu",

@@ -9,7 +9,9 @@ import cv2
 import numpy as np
 import pytest
 
-from live_seg.backgrounds import (
+from live_seg.base.errors import OutputError, SourceError
+from live_seg.media.formats import MP4, add_video_stream, read_bgra, video_format
+from live_seg.render.backgrounds import (
     ColorBackground,
     PictureBackground,
     VideoBackground,
@@ -19,7 +21,7 @@ from live_seg.backgrounds import (
     load_background,
     parse_color,
 )
-from live_seg.effects import (
+from live_seg.render.effects import (
     EFFECTS,
     ClassNameError,
     Effect,
@@ -28,9 +30,7 @@ from live_seg.effects import (
     pixelated,
     soft_alpha,
 )
-from live_seg.errors import OutputError, SourceError
-from live_seg.formats import MP4, add_video_stream, read_bgra, video_format
-from live_seg.render import VOC_CLASSES, Renderer
+from live_seg.render.renderer import VOC_CLASSES, Renderer
 
 PERSON = 15
 

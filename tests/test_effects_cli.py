@@ -26,11 +26,11 @@ import pytest
 from mjpeg import MJPEGServer
 from test_live import Lines, http_get, post_key, screenshot, xvfb  # noqa: F401 - xvfb is a fixture
 
-from live_seg.cli import main
-from live_seg.formats import read_bgra
-from live_seg.live import LiveOptions, LiveSession
-from live_seg.registry import EFFECTS
-from live_seg.render import DEFAULT_ALPHA, make_palette
+from live_seg.base.registry import EFFECTS
+from live_seg.cli.main import main
+from live_seg.jobs.live.session import LiveOptions, LiveSession
+from live_seg.media.formats import read_bgra
+from live_seg.render.renderer import DEFAULT_ALPHA, make_palette
 
 ROOT = Path(__file__).resolve().parents[1]
 PERSON, BACKGROUND = 15, 0
@@ -271,7 +271,7 @@ def test_image_cutout_is_a_png_with_alpha(capsys, tmp_path, weights):
 
 @pytest.fixture(scope="module")
 def person_model(weights):
-    from live_seg.model import Segmenter
+    from live_seg.model.segmenter import Segmenter
 
     return Segmenter("lraspp_mobilenet_v3_large", weights=str(weights["person"]), device="cpu", size=128)
 

@@ -1,4 +1,4 @@
-"""Tests of live_seg.files: a final name never holds half a file."""
+"""Tests of live_seg.base.files: a final name never holds half a file."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from live_seg.files import write_palette_png, write_png, written_beside
+from live_seg.base.files import write_palette_png, write_png, written_beside
 
 
 def test_written_beside_replaces_the_target_only_when_the_block_ends(tmp_path):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from live_seg.cli import main
-from live_seg.errors import OutputError, SourceError
-from live_seg.image import process_image
-from live_seg.render import make_palette
+from live_seg.base.errors import OutputError, SourceError
+from live_seg.cli.main import main
+from live_seg.jobs.image import process_image
+from live_seg.render.renderer import make_palette
 
 LIGHT = {"model": "lraspp_mobilenet_v3_large", "weights": "random", "device": "cpu", "precision": "fp32", "size": 128}
 

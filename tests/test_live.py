@@ -29,15 +29,15 @@ import pytest
 from media import CODE_BITS, make_video, probe, read_index
 from mjpeg import MJPEGServer, read_parts
 
-from live_seg.capture import CaptureSource, LatestFrame, open_live_source, parse_source, redact_url
-from live_seg.errors import ModelError, SourceError
-from live_seg.frames import FramePacket
-from live_seg.hud import ORANGE, HudInfo, draw_hud
-from live_seg.live import LiveOptions, LiveSession
-from live_seg.pipeline import Control
-from live_seg.render import DEFAULT_ALPHA, make_palette
-from live_seg.sources import VideoFileSource
-from live_seg.window import _x_display_reachable, display_problem
+from live_seg.base.errors import ModelError, SourceError
+from live_seg.base.frames import FramePacket
+from live_seg.jobs.live.session import LiveOptions, LiveSession
+from live_seg.media.camera import CaptureSource, LatestFrame, open_live_source, parse_source, redact_url
+from live_seg.media.file_source import VideoFileSource
+from live_seg.media.window import _x_display_reachable, display_problem
+from live_seg.pipeline.threads import Control
+from live_seg.render.hud import ORANGE, HudInfo, draw_hud
+from live_seg.render.renderer import DEFAULT_ALPHA, make_palette
 
 ROOT = Path(__file__).resolve().parents[1]
 FPS = 25.0
@@ -65,7 +65,7 @@ def server():
 
 @pytest.fixture(scope="module")
 def lraspp():
-    from live_seg.model import Segmenter
+    from live_seg.model.segmenter import Segmenter
 
     return Segmenter("lraspp_mobilenet_v3_large", weights="random", device="cpu", size=128)
 
@@ -486,7 +486,7 @@ def test_frames_are_fresh_even_after_a_slow_model_load(server, lraspp, monkeypat
         time.sleep(3.0)  # like loading big weights: 75 frame intervals
         return Watched()
 
-    monkeypatch.setattr("live_seg.backends.build_segmenter", slow_load)
+    monkeypatch.setattr("live_seg.model.select.build_segmenter", slow_load)
     summary = LiveSession(LiveOptions(source=server.url, display="none", duration=3.0)).run()
     ages = [t - server.produced_at(index) for index, t in seen]
     assert len(ages) >= 5 and max(ages) < 6 * INTERVAL, [round(a, 3) for a in ages[:5]]

@@ -1,4 +1,4 @@
-"""Tests of live_seg.model: registry, weights, device/precision policy and the seeds' fidelity.
+"""Tests of live_seg.model.segmenter: registry, weights, device/precision policy and the seeds' fidelity.
 
 Everything runs offline on the CPU with untrained weights (``weights="random"``, seed fixed);
 the official download is exercised up to the network call, and through a file in the cache.
@@ -16,9 +16,10 @@ import torch
 from torchvision import transforms
 from torchvision.models import segmentation as tvseg
 
-import live_seg.model as model_module
-from live_seg.errors import ModelError
-from live_seg.model import (
+import live_seg.model.segmenter as model_module
+from live_seg.base.errors import ModelError
+from live_seg.base.registry import MODEL_NAMES
+from live_seg.model.segmenter import (
     DEFAULT_MODEL,
     MODELS,
     Segmenter,
@@ -27,7 +28,6 @@ from live_seg.model import (
     resolve_precision,
     torch_runtime,
 )
-from live_seg.registry import MODEL_NAMES
 
 IMAGENET_MEAN = [0.485, 0.456, 0.406]  # as the seeds wrote them, not read from live_seg
 IMAGENET_STD = [0.229, 0.224, 0.225]
@@ -156,7 +156,7 @@ def test_size_sets_the_mask_size(frame):
 
 def test_random_weights_are_marked_untrained_and_deterministic(small, caplog):
     before = torch.random.get_rng_state()
-    with caplog.at_level("WARNING", logger="live_seg.model"):
+    with caplog.at_level("WARNING", logger="live_seg.model.segmenter"):
         again = Segmenter(SMALL, weights="random", device="cpu", precision="fp32")
     assert torch.equal(torch.random.get_rng_state(), before), "building must not consume the global RNG"
     assert "untrained weights" in caplog.text

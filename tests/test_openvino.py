@@ -1,4 +1,4 @@
-"""Tests of live_seg.ov_backend: agreement with torch, the cache, scores, threads and errors.
+"""Tests of live_seg.model.ov_runtime: agreement with torch, the cache, scores, threads and errors.
 
 The light model runs with a controllable state (GUIDE: low classifier drawn from N(0, 10), high
 branch zero) so that masks follow image content (a dozen classes on a real frame) and agreement
@@ -21,13 +21,13 @@ import pytest
 import torch
 from media import frame_pattern, make_video, read_frames, read_index
 
-import live_seg.ov_backend as ovb
-from live_seg.backends import build_segmenter, resolve_backend
-from live_seg.cli import main
-from live_seg.errors import ModelError
-from live_seg.frames import FramePacket
-from live_seg.model import Segmenter
-from live_seg.pipeline import run_file
+import live_seg.model.ov_runtime as ovb
+from live_seg.base.errors import ModelError
+from live_seg.base.frames import FramePacket
+from live_seg.cli.main import main
+from live_seg.model.segmenter import Segmenter
+from live_seg.model.select import build_segmenter, resolve_backend
+from live_seg.pipeline.file_run import run_file
 
 SMALL = "lraspp_mobilenet_v3_large"
 FP32_TARGET = 0.999
@@ -140,7 +140,7 @@ def test_second_build_hits_the_cache(small_torch, small_ov, cache):
 
 
 def test_cache_is_keyed_by_weights_and_size(small_torch, tmp_path, monkeypatch):
-    from live_seg.ov_convert import weights_digest
+    from live_seg.model.ov_convert import weights_digest
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     assert ovb.cache_root() == tmp_path / "live_seg" / "openvino"
@@ -152,7 +152,7 @@ def test_cache_is_keyed_by_weights_and_size(small_torch, tmp_path, monkeypatch):
 
 
 def test_weights_key_needs_no_torch_and_follows_the_file_contents(tmp_path):
-    from live_seg.identity import weights_key
+    from live_seg.model.identity import weights_key
 
     a, b, c = tmp_path / "a.pth", tmp_path / "copy of a.pth", tmp_path / "c.pth"
     a.write_bytes(b"weights" * 1000)
@@ -169,8 +169,8 @@ def test_official_weights_files_are_torchvision_s(monkeypatch):
     """The torch-free names that key ``--weights default`` are the files torchvision downloads."""
     from urllib.parse import urlparse
 
-    from live_seg.model import MODELS
-    from live_seg.registry import OFFICIAL_WEIGHTS_FILES
+    from live_seg.base.registry import OFFICIAL_WEIGHTS_FILES
+    from live_seg.model.segmenter import MODELS
 
     assert OFFICIAL_WEIGHTS_FILES == {n: Path(urlparse(s.weights.DEFAULT.url).path).name for n, s in MODELS.items()}
 
@@ -189,7 +189,7 @@ def test_a_start_from_the_cache_never_imports_torch(tmp_path):
     src = make_video(tmp_path / "in.mp4", frames=6, width=160, height=96)
     script = (
         "import sys\n"
-        "from live_seg.cli import main\n"
+        "from live_seg.cli.main import main\n"
         f"code = main(['-q', 'video', {str(src)!r}, '-o', {str(tmp_path / 'o.mp4')!r}, '--overwrite',"
         f" '--model', {SMALL!r}, '--weights', 'random', '--size', '96', '--stats', {str(tmp_path / 's.json')!r}])\n"
         "print('torch' in sys.modules, 'torchvision' in sys.modules, code)\n"
@@ -203,8 +203,8 @@ def test_a_start_from_the_cache_never_imports_torch(tmp_path):
 
 
 def test_device_auto_is_the_cpu_without_torch_where_no_gpu_driver_exists(monkeypatch, tmp_path):
-    import live_seg.backends as backends
-    import live_seg.model as model
+    import live_seg.model.segmenter as model
+    import live_seg.model.select as backends
 
     asked = []
     monkeypatch.setattr(model, "resolve_device", lambda name: asked.append(name) or "cuda")

@@ -8,10 +8,11 @@ import time
 import numpy as np
 import pytest
 
-from live_seg.errors import PipelineError, SourceError
-from live_seg.frames import FramePacket
-from live_seg.metrics import percentile
-from live_seg.pipeline import WRITE_QUEUE, Control, run_file
+from live_seg.base.errors import PipelineError, SourceError
+from live_seg.base.frames import FramePacket
+from live_seg.base.metrics import percentile
+from live_seg.pipeline.file_run import WRITE_QUEUE, run_file
+from live_seg.pipeline.threads import Control
 
 
 class FakeSource:

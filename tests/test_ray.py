@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from live_seg.batch import Job
-from live_seg.manifest import Manifest, read_manifest
-from live_seg.ray_batch import CPU_ACTOR_CORES, INSTALL_HINT, ActorPlan, plan_actors
+from live_seg.jobs.batch.manifest import Manifest, read_manifest
+from live_seg.jobs.batch.plan import Job
+from live_seg.jobs.batch.ray_runner import CPU_ACTOR_CORES, INSTALL_HINT, ActorPlan, plan_actors
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,7 +53,7 @@ def test_plan_actors(nodes: list[dict], jobs: int, per: int | None, plan: ActorP
 def test_without_ray_the_error_names_the_install_command() -> None:
     code = (
         "import sys; sys.modules['ray'] = None\n"
-        "from live_seg.ray_batch import import_ray\n"
+        "from live_seg.jobs.batch.ray_runner import import_ray\n"
         "try:\n    import_ray()\nexcept Exception as exc:\n    print(type(exc).__name__, exc)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=60)
@@ -109,7 +109,7 @@ def fake_factory(fail: str = "", die_once: str = "", slow: float = 0.0):
         pid = os.getpid()
 
         def process(job: Job, hooks) -> dict:
-            from live_seg.errors import SourceError
+            from live_seg.base.errors import SourceError
 
             if job.input.stem == fail:
                 raise SourceError(f"cannot decode {job.input}")
@@ -131,7 +131,7 @@ def fake_factory(fail: str = "", die_once: str = "", slow: float = 0.0):
 
 @needs_ray
 def test_ray_batch_records_each_video_and_leaves_no_ray(tmp_path: Path, no_ray_left) -> None:
-    from live_seg.ray_batch import run_on_ray
+    from live_seg.jobs.batch.ray_runner import run_on_ray
 
     jobs = make_jobs(tmp_path)
     with Manifest.in_folder(tmp_path / "out") as manifest:
@@ -147,7 +147,7 @@ def test_ray_batch_records_each_video_and_leaves_no_ray(tmp_path: Path, no_ray_l
 
 @needs_ray
 def test_a_worker_lost_mid_file_is_retried_and_leaves_no_half_file(tmp_path: Path, no_ray_left) -> None:
-    from live_seg.ray_batch import run_on_ray
+    from live_seg.jobs.batch.ray_runner import run_on_ray
 
     jobs = make_jobs(tmp_path, "ab")
     with Manifest.in_folder(tmp_path / "out") as manifest:
@@ -162,7 +162,7 @@ def test_a_worker_lost_mid_file_is_retried_and_leaves_no_half_file(tmp_path: Pat
 
 @needs_ray
 def test_a_stop_drops_the_videos_in_flight(tmp_path: Path, no_ray_left) -> None:
-    from live_seg.ray_batch import run_on_ray
+    from live_seg.jobs.batch.ray_runner import run_on_ray
 
     jobs = make_jobs(tmp_path, "abc")
     out = tmp_path / "out" / "sub"
@@ -184,7 +184,7 @@ LIGHT = ("--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--size"
 
 def run_cli(*args: str, cwd: Path, code: str = "") -> subprocess.CompletedProcess:
     """The command line in a fresh interpreter, after ``code`` (e.g. making ``import ray`` fail)."""
-    script = f"import sys\n{code}\nfrom live_seg.cli import main\nraise SystemExit(main(sys.argv[1:]))"
+    script = f"import sys\n{code}\nfrom live_seg.cli.main import main\nraise SystemExit(main(sys.argv[1:]))"
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("RAY_ADDRESS", None)
     return subprocess.run(

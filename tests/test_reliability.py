@@ -1,7 +1,7 @@
 """Reliability of the ``video`` job, and of the input checks the ``live`` job shares.
 
 Damaged and odd inputs, output folders and files, interrupts, weights files and threads, all
-through the command line. Most cases run :func:`live_seg.cli.main` in this process (the real
+through the command line. Most cases run :func:`live_seg.cli.main.main` in this process (the real
 command line minus the interpreter start, so ``threading.enumerate()`` can be checked after
 each path); what needs a process of its own (signals from outside, SIGKILL, peak memory, the
 stderr of a fresh interpreter) runs ``python run_live.py`` as a subprocess.
@@ -44,11 +44,11 @@ from media import (
     video_packets,
 )
 
-import live_seg.mp4
-import live_seg.video
-from live_seg.cli import SignalGate, main
-from live_seg.model import Segmenter
-from live_seg.mp4 import VideoWriter
+import live_seg.jobs.video
+import live_seg.media.writer
+from live_seg.cli.main import SignalGate, main
+from live_seg.media.writer import VideoWriter
+from live_seg.model.segmenter import Segmenter
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN = ROOT / "run_live.py"
@@ -366,7 +366,7 @@ def test_audio_that_cannot_be_kept_leaves_the_video(cli, media, tmp_path, monkey
     def unreadable(*_args):
         raise av.error.InvalidDataError(1094995529, "Invalid data found when processing input")
 
-    monkeypatch.setattr(live_seg.mp4, "_AudioPass", unreadable)
+    monkeypatch.setattr(live_seg.media.writer, "_AudioPass", unreadable)
     src = clip(media, "phone.mov", frames=8, audio="pcm_mulaw")
     out = tmp_path / "o.mp4"
     r = cli("video", src, "-o", out, *LIGHT)
@@ -560,7 +560,7 @@ def test_interrupt_during_setup_stops_at_once(cli, media, tmp_path, monkeypatch,
         time.sleep(60)  # a download that would go on for a minute
         raise AssertionError("not interrupted")
 
-    monkeypatch.setattr(live_seg.video, "build_segmenter", slow_download)
+    monkeypatch.setattr(live_seg.jobs.video, "build_segmenter", slow_download)
     src = clip(media, "small.mp4", frames=6)
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
     t0 = time.monotonic()
@@ -580,7 +580,7 @@ class _SlowSegmenter(Segmenter):
 
 def test_frames_in_flight_get_a_bounded_grace(cli, media, tmp_path, monkeypatch):
     """A model too slow to drain its queue in time: the run is aborted after the grace period."""
-    monkeypatch.setattr(live_seg.video, "build_segmenter", lambda backend, mode, **kw: _SlowSegmenter(**kw))
+    monkeypatch.setattr(live_seg.jobs.video, "build_segmenter", lambda backend, mode, **kw: _SlowSegmenter(**kw))
     monkeypatch.setattr(SignalGate, "grace_s", 0.6)
     src = clip(media, "sixty_gop10.mp4", frames=60, gop=10)
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from live_seg.render import (
+from live_seg.render.renderer import (
     VOC_CLASSES,
     Renderer,
     blend,

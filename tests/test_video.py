@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from media import make_video, probe, read_frames, read_index
 
-from live_seg.errors import OutputError, SourceError
-from live_seg.video import process_video
+from live_seg.base.errors import OutputError, SourceError
+from live_seg.jobs.video import process_video
 
 ROOT = Path(__file__).resolve().parents[1]
 LIGHT = {"model": "lraspp_mobilenet_v3_large", "weights": "random", "device": "cpu", "size": 128}
@@ -180,7 +180,7 @@ def test_stop_request_cuts_the_audio_at_the_video_end(tmp_path):
 
     import numpy as np
 
-    from live_seg.mp4 import VideoWriter
+    from live_seg.media.writer import VideoWriter
 
     src = make_video(tmp_path / "in.mp4", frames=50, audio="aac")  # 2 s of sound
     stop = threading.Event()
@@ -201,7 +201,7 @@ def test_h264_colours_kept_and_the_matrix_tagged(tmp_path):
     import av
     import numpy as np
 
-    from live_seg.mp4 import VideoWriter
+    from live_seg.media.writer import VideoWriter
 
     colours = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (128, 128, 128), (30, 200, 90), (255, 255, 255)]
     with VideoWriter(tmp_path / "c.mp4", 64, 48, fps=25, crf=0) as writer:

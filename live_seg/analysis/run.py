@@ -1,0 +1,206 @@
+"""One run's per-frame analysis, wired the same way into the ``video`` and ``live`` jobs.
+
+:class:`RunAnalysis` holds what a run asked for with :class:`AnalysisOptions`: the temporal
+smoother (``--smooth``), the flicker meter (always on: it costs one mask comparison a frame)
+and the mask sinks (``--masks``, ``--mask-video``, ``--coverage``, ``--coverage-plot``). Every
+path is checked, and every file opened under its temporary name, when it is built: before
+the model loads, so a bad path is a one-line error in a fraction of a second.
+
+How a job uses it:
+
+* the model it runs is :meth:`RunAnalysis.model` (with smoothing, the workers then give float16
+  class probabilities instead of masks: see :mod:`live_seg.analysis.smoothing`);
+* :meth:`RunAnalysis.refine` turns one result into its final mask, **in frame order** (file
+  runs: on the thread that puts the workers' results back in order; live runs: on the
+  inference thread, whose results are in order already);
+* :meth:`RunAnalysis.feed` gives each output frame's mask to the sinks, in frame order (file
+  runs: the writer thread, after the frame was encoded, so the mask files hold exactly the
+  frames of the video; live runs: the inference thread, one mask per inferred frame);
+* :meth:`RunAnalysis.close` finishes the files (``complete=False`` after an interrupt keeps
+  what was written, as the video does) and :meth:`RunAnalysis.summary` adds ``flicker`` and
+  the analysis fields to the job's summary.
+
+Frames without a timestamp (cameras) are timed from the first one fed (capture clock).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..base.frames import Frame, SegResult
+from ..base.metrics import median_ms, samples
+from ..base.registry import DEFAULT_SMOOTH_STRENGTH, MASK_SIZES, SMOOTH_MODES, VOC_CLASSES
+from .coverage import Coverage
+from .masks import MaskOutputs, MaskSink, MaskVideo, PngMasks
+from .smoothing import FlickerMeter, TemporalSmoother, check_strength, pack_scores
+
+PathLike = str | os.PathLike[str]
+
+FILE_OPTIONS = ("masks", "mask_video", "coverage", "coverage_plot")
+"""The options that name a file or folder (and the summary's fields for them)."""
+
+
+@dataclass
+class AnalysisOptions:
+    """What to do with each frame's mask besides showing it (the CLI's analysis flags).
+
+    Attributes:
+        smooth: ``"off"`` or ``"ema"`` (temporal smoothing, see :mod:`live_seg.analysis.smoothing`).
+        smooth_strength: weight of the past in the average, ``0 <= S < 1``.
+        masks: a folder for one palette PNG per frame, or ``None``.
+        masks_size: ``"model"`` (the model's square input) or ``"source"`` (the frame's size),
+            for ``masks`` and ``mask_video``.
+        mask_video: an ``.mkv`` for the masks as lossless FFV1 gray video, or ``None``.
+        coverage: a CSV of per-frame class shares, or ``None``.
+        coverage_plot: a PNG chart of the class shares over time, or ``None``.
+    """
+
+    smooth: str = SMOOTH_MODES[0]
+    smooth_strength: float = DEFAULT_SMOOTH_STRENGTH
+    masks: PathLike | None = None
+    masks_size: str = MASK_SIZES[0]
+    mask_video: PathLike | None = None
+    coverage: PathLike | None = None
+    coverage_plot: PathLike | None = None
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for a value out of its range."""
+        if self.smooth not in SMOOTH_MODES:
+            raise ValueError(f"smooth: expected one of {', '.join(SMOOTH_MODES)}, got {self.smooth!r}")
+        if self.masks_size not in MASK_SIZES:
+            raise ValueError(f"masks size: expected one of {', '.join(MASK_SIZES)}, got {self.masks_size!r}")
+        check_strength(self.smooth_strength)
+
+
+class SmoothedModel:
+    """A model whose per-frame output is packed class probabilities, for the pipeline.
+
+    Wraps anything with ``preprocess(frames)`` and ``infer_scores(batch) -> (N, C, s, s)``
+    (torch or another backend); the scores stay on the model's device, in float16.
+    """
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def preprocess(self, frames: Sequence[Frame]) -> Any:
+        return self.model.preprocess(frames)
+
+    def infer(self, batch: Any) -> Any:
+        """``(N, C, s, s)`` float16 class probabilities on the model's device (one row per frame)."""
+        return pack_scores(self.model.infer_scores(batch))
+
+
+class RunAnalysis:
+    """The smoother, flicker meter and mask sinks of one run (see the module docstring).
+
+    Args:
+        options: what to produce.
+        overwrite: replace existing files (and, in the masks folder, masks of an earlier run).
+        title: the coverage chart's title (the input's name).
+        categories: class names, index = class id.
+
+    Raises:
+        ValueError: an option out of range.
+        OutputError: a path cannot be written (nothing is left behind then).
+    """
+
+    def __init__(
+        self,
+        options: AnalysisOptions,
+        overwrite: bool = False,
+        title: str = "",
+        categories: Sequence[str] = VOC_CLASSES,
+    ) -> None:
+        options.check()
+        self.options = options
+        self.smoother = TemporalSmoother(options.smooth_strength) if options.smooth == "ema" else None
+        self.flicker = FlickerMeter()
+        self.smooth_s = samples()
+        self.write_s = samples()
+        self.t_first: float | None = None
+        self.frames = 0
+        self.paths: dict[str, str | None] = {}
+        self.outputs = MaskOutputs([self.flicker])
+        try:
+            self._open_sinks(options, overwrite, title, categories)
+        except BaseException:
+            self.outputs.abort()
+            raise
+
+    def _open_sinks(self, options: AnalysisOptions, overwrite: bool, title: str, categories: Sequence[str]) -> None:
+        if options.coverage or options.coverage_plot:
+            cov = Coverage(categories, options.coverage, options.coverage_plot, overwrite=overwrite, title=title)
+            self.outputs.model_size.append(cov)
+        files: list[MaskSink] = []
+        if options.mask_video:
+            files.append(MaskVideo(options.mask_video, overwrite=overwrite))
+        if options.masks:
+            files.append(PngMasks(options.masks, len(categories), overwrite=overwrite))
+        (self.outputs.source_size if options.masks_size == "source" else self.outputs.model_size).extend(files)
+
+    def model(self, segmenter: Any) -> Any:
+        """The model the pipeline should run: ``segmenter`` itself, or its scores with smoothing."""
+        return segmenter if self.smoother is None else SmoothedModel(segmenter)
+
+    @property
+    def refine(self) -> Any:
+        """The in-order step for the pipeline (``None`` without smoothing)."""
+        return None if self.smoother is None else self.smooth
+
+    def smooth(self, result: SegResult) -> SegResult:
+        """Average ``result``'s scores into the running state; the result with its smoothed mask.
+        Call in frame order."""
+        assert self.smoother is not None
+        t0 = time.perf_counter()
+        mask = self.smoother.step(result.mask, result.packet.image)
+        self.smooth_s.append(time.perf_counter() - t0)
+        return dataclasses.replace(result, mask=mask)
+
+    def feed(self, result: SegResult) -> None:
+        """Give an output frame's mask (model size) to every sink. Call in frame order."""
+        packet = result.packet
+        pts = packet.pts
+        if pts is None:
+            if self.t_first is None:
+                self.t_first = packet.t_capture
+            pts = packet.t_capture - self.t_first
+        t0 = time.perf_counter()
+        self.outputs.write(packet.index, pts, result.mask, packet.image.shape[:2])
+        self.write_s.append(time.perf_counter() - t0)
+        self.frames += 1
+
+    def close(self, complete: bool = True) -> None:
+        """Finish every file (what was written is kept when ``complete`` is False).
+
+        Raises:
+            OutputError: a file could not be finished (the others are).
+        """
+        self.outputs.close(complete)
+        for key in FILE_OPTIONS:
+            value = getattr(self.options, key)
+            if value is not None:  # a run without frames leaves no file
+                self.paths[key] = str(Path(value)) if self.frames else None
+
+    def abort(self) -> None:
+        """Drop the files written so far (a run that failed before its first frame)."""
+        self.outputs.abort()
+
+    def summary(self) -> dict[str, Any]:
+        """``flicker`` (mean share of pixels whose class changed between consecutive output
+        masks; ``None`` before two), the smoothing settings and cost, the files written."""
+        value = self.flicker.value
+        fields: dict[str, Any] = {"flicker": None if value is None else round(value, 6)}
+        fields["smooth"] = self.options.smooth
+        if self.smoother is not None:
+            cuts = self.smoother.cuts.cuts if self.smoother.cuts is not None else 0
+            fields.update(smooth_strength=self.smoother.strength, scene_cuts=cuts, smooth_ms=median_ms(self.smooth_s))
+        if self.paths:
+            fields["masks_ms"] = median_ms(self.write_s)  # the mask files' time per frame
+        fields.update(self.paths)
+        return fields

@@ -1,0 +1,11 @@
+"""The command line: ``main()`` (logging, signals, dispatch, one-line errors and exit codes), the argument
+parser (defaults read from the option values) and the batch command.
+
+May import: everything.
+"""
+
+from __future__ import annotations
+
+from .main import main
+
+__all__ = ["main"]

@@ -1,0 +1,109 @@
+"""The ``image`` job: one picture in; overlay (or effect), class mask and side-by-side PNGs out."""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from ..base.errors import OutputError, SourceError, one_line
+from ..base.files import write_palette_png, write_png
+from ..base.frames import Frame
+from ..model.select import build_segmenter, job_runtime
+from ..render.effects import EffectOptions
+from ..render.renderer import DEFAULT_ALPHA, Renderer, class_shares, resize_mask, side_by_side
+
+if TYPE_CHECKING:
+    from ..model.segmenter import Segmenter
+
+log = logging.getLogger(__name__)
+
+OUTPUT_NAMES = ("overlay.png", "mask.png", "side_by_side.png")
+
+
+def read_image(path: str | os.PathLike[str]) -> Frame:
+    """Read an image file as ``(H, W, 3)`` uint8 BGR (grey and alpha are converted).
+
+    Raises:
+        SourceError: missing, empty or undecodable file.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise SourceError(f"image not found: {p}")
+    data = np.fromfile(str(p), dtype=np.uint8)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+    if image is None:
+        raise SourceError(f"cannot read {p} as an image (empty, damaged or not an image format OpenCV reads)")
+    return image
+
+
+def output_names(effect: str = "overlay") -> tuple[str, str, str]:
+    """The three PNGs written: ``overlay.png`` (``EFFECT.png`` for another effect), mask, side by side."""
+    return (f"{effect}.png", *OUTPUT_NAMES[1:])
+
+
+def process_image(
+    src: str | os.PathLike[str],
+    out_dir: str | os.PathLike[str] = ".",
+    segmenter: Segmenter | None = None,
+    *,
+    palette: str = "voc",
+    alpha: float = DEFAULT_ALPHA,
+    legend: bool = True,
+    overwrite: bool = False,
+    effect: EffectOptions | str = "overlay",
+    **model_args: Any,
+) -> dict[str, Any]:
+    """Segment one image, as the original single-image script did, and save three PNGs.
+
+    Writes ``overlay.png`` (frame 60 % + mask colour 40 %), ``mask.png`` (a palette PNG whose
+    pixel values are class ids, at the image's size) and ``side_by_side.png`` (original |
+    overlay, labelled) into ``out_dir``. With an ``effect`` other than ``overlay`` the first
+    file is ``EFFECT.png`` (a ``cutout`` keeps its alpha; the side by side shows it over a
+    checkerboard).
+
+    Returns:
+        ``{"outputs": [...paths], "classes": [{"id", "name", "share"}...], **model details}``.
+    """
+    image = read_image(src)
+    options = EffectOptions.of(effect)
+    folder = Path(out_dir)
+    if folder.exists() and not folder.is_dir():
+        raise OutputError(f"output folder is a file: {folder}")
+    targets = [folder / name for name in output_names(options.name)]
+    existing = [str(t) for t in targets if t.exists()]
+    if existing and not overwrite:
+        raise OutputError(f"output exists: {existing[0]}; pass --overwrite to replace it")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"cannot create output folder {folder}: {one_line(exc)}") from exc
+    with options.build_before_model(segmenter, palette, alpha) as fx:
+        seg = segmenter or build_segmenter(**model_args, mode="latency")
+        with job_runtime(seg):
+            small = seg.predict([image])[0]
+            described = seg.describe()
+        h, w = image.shape[:2]
+        mask = resize_mask(small, h, w)
+        renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend, effect=fx)
+        shares = class_shares(mask, len(seg.categories))
+        blended = renderer.render(image, small, classes=[cid for cid, _ in shares]).copy()  # largest first
+        pair = side_by_side(
+            image, fx.preview(image, small) if blended.shape[2] == 4 else blended, ("original", "segmented")
+        )
+    colours = renderer.lut[:, ::-1].reshape(-1).tolist()  # BGR rows -> [r0, g0, b0, r1, ...]
+    for target, write in (
+        (targets[0], lambda p: write_png(p, blended)),
+        (targets[1], lambda p: write_palette_png(p, mask, colours)),
+        (targets[2], lambda p: write_png(p, pair)),
+    ):
+        try:
+            write(target)
+        except OSError as exc:
+            raise OutputError(f"cannot write {target}: {one_line(exc)}") from exc
+    classes = [{"id": cid, "name": seg.categories[cid], "share": round(share, 4)} for cid, share in shares]
+    return {"input": str(src), "outputs": [str(t) for t in targets], "classes": classes, **described}

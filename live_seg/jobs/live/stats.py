@@ -1,0 +1,117 @@
+"""The live run's figures: counts, per-mask timings, the HUD's rates and the run's summary.
+
+Each figure has one writer: the capture thread counts frames read (:meth:`LiveMetrics.captured`),
+the inference worker counts masks (:meth:`LiveMetrics.inferred_one`), the display times what
+it shows (:meth:`LiveMetrics.shown`). The summary is read once every thread has stopped.
+
+Latency is measured per mask: from the capture of the frame the mask was computed on to the
+moment that mask is first shown. Its part that is not the mask's own inference (waiting for
+the worker, then for the display) is the *overhead*: what a queue would make grow.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ...base.frames import FramePacket, SegResult
+from ...base.metrics import RateMeter, Stats, job_summary, samples, spread_ms, thirds_ms
+
+NORMAL_ENDS = frozenset({"duration", "quit", "window closed", "end of input"})
+"""Stop reasons that are not an interruption."""
+
+
+class LiveMetrics:
+    """Counts and timings of one live run.
+
+    Samples are kept in compact arrays (see :mod:`live_seg.base.metrics`): a run of hours keeps
+    every sample in tens of MB.
+
+    Attributes:
+        stats: per-stage timings (``decode``, ``preprocess``, ``infer``, ``render``, ``show``,
+            ``encode``), ``frames_out`` (frames shown), wall time and stop reason.
+        inferred: masks computed.
+        infer_s: preprocess + forward + argmax seconds per mask, in order.
+        latency_s: capture → first shown, per shown mask.
+        shown_infer_s: ``infer_s`` of the masks that were shown (those ``latency_s`` is on).
+        overhead_s: ``latency_s`` minus the mask's own inference time.
+    """
+
+    def __init__(self) -> None:
+        self.stats = Stats()
+        self.inferred = 0
+        self.infer_s = samples()
+        self.latency_s = samples()
+        self.shown_infer_s = samples()
+        self.overhead_s = samples()
+        self._capture_rate, self._infer_rate = RateMeter(), RateMeter()
+        self._first_capture: float | None = None
+        self._last_capture = 0.0
+
+    def captured(self, packet: FramePacket) -> None:
+        """A frame was read (capture thread)."""
+        self.stats.add("decode", packet.decode_s)
+        if self._first_capture is None:
+            self._first_capture = packet.t_capture
+        self._last_capture = packet.t_capture
+
+    def inferred_one(self, result: SegResult) -> None:
+        """A mask was computed (inference thread)."""
+        self.stats.add("preprocess", result.preprocess_s)
+        self.stats.add("infer", result.infer_s)
+        self.infer_s.append(result.preprocess_s + result.infer_s)
+        self.inferred += 1
+
+    def shown(self, result: SegResult, t_shown: float) -> None:
+        """``result``'s mask was shown for the first time at ``t_shown`` (display thread)."""
+        latency = t_shown - result.packet.t_capture
+        own = result.preprocess_s + result.infer_s
+        self.latency_s.append(latency)
+        self.shown_infer_s.append(own)
+        self.overhead_s.append(latency - own)
+
+    def rates(self, now: float, captured: int) -> tuple[float, float]:
+        """Recent ``(capture fps, infer fps)`` for the HUD, given the frames captured so far."""
+        return self._capture_rate.update(now, captured), self._infer_rate.update(now, self.inferred)
+
+    def summary(self, *, captured: int, dropped: int, recorded: int, **job: Any) -> dict[str, Any]:
+        """The run's JSON-ready summary, once every thread has stopped.
+
+        Args:
+            captured: frames read from the source.
+            dropped: frames the worker never took (replaced by a newer one, or left at the end).
+            recorded: frames written to the recording.
+            **job: the job's own fields (input, output, display, model…), placed after
+                :meth:`Stats.summary`'s and before the live figures.
+
+        Returns:
+            :func:`~live_seg.base.metrics.job_summary` with ``frames_in`` = captured, ``frames_out``
+            = shown, ``fps`` = display fps, ``latency_ms`` per shown mask, then ``job``, then
+            ``frames_captured`` / ``_inferred`` / ``_dropped`` / ``_shown`` / ``_recorded``,
+            ``capture_fps`` (over the capture span), ``infer_fps``, ``display_fps``,
+            ``infer_ms``, ``shown_infer_ms``, ``overhead_ms`` (p50/p95/max) and the medians
+            of the run's thirds ``latency_thirds_ms``, ``infer_thirds_ms``, ``overhead_thirds_ms``.
+        """
+        stats = self.stats
+        stats.frames_in = captured
+        stats.latency = self.latency_s
+        stats.interrupted = stats.stop_reason not in NORMAL_ENDS
+        wall = stats.wall_s
+        span = self._last_capture - (self._first_capture or self._last_capture)
+        return job_summary(
+            stats,
+            **job,
+            frames_captured=captured,
+            frames_inferred=self.inferred,
+            frames_dropped=dropped,
+            frames_shown=stats.frames_out,
+            frames_recorded=recorded,
+            capture_fps=round((captured - 1) / span, 3) if span > 0 else 0.0,
+            infer_fps=round(self.inferred / wall, 3) if wall > 0 else 0.0,
+            display_fps=round(stats.frames_out / wall, 3) if wall > 0 else 0.0,
+            infer_ms=spread_ms(self.infer_s),
+            shown_infer_ms=spread_ms(self.shown_infer_s),
+            overhead_ms=spread_ms(self.overhead_s),
+            latency_thirds_ms=thirds_ms(self.latency_s),
+            infer_thirds_ms=thirds_ms(self.infer_s),
+            overhead_thirds_ms=thirds_ms(self.overhead_s),
+        )

@@ -1,0 +1,427 @@
+"""OpenVINO as the CPU inference runtime: the torchvision network converted in-process.
+
+With :mod:`live_seg.model.ov_convert`, the only modules of the project that import ``openvino``.
+:class:`OpenVinoSegmenter` offers what the pipeline, the jobs and the benchmark use of
+:class:`live_seg.model.segmenter.Segmenter` (``preprocess`` → ``infer`` → uint8 masks, ``predict``,
+``infer_scores``, ``describe``, ...), built from the same ``torch.nn.Module`` with the weights the
+user chose. Torch is imported only to convert (:mod:`live_seg.model.ov_convert`): a start from the
+cache runs without it.
+
+What runs in the graph: the frame's uint8 NHWC **BGR** pixels at the model size go in; the
+channel flip, ImageNet mean/std, the NCHW layout, the network and the per-pixel argmax run
+inside OpenVINO; only ``(size, size)`` uint8 class ids come out. The resize to the model size
+stays in OpenCV (``cv2.INTER_LINEAR``, as the torch path does), so both backends see the same
+pixels. The preprocessing is traced from torch ops rather than OpenVINO's PrePostProcessor: its
+``convert_color(BGR→RGB)`` step gave wrong results with these networks in OpenVINO 2026.4.1
+(masks agreeing with torch on 72 % of pixels), the traced ops agree to 1e-6.
+
+Converted networks (IR) and compiled blobs are cached under ``$XDG_CACHE_HOME/live_seg/openvino/``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import tempfile
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+from functools import lru_cache
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import cv2
+import numpy as np
+
+from ..base.errors import ModelError, one_line
+from ..base.frames import Frame, check_frame
+from ..base.registry import OPENVINO_MODES as MODES
+from .identity import UNTRAINED_NOTE, describe_model
+
+try:
+    import openvino as ov
+    from openvino import opset13 as ops
+    from openvino.preprocess import PrePostProcessor
+except ImportError as _exc:  # a regular dependency, but a broken install should say what to do
+    ov = None
+    _IMPORT_ERROR: ImportError | None = _exc
+else:
+    _IMPORT_ERROR = None
+
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
+"""live_seg precision → OpenVINO ``INFERENCE_PRECISION_HINT``."""
+HEADS = ("ids", "scores", "logits")
+"""What a compiled model returns: uint8 class ids, softmax probabilities, or raw logits."""
+FIX = "use --backend torch"
+
+
+def require() -> None:
+    """Raise a one-line :class:`ModelError` when ``openvino`` cannot be imported."""
+    if ov is None:
+        raise ModelError(
+            f"OpenVINO is not installed or failed to load ({one_line(_IMPORT_ERROR or '')}); "
+            f"pip install openvino, or {FIX}"
+        )
+
+
+@lru_cache(maxsize=1)
+def _core() -> Any:
+    """The process's one OpenVINO ``Core`` (it owns the CPU plugin and its thread pool)."""
+    require()
+    return ov.Core()
+
+
+def native_bf16() -> bool:
+    """True when OpenVINO's CPU plugin computes bf16 natively (AVX512-BF16 or AMX) on this CPU."""
+    return "BF16" in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES")
+
+
+def resolve_precision(precision: str) -> str:
+    """``"auto" | "fp32" | "bf16"`` → a precision OpenVINO runs natively here.
+
+    ``auto`` is bf16 where the CPU has it (the fastest; agreement with fp32 in the README), else fp32.
+
+    Raises:
+        ModelError: fp16, an unknown name, or bf16 on a CPU without native bf16.
+    """
+    if precision == "auto":
+        return "bf16" if native_bf16() else "fp32"
+    if precision not in PRECISIONS:
+        raise ModelError(f"OpenVINO on the CPU runs fp32 or bf16, not {precision!r}; use --precision fp32, or {FIX}")
+    if precision == "bf16" and not native_bf16():
+        raise ModelError("this CPU has no native bf16 for OpenVINO; use --precision fp32")
+    return precision
+
+
+def cache_root() -> Path:
+    """``$XDG_CACHE_HOME/live_seg/openvino`` (``~/.cache/live_seg/openvino`` when unset)."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "live_seg" / "openvino"
+
+
+def with_head(model: Any, head: str) -> Any:
+    """``model`` (logits out) with ``head`` appended: ``ids`` → ``(1, s, s)`` u8 argmax over classes,
+    ``scores`` → ``(1, C, s, s)`` f32 softmax, ``logits`` → unchanged."""
+    if head not in HEADS:
+        raise ValueError(f"head: expected one of {HEADS}, got {head!r}")
+    if head == "logits":
+        return model
+    model = model.clone()
+    ppp = PrePostProcessor(model)
+
+    def argmax(out: Any) -> Any:
+        top = ops.topk(out, ops.constant(np.int64(1)), axis=1, mode="max", sort="none", index_element_type="i32")
+        ids = ops.squeeze(top.output(1), ops.constant(np.array([1], dtype=np.int64)))
+        return ops.convert(ids, "u8").output(0)
+
+    def softmax(out: Any) -> Any:
+        return ops.softmax(out, 1).output(0)
+
+    ppp.output().postprocess().custom(argmax if head == "ids" else softmax)
+    return ppp.build()
+
+
+def _save_atomic(model: Any, xml: Path) -> None:
+    """Write ``model`` as ``xml`` + ``.bin`` (fp32 weights) under temporary names, then rename."""
+    xml.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".tmp-") as tmp:
+        tmp_xml = Path(tmp) / xml.name
+        ov.save_model(model, tmp_xml, compress_to_fp16=False)
+        os.replace(tmp_xml.with_suffix(".bin"), xml.with_suffix(".bin"))  # the .bin first: readers look for the .xml
+        os.replace(tmp_xml, xml)
+
+
+class _Compiled:
+    """One compiled head and its pool of infer requests, shared by every calling thread.
+
+    ``run`` starts one request per frame and waits for its own: several worker threads keep
+    several streams busy, and one caller with a batch does too. A caller that holds requests and
+    finds the pool empty harvests its own oldest request first, so callers never wait on each other
+    in a cycle.
+    """
+
+    def __init__(self, compiled: Any) -> None:
+        self.compiled = compiled
+        self.requests = int(compiled.get_property("OPTIMAL_NUMBER_OF_INFER_REQUESTS"))
+        self._pool: queue.SimpleQueue = queue.SimpleQueue()
+        for _ in range(self.requests):
+            self._pool.put(compiled.create_infer_request())
+
+    def run(self, batch: np.ndarray) -> np.ndarray:
+        """``batch``: ``(N, s, s, 3)`` uint8 BGR → the head's output for each frame, stacked on axis 0."""
+        out: list[np.ndarray | None] = [None] * len(batch)
+        flight: deque[tuple[int, Any]] = deque()
+
+        def harvest() -> None:
+            i, request = flight.popleft()
+            try:
+                request.wait()
+                out[i] = request.get_output_tensor(0).data[0].copy()
+            finally:
+                self._pool.put(request)
+
+        try:
+            for i in range(len(batch)):
+                while True:
+                    try:
+                        request = self._pool.get_nowait() if flight else self._pool.get()
+                        break
+                    except queue.Empty:
+                        harvest()
+                flight.append((i, request))
+                request.start_async({0: batch[i : i + 1]}, share_inputs=True)
+            while flight:
+                harvest()
+        finally:
+            while flight:  # an error above: wait for what is still running before its input goes away
+                _, request = flight.popleft()
+                try:
+                    request.wait()
+                finally:
+                    self._pool.put(request)
+        return np.stack(out)  # type: ignore[arg-type]
+
+
+class OpenVinoSegmenter:
+    """A torchvision segmentation network run by OpenVINO on the CPU: BGR frames → VOC class masks.
+
+    The same interface as :class:`live_seg.model.segmenter.Segmenter` where callers use it.
+
+    Attributes:
+        name: registry name of the model.
+        weights: the weights argument as given (``"default"``, ``"random"`` or a path).
+        untrained: ``True`` for random weights.
+        backend: ``"openvino"``.
+        device: ``"cpu"``.
+        precision: ``"fp32"`` or ``"bf16"``.
+        mode: ``"throughput"`` or ``"latency"``.
+        size: side of the square model input, in pixels.
+        categories: class names, index = class id; ``num_classes`` their count.
+        setup_s: seconds to convert / load and compile; ``converted``: whether the network was
+            converted this time; ``cache_hit``: whether the compiled model came from the cache.
+        requests: infer requests that run at once (OpenVINO's optimal number for ``mode``).
+    """
+
+    backend = "openvino"
+    device = "cpu"
+    threads = 1
+    """Torch threads while it runs: OpenVINO owns the inference threads, torch's team stays small."""
+
+    def __init__(
+        self,
+        module: nn.Module | None = None,
+        *,
+        name: str,
+        categories: Sequence[str],
+        weights: str = "default",
+        build: Callable[[], nn.Module] | None = None,
+        weights_key: str | None = None,
+        size: int = 512,
+        precision: str = "auto",
+        mode: str = "throughput",
+        cache_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        """Load the network from the cache (no torch involved), or convert it; then compile it.
+
+        Args:
+            module: the network with its weights loaded, eval mode, fp32, on the CPU; its forward
+                takes ``(N, 3, s, s)`` normalised RGB and returns ``{"out": (N, C, s, s) logits}``.
+            name: registry name (for the cache key and reports).
+            categories: class names, index = class id.
+            weights: the weights argument as given, for reports; ``"random"`` marks it untrained.
+            build: instead of ``module``, a function that builds it, called only when the cache has
+                no converted network (with ``weights_key``).
+            weights_key: what identifies the weights (:func:`live_seg.model.identity.weights_key`); ``None``:
+                a hash of ``module``'s tensors.
+            size: model input side in pixels.
+            precision: ``"auto"``, ``"fp32"`` or ``"bf16"``.
+            mode: ``"throughput"`` (file runs) or ``"latency"`` (live).
+            cache_dir: cache root (default :func:`cache_root`); ``""`` disables the cache.
+
+        Raises:
+            ModelError: OpenVINO missing, a precision it cannot run, or a network it cannot convert or
+                compile; the message names ``--backend torch``. ``build``'s own errors (weights that
+                cannot be had) pass through.
+        """
+        require()
+        if mode not in MODES:
+            raise ModelError(f"unknown OpenVINO mode {mode!r}; choose one of {', '.join(MODES)}")
+        if (module is None) == (build is None) or (build is not None and weights_key is None):
+            raise ValueError("pass module, or build with weights_key")
+        t0 = time.perf_counter()
+        self.name, self.weights, self.size, self.mode = name, weights, size, mode
+        self.untrained = weights == "random"
+        self.categories = list(categories)
+        self.num_classes = len(self.categories)
+        self.precision = resolve_precision(precision)
+        root = cache_root() if cache_dir is None else (Path(cache_dir) if cache_dir != "" else None)
+        if root is not None and weights_key is None:
+            from .ov_convert import weights_digest
+
+            weights_key = weights_digest(module)
+        self.cache: Path | None = None if root is None else root / f"{name}-{size}-{weights_key}"
+        self.converted = False
+        self._model = self._load_or_convert(module if build is None else build)
+        if self.untrained and build is not None and not self.converted:
+            log.warning(UNTRAINED_NOTE)  # building the network says it otherwise
+        self._heads: dict[str, _Compiled] = {}
+        self._lock = threading.Lock()
+        self._ids = self._head("ids")
+        self.cache_hit = bool(self._ids.compiled.get_property("LOADED_FROM_CACHE")) if self.cache else False
+        self.requests = self._ids.requests
+        self.setup_s = time.perf_counter() - t0
+        log.info(
+            "model %s (%s weights) on OpenVINO %s, %s, %s mode (%d requests), input %dx%d; setup %.1f s (%s)",
+            name,
+            weights,
+            ov.__version__.split("-")[0],
+            self.precision,
+            mode,
+            self.requests,
+            size,
+            size,
+            self.setup_s,
+            "compiled model from the cache"
+            if self.cache_hit
+            else "converted and compiled"
+            if self.converted
+            else "compiled",
+        )
+
+    def _load_or_convert(self, network: nn.Module | Callable[[], nn.Module]) -> Any:
+        """The network as an OpenVINO model: read from the cache, or converted (and cached).
+
+        ``network`` is the module, or the function that builds it (called only here, on a miss).
+        """
+        xml = self.cache / "model.xml" if self.cache else None
+        if xml is not None and xml.is_file():
+            try:
+                return _core().read_model(xml)
+            except Exception as exc:  # noqa: BLE001 - a damaged cache entry is rebuilt, not fatal
+                log.warning("OpenVINO cache entry %s unreadable (%s); converting again", xml, one_line(exc))
+        from torch import nn
+
+        from .ov_convert import convert  # torch and torchvision load here, and only here
+
+        module = network if isinstance(network, nn.Module) else network()
+        try:
+            model = convert(module, self.size)
+        except Exception as exc:
+            raise ModelError(
+                f"OpenVINO could not convert {self.name} ({one_line(exc, with_type=True, limit=200)}); {FIX}"
+            ) from exc
+        self.converted = True
+        if xml is not None:
+            try:
+                _save_atomic(model, xml)
+                return _core().read_model(xml)  # what later starts read: the compiled cache's key matches
+            except OSError as exc:
+                log.warning("could not cache the converted %s in %s (%s)", self.name, xml.parent, one_line(exc))
+        return model
+
+    def _head(self, head: str) -> _Compiled:
+        """The compiled ``head`` (built on first use; thread-safe)."""
+        with self._lock:
+            if head not in self._heads:
+                config = {
+                    "INFERENCE_PRECISION_HINT": PRECISIONS[self.precision],
+                    "PERFORMANCE_HINT": self.mode.upper(),
+                }
+                if self.cache is not None:
+                    config["CACHE_DIR"] = str(self.cache / f"compiled-{self.precision}")
+                try:
+                    compiled = _core().compile_model(with_head(self._model, head), "CPU", config)
+                except Exception as exc:
+                    raise ModelError(
+                        f"OpenVINO could not compile {self.name} for the CPU ({one_line(exc, limit=200)}); {FIX}"
+                    ) from exc
+                self._heads[head] = _Compiled(compiled)
+            return self._heads[head]
+
+    def describe(self) -> dict:
+        """What runs, for logs and benchmark reports."""
+        return {
+            **describe_model(self),
+            "openvino": ov.__version__.split("-")[0],
+            "mode": self.mode,
+            "requests": self.requests,
+            "model_setup_s": round(self.setup_s, 3),
+            "cache_hit": self.cache_hit,
+        }
+
+    def preprocess(self, frames: Sequence[Frame]) -> np.ndarray:
+        """Resize frames to the model input (``cv2.INTER_LINEAR``, as the torch backend does).
+
+        Args:
+            frames: ``(H, W, 3)`` uint8 BGR images; their sizes may differ.
+
+        Returns:
+            ``(N, size, size, 3)`` uint8 BGR; the rest of the preprocessing runs in the graph.
+
+        Raises:
+            ValueError: a frame that is not ``(H, W, 3)`` uint8, or no frames at all.
+        """
+        if len(frames) == 0:
+            raise ValueError("frames: expected at least one frame, got 0")
+        s = self.size
+        batch = np.empty((len(frames), s, s, 3), dtype=np.uint8)
+        for i, frame in enumerate(frames):
+            frame = check_frame(frame, f"frames[{i}]")
+            if frame.shape[:2] == (s, s):
+                batch[i] = frame
+            else:
+                cv2.resize(frame, (s, s), dst=batch[i])
+        return batch
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        """Class ids of each pixel.
+
+        Args:
+            batch: the output of :meth:`preprocess`, ``(N, size, size, 3)`` uint8 BGR.
+
+        Returns:
+            ``(N, size, size)`` uint8 class ids.
+        """
+        return self._ids.run(batch)
+
+    def infer_scores(self, batch: np.ndarray) -> torch.Tensor:
+        """Class probabilities of each pixel (softmax over classes), for temporal smoothing.
+
+        Args:
+            batch: the output of :meth:`preprocess`, ``(N, size, size, 3)`` uint8 BGR.
+
+        Returns:
+            ``(N, num_classes, size, size)`` float32 CPU tensor; sums to 1 over dim 1.
+        """
+        import torch  # smoothing computes on torch tensors: it loads torch, a plain run does not
+
+        return torch.from_numpy(self._head("scores").run(batch))
+
+    def predict(self, frames: Sequence[Frame]) -> list[np.ndarray]:
+        """Segment frames: one ``(size, size)`` uint8 mask of class ids per ``(H, W, 3)`` uint8 BGR frame."""
+        return list(self.infer(self.preprocess(frames)))
+
+    def logits(self, frames: Sequence[Frame]) -> torch.Tensor:
+        """Raw class scores for numerical comparisons: ``(N, num_classes, size, size)`` float32 CPU tensor."""
+        import torch
+
+        return torch.from_numpy(self._head("logits").run(self.preprocess(frames)))
+
+    def synchronize(self) -> None:
+        """A no-op: :meth:`infer` returns when its requests are done."""
+
+    def naive_preprocess(self, image_rgb: np.ndarray) -> np.ndarray:
+        """One frame as a first OpenVINO script would feed it: ``(size, size, 3)`` uint8 RGB → ``(1, s, s, 3)`` BGR."""
+        return np.ascontiguousarray(image_rgb[None, :, :, ::-1])
+
+    def naive_infer(self, x: np.ndarray) -> np.ndarray:
+        """Logits out of the runtime, argmax in NumPy (a first script's way): ``(size, size)`` int64 ids."""
+        return self._head("logits").run(x)[0].argmax(0)

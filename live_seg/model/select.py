@@ -1,0 +1,159 @@
+"""Choosing the inference runtime: torch (every device) or OpenVINO (the CPU).
+
+:func:`build_segmenter` is what the jobs call: it resolves ``backend="auto"`` (OpenVINO on the
+CPU, torch on CUDA and MPS, see :data:`live_seg.base.registry.AUTO_BACKEND`) and returns an object with
+:class:`live_seg.model.segmenter.Segmenter`'s interface. ``Segmenter(...)`` itself stays the torch runtime.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..base.errors import ModelError
+from ..base.registry import (
+    AUTO,
+    AUTO_BACKEND,
+    BACKENDS,
+    DEFAULT_MODEL,
+    DEFAULT_WEIGHTS,
+    DEVICES,
+    OPENVINO_DEVICES,
+    OPENVINO_MODES,
+)
+from .identity import categories, check_model, weights_key
+
+if TYPE_CHECKING:
+    from torch import nn
+
+log = logging.getLogger(__name__)
+
+
+GPU_DEVICE_FILES = ("/dev/nvidiactl", "/proc/driver/nvidia", "/dev/kfd", "/dev/dxg")
+"""What a Linux machine has when torch could see a GPU: the NVIDIA driver, ROCm's, WSL's GPU."""
+
+
+def gpu_possible() -> bool:
+    """False only when torch certainly sees no GPU: on Linux, without any GPU driver's device files."""
+    return not sys.platform.startswith("linux") or any(os.path.exists(p) for p in GPU_DEVICE_FILES)
+
+
+def resolve_device(name: str = AUTO) -> str:
+    """:func:`live_seg.model.segmenter.resolve_device`, without importing torch when the answer is the CPU
+    anyway (``"cpu"``, or ``"auto"`` on a machine without a GPU driver).
+
+    Raises:
+        ModelError: an unknown name, or a device that this machine does not have.
+    """
+    if name == "cpu" or (name == AUTO and not gpu_possible()):
+        return "cpu"
+    if name not in DEVICES:  # refused here too, so that a typo does not load torch first
+        raise ModelError(f"unknown device {name!r}; choose one of {', '.join(DEVICES)}")
+    from .segmenter import resolve_device as ask_torch
+
+    return ask_torch(name)
+
+
+def job_runtime(seg: Any, threads: int | None = None) -> contextlib.AbstractContextManager[None]:
+    """Torch's process-wide settings for a job on ``seg`` (:func:`live_seg.model.segmenter.torch_runtime`).
+
+    Args:
+        seg: the job's segmenter (either runtime).
+        threads: torch threads for the job (``None``: the segmenter's own ``threads``).
+
+    Returns:
+        The context to run the job in; a no-op for OpenVINO when torch was never loaded (a start
+        from its cache), where torch has no threads to set.
+    """
+    if seg.backend != "torch" and "torch" not in sys.modules:
+        return contextlib.nullcontext()
+    from .segmenter import torch_runtime
+
+    return torch_runtime(seg.threads if threads is None else threads, seg.device)
+
+
+def resolve_backend(backend: str, device: str) -> str:
+    """``"auto" | "torch" | "openvino"`` → the runtime for the concrete ``device``.
+
+    Raises:
+        ModelError: an unknown name, or OpenVINO asked for a device it does not run here.
+    """
+    if backend not in BACKENDS:
+        raise ModelError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if backend == AUTO:
+        return AUTO_BACKEND[device]
+    if backend == "openvino" and device not in OPENVINO_DEVICES:
+        raise ModelError(f"the openvino backend runs on the CPU, not {device}; use --device cpu or --backend torch")
+    return backend
+
+
+def build_segmenter(
+    model: str = DEFAULT_MODEL,
+    weights: str = DEFAULT_WEIGHTS,
+    device: str = AUTO,
+    precision: str = AUTO,
+    size: int = 512,
+    threads: int | None = None,
+    backend: str = AUTO,
+    mode: str = "throughput",
+    cache_dir: str | None = None,
+) -> Any:
+    """A segmenter on the chosen runtime, with :class:`live_seg.model.segmenter.Segmenter`'s interface.
+
+    Args:
+        model, weights, device, precision, size, threads: as for :class:`~live_seg.model.segmenter.Segmenter`
+            (``threads`` is ignored by OpenVINO, which runs its own threads).
+        backend: a :data:`~live_seg.base.registry.BACKENDS` name.
+        mode: ``"throughput"`` (file runs) or ``"latency"`` (live, one image); OpenVINO only.
+        cache_dir: OpenVINO's cache root (default ``$XDG_CACHE_HOME/live_seg/openvino``; ``""``: none).
+
+    Returns:
+        A :class:`~live_seg.model.segmenter.Segmenter` (torch) or a
+        :class:`~live_seg.model.ov_runtime.OpenVinoSegmenter`.
+
+    Raises:
+        ModelError: a bad name, weights that cannot be had, OpenVINO missing or unable to compile
+            (one line naming ``--backend torch``).
+    """
+    concrete = resolve_backend(backend, resolve_device(device))
+    if concrete == "torch":
+        from .segmenter import Segmenter
+
+        return Segmenter(model, weights=weights, device=device, precision=precision, size=size, threads=threads)
+    check_model(model, size)
+    if mode not in OPENVINO_MODES:
+        raise ModelError(f"unknown mode {mode!r}; choose one of {', '.join(OPENVINO_MODES)}")
+    from . import ov_runtime as ov_backend  # imports openvino: only when it runs
+
+    ov_backend.require()
+    precision = ov_backend.resolve_precision(precision)
+    key = weights_key(model, weights)
+    network = _reference_network(model, weights, size)
+    module = network() if key is None else None  # a weights file it cannot read: loading it says why
+    return ov_backend.OpenVinoSegmenter(
+        module,
+        name=model,
+        categories=categories(model),
+        weights=weights,
+        build=None if key is None else network,
+        weights_key=key,
+        size=size,
+        precision=precision,
+        mode=mode,
+        cache_dir=cache_dir,
+    )
+
+
+def _reference_network(model: str, weights: str, size: int) -> Callable[[], nn.Module]:
+    """What OpenVINO converts when its cache has no network for these weights: torch's fp32 network."""
+
+    def build() -> nn.Module:
+        from .segmenter import Segmenter  # torch and torchvision load here
+
+        return Segmenter(model, weights=weights, device="cpu", precision="fp32", size=size).module
+
+    return build

@@ -1,0 +1,100 @@
+"""The inference step every job shares: how many workers and frames per pass, and the loop that
+turns frames into :class:`~live_seg.base.frames.SegResult` s."""
+
+from __future__ import annotations
+
+import os
+import queue
+import time
+
+from ..base.frames import FramePacket, SegResult
+from .threads import END, Control, Give, MaskModel, Take, get, put
+
+MAX_CPU_WORKERS = 4
+CPU_BATCH = 2
+"""Frames per forward pass on the CPU when not given: two frames a pass keep the cores busier
+than one (the README has the measurements)."""
+
+
+def plan_batch(device: str, requests: int | None = None) -> int:
+    """Frames per forward pass for a file run when the user did not say: 2 on the CPU with torch,
+    1 on a GPU or with a runtime that runs ``requests`` frames at once (OpenVINO)."""
+    return CPU_BATCH if device == "cpu" and not requests else 1
+
+
+def plan_workers(
+    device: str, threads: int | None = None, cores: int | None = None, requests: int | None = None
+) -> tuple[int, int | None]:
+    """How many inference workers, with how many torch threads each, for a file run.
+
+    On the CPU, several single-threaded (or few-threaded) workers keep every core busy while
+    decode, render and encode take turns on them; one worker with all cores as intra-op
+    threads stalls at every layer while those stages hold a core (the README has the
+    measurements). A GPU runs one worker.
+
+    Args:
+        device: ``"cpu"``, ``"cuda"`` or ``"mps"``.
+        threads: torch threads per worker the user asked for (``None``: decide).
+        cores: CPU cores (default ``os.cpu_count()``).
+        requests: frames a runtime with its own threads runs at once (OpenVINO's infer requests):
+            one worker per request, each with one torch thread (torch computes nothing then).
+
+    Returns:
+        ``(workers, threads)``; ``threads`` is ``None`` off the CPU (leave torch's setting).
+    """
+    if requests:
+        return requests, 1
+    if device != "cpu":
+        return 1, threads
+    cores = cores or os.cpu_count() or 1
+    if threads:
+        return max(1, cores // threads), threads
+    workers = max(1, min(cores, MAX_CPU_WORKERS))
+    return workers, max(1, cores // workers)
+
+
+def from_queue(q: queue.Queue, control: Control) -> Take:
+    """A :data:`Take` over a queue whose producer ends with ``END`` (an abort ends it too)."""
+
+    def take() -> FramePacket | None:
+        item = get(q, control)
+        return None if item is END else item  # type: ignore[return-value]
+
+    return take
+
+
+def to_queue(q: queue.Queue, control: Control) -> Give:
+    """A :data:`Give` into a bounded queue (waits for room; gives up at an abort)."""
+    return lambda result: put(q, result, control)
+
+
+def infer_loop(model: MaskModel, take: Take, give: Give, control: Control, batch: int = 1) -> None:
+    """Turn frames into :class:`SegResult` s: batches of up to ``batch`` frames from ``take``,
+    one result per frame to ``give``, in the order taken.
+
+    The one inference step of every job: file runs feed it from a queue (:func:`from_queue`),
+    the live view from its newest-frame slot. Frames already taken are still processed after a
+    graceful stop; an abort ends at once. Each result carries its share of the batch's
+    preprocess and forward time.
+    """
+    ended = False
+    while not ended and not control.aborted.is_set():
+        packet = take()
+        if packet is None:
+            return
+        packets = [packet]
+        while len(packets) < batch:
+            packet = take()
+            if packet is None:
+                ended = True
+                break
+            packets.append(packet)
+        t0 = time.perf_counter()
+        tensor = model.preprocess([p.image for p in packets])
+        t1 = time.perf_counter()
+        masks = model.infer(tensor)
+        t2 = time.perf_counter()
+        n = len(packets)
+        for packet, mask in zip(packets, masks, strict=True):
+            if not give(SegResult(packet, mask, preprocess_s=(t1 - t0) / n, infer_s=(t2 - t1) / n)):
+                return
