@@ -23,11 +23,13 @@ from ..base.registry import (
     DEVICES,
     DISPLAYS,
     EFFECTS,
+    INT8,
     MASK_SIZES,
     MODEL_NAMES,
     PAIRINGS,
     PALETTES,
     PRECISIONS,
+    PROPAGATE_MODES,
     RANDOM_WEIGHTS,
     SMOOTH_MODES,
     VIEWS,
@@ -96,9 +98,20 @@ def _model_options(parser: argparse.ArgumentParser) -> None:
         f"{RANDOM_WEIGHTS!r} = untrained (benchmarks, tests), or a state_dict file PATH",
     )
     g.add_argument("--device", default=AUTO, choices=DEVICES, help=f"default: {auto_device_text()}")
-    g.add_argument("--precision", default=AUTO, choices=PRECISIONS, help=f"{AUTO}: {auto_precision_text()}")
+    g.add_argument(
+        "--precision",
+        default=AUTO,
+        choices=PRECISIONS,
+        help=f"{AUTO}: {auto_precision_text()}; {INT8}: OpenVINO, quantised once on calibration frames",
+    )
     g.add_argument(
         "--backend", default=AUTO, choices=BACKENDS, help=f"inference runtime; {AUTO}: {auto_backend_text()}"
+    )
+    g.add_argument(
+        "--calibration",
+        metavar="PATH",
+        help=f"--precision {INT8}: a video or a folder of images to calibrate on "
+        "(default: the input video, else the bundled sample); cached per source",
     )
     _size_and_threads(g)
 
@@ -145,6 +158,20 @@ def _analysis_options(parser: argparse.ArgumentParser, live: bool = False) -> No
         help=f"share of each class seen, one row per {each}" + (" (flushed every second)" if live else ""),
     )
     a.add_argument("--coverage-plot", metavar="FILE.png", help="chart of each class's share over time (matplotlib)")
+    if not live:
+        a.add_argument(
+            "--key-interval",
+            type=_positive_int,
+            default=1,
+            metavar="N",
+            help="run the network on every N-th frame only, masks carried in between (default: %(default)s: all)",
+        )
+        a.add_argument(
+            "--propagate",
+            default=PROPAGATE_MODES[0],
+            choices=PROPAGATE_MODES,
+            help="between key frames: move the key mask along the optical flow, or hold it (default: %(default)s)",
+        )
 
 
 def _effect_arguments(parser: argparse.ArgumentParser, cycles: bool = False) -> None:

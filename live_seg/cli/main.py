@@ -128,6 +128,7 @@ def _model_args(args: argparse.Namespace) -> dict[str, Any]:
         "size": args.size,
         "threads": args.threads,
         "backend": args.backend,
+        "calibration": args.calibration,
     }
 
 
@@ -142,6 +143,8 @@ def _analysis_options(args: argparse.Namespace) -> Any:
         mask_video=args.mask_video,
         coverage=args.coverage,
         coverage_plot=args.coverage_plot,
+        key_interval=getattr(args, "key_interval", 1),
+        propagate=getattr(args, "propagate", "flow"),
     )
 
 

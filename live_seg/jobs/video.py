@@ -25,7 +25,7 @@ from ..media.file_source import VideoFileSource
 from ..media.formats import video_format
 from ..media.writer import VideoWriter, check_output_path
 from ..model.select import build_segmenter, job_runtime
-from ..pipeline.file_run import run_file
+from ..pipeline.file_run import Steps, run_file
 from ..pipeline.infer import plan_batch, plan_workers
 from ..pipeline.threads import Control
 from ..render.effects import EffectOptions
@@ -92,8 +92,7 @@ def _run(
                 workers=workers,
                 control=control,
                 on_frame=on_frame,
-                refine=analysis.refine,
-                on_result=analysis.feed,
+                steps=Steps(analysis.refine, analysis.feed, analysis.skip),
             )
     except BaseException:
         if keep_partial:
@@ -218,7 +217,8 @@ def process_video(
             assert info is not None
             if on_open is not None:
                 on_open(source)
-            seg = segmenter or build_segmenter(**model_args, mode="throughput")
+            calibration = model_args.pop("calibration", None) or src  # int8: calibrated on the input by default
+            seg = segmenter or build_segmenter(**model_args, calibration=calibration, mode="throughput")
             renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend, mode=view, effect=fx)
             audio = bool(audio and info.has_audio)
             writer = _writer(out, src, source, view, audio, overwrite, preset, crf, control, with_alpha)
