@@ -309,7 +309,8 @@ def run_bench(
 
     Args:
         devices: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"all"``.
-        precisions: ``"auto"``, ``"fp32"``, ``"fp16"``, ``"bf16"``, ``"int8"`` (OpenVINO, calibrated on the source) or ``"all"``.
+        precisions: ``"auto"``, ``"fp32"``, ``"fp16"``, ``"bf16"``, ``"int8"`` (OpenVINO, calibrated on
+            the source) or ``"all"``.
         models: registry names (see :data:`live_seg.model.segmenter.MODELS`).
         backends: ``"auto"``, ``"torch"``, ``"openvino"`` or ``"all"`` (each runtime that runs the device).
         source: a video file, ``"synthetic"`` (a generated 720p clip), or ``None`` for
