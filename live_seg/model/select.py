@@ -102,7 +102,7 @@ def build_segmenter(
     backend: str = AUTO,
     mode: str = "throughput",
     cache_dir: str | None = None,
-    calibration: str | os.PathLike[str] | None = None,
+    calibration: str | os.PathLike[str] | Any | None = None,
 ) -> Any:
     """A segmenter on the chosen runtime, with :class:`live_seg.model.segmenter.Segmenter`'s interface.
 
@@ -113,7 +113,8 @@ def build_segmenter(
         mode: ``"throughput"`` (file runs) or ``"latency"`` (live, one image); OpenVINO only.
         cache_dir: OpenVINO's cache root (default ``$XDG_CACHE_HOME/live_seg/openvino``; ``""``: none).
         calibration: for ``precision="int8"``: a video or a folder of images to calibrate on (``None``:
-            the bundled sample clip); ignored at other precisions.
+            the bundled sample clip), or a :class:`~live_seg.model.quantize.Calibration`; ignored at
+            other precisions.
 
     Returns:
         A :class:`~live_seg.model.segmenter.Segmenter` (torch) or a
@@ -135,7 +136,10 @@ def build_segmenter(
 
     ov_backend.require()
     precision = ov_backend.resolve_precision(precision)
-    calib = ov_backend.quantize.calibration(calibration) if precision == INT8 else None  # a bad path fails here
+    calib = None
+    if precision == INT8:  # a bad path fails here, before the network is built
+        q = ov_backend.quantize
+        calib = calibration if isinstance(calibration, q.Calibration) else q.calibration(calibration)
     key = weights_key(model, weights)
     network = _reference_network(model, weights, size)
     module = network() if key is None else None  # a weights file it cannot read: loading it says why
