@@ -115,9 +115,35 @@ def disagreement(reference: list[np.ndarray], masks: list[np.ndarray], interval:
     return (statistics.fmean(between) if between else 0.0), keys_same
 
 
-def bench_clip(clip: Path, out: Path, intervals: list[int], repeat: int, model_args: list[str]) -> list[dict]:
+def flow_sweep(clip: Path, reference: list[np.ndarray], interval: int) -> list[dict]:
+    """The carrying step alone, at several flow sizes and DIS presets: the every-frame masks of key
+    frames carried to the frames between, against the every-frame masks there (no network involved)."""
+    from live_seg.analysis.propagate import DIS_PRESETS, MaskPropagator
+
+    with av.open(str(clip)) as c:
+        frames = [f.to_ndarray(format="bgr24") for f in c.decode(video=0)]
+    rows = []
+    for size in (128, 256, 512):
+        for preset in DIS_PRESETS:
+            prop, ms, wrong = MaskPropagator("flow", flow_size=size, preset=preset), [], []
+            for i, (frame, mask) in enumerate(zip(frames, reference, strict=True)):
+                if i % interval == 0:
+                    prop.key(frame, mask)
+                    continue
+                t0 = time.perf_counter()
+                carried = prop.carry(frame)
+                ms.append((time.perf_counter() - t0) * 1000)
+                wrong.append(float((carried != mask).mean()))
+            rows.append({"flow_size": size, "preset": preset, "ms": statistics.median(ms),
+                         "disagree": statistics.fmean(wrong)})  # fmt: skip
+    return rows
+
+
+def bench_clip(
+    clip: Path, out: Path, intervals: list[int], repeat: int, model_args: list[str], modes: list[str]
+) -> list[dict]:
     """Alternating runs on ``clip``; one summary row per (interval, mode), every frame first."""
-    configs = [(1, "flow")] + [(n, m) for n in intervals for m in ("flow", "hold")]
+    configs = [(1, "flow")] + [(n, m) for n in intervals for m in modes]
     times: dict[tuple[int, str], list[float]] = {c: [] for c in configs}
     last: dict[tuple[int, str], dict] = {}
     for r in range(repeat + 1):  # round 0 warms the caches (converted network, compiled blobs)
@@ -147,14 +173,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2, help="timed rounds after a warm-up round")
     parser.add_argument("--model", default="lraspp_mobilenet_v3_large")
     parser.add_argument("--weights", default="content", help="content (LRASPP only), random, or a file")
+    parser.add_argument("--modes", nargs="+", default=["flow", "hold"], choices=("flow", "hold"))
+    parser.add_argument("--sweep", action="store_true", help="also the flow step alone at several sizes and presets")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more video arguments")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     weights = str(content_weights(args.out / "content.pth")) if args.weights == "content" else args.weights
     model_args = ["--model", args.model, "--weights", weights, "--device", "cpu", *args.extra]
     clips = {"pan": lambda: make_pan_clip(args.out / "pan.mp4"), "sample": lambda: ROOT / "samples" / "sample.mp4"}
-    rows = [row for name in args.clips for row in bench_clip(clips[name](), args.out, args.intervals, args.repeat,
-                                                             model_args)]  # fmt: skip
+    paths = {name: clips[name]() for name in args.clips}
+    rows = [row for name in args.clips for row in bench_clip(paths[name], args.out, args.intervals, args.repeat,
+                                                             model_args, args.modes)]  # fmt: skip
     with open("/proc/loadavg", encoding="ascii") as f:
         load = f.read().split()[:3]
     print(f"model {args.model}, weights {args.weights}; load average {' '.join(load)}")
@@ -165,11 +194,22 @@ def main() -> None:
         print(f"| {r['clip']} ({r['frames']} frames) | {r['interval']} | {r['propagate']} | {r['process_s']:.1f} "
               f"| {r['speedup']:.2f}x | {r['disagree'] * 100:.2f} % | {r['keys_identical']} | {ms} |")  # fmt: skip
     for clip in dict.fromkeys(r["clip"] for r in rows):
+        if len(args.modes) < 2:
+            break
         for n in args.intervals:
             flow = next(r for r in rows if r["clip"] == clip and r["interval"] == n and r["propagate"] == "flow")
             hold = next(r for r in rows if r["clip"] == clip and r["interval"] == n and r["propagate"] == "hold")
             if hold["disagree"]:
                 print(f"{clip} k={n}: flow/hold disagreement {flow['disagree'] / hold['disagree']:.2f}")
+
+    if args.sweep:
+        n = max(args.intervals)
+        for name, path in paths.items():
+            reference = list(read_masks(args.out / f"{path.stem}-k1-flow.mkv"))
+            print(f"\n{name}, key interval {n}: the flow step alone (every-frame key masks carried)")
+            print("| flow size | DIS preset | ms per frame | pixels unlike every frame |\n|---:|---|---:|---:|")
+            for r in flow_sweep(path, reference, n):
+                print(f"| {r['flow_size']} | {r['preset']} | {r['ms']:.1f} | {r['disagree'] * 100:.2f} % |")
 
 
 if __name__ == "__main__":
