@@ -8,17 +8,25 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
-from typing import Any
+from dataclasses import asdict, fields
+from typing import TYPE_CHECKING, Any, TypeVar
 
+from ..base.options import (
+    CPU_ACTOR_CORES,
+    IMAGE_RENDER,
+    AnalysisOptions,
+    BenchOptions,
+    EncodeOptions,
+    ModelOptions,
+    RenderOptions,
+    RunOptions,
+)
 from ..base.registry import (
     ALL,
     ALPHA_EFFECTS,
     ALPHA_EXTENSIONS,
     AUTO,
     BACKENDS,
-    DEFAULT_ALPHA,
-    DEFAULT_MODEL,
-    DEFAULT_SMOOTH_STRENGTH,
     DEFAULT_WEIGHTS,
     DEVICES,
     DISPLAYS,
@@ -35,7 +43,10 @@ from ..base.registry import (
     auto_device_text,
     auto_precision_text,
 )
-from ..jobs.batch.ray_runner import CPU_ACTOR_CORES
+
+if TYPE_CHECKING:
+    from ..jobs.video import VideoOptions
+    from ..render.effects import EffectOptions
 
 
 def _arg_type(convert: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
@@ -79,38 +90,47 @@ def _global_flags(parser: argparse.ArgumentParser, *, after_command: bool) -> No
     )
 
 
-def _size_and_threads(g: Any) -> None:
-    g.add_argument("--size", type=_positive_int, default=512, help="model input is SIZE x SIZE (default: %(default)s)")
-    g.add_argument("--threads", type=_positive_int, default=None, help="torch CPU threads (default: torch decides)")
+def _size_and_threads(g: Any, defaults: ModelOptions | BenchOptions) -> None:
+    g.add_argument(
+        "--size", type=_positive_int, default=defaults.size, help="model input is SIZE x SIZE (default: %(default)s)"
+    )
+    g.add_argument(
+        "--threads", type=_positive_int, default=defaults.threads, help="torch CPU threads (default: torch decides)"
+    )
 
 
 def _model_options(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument(
-        "--model", default=DEFAULT_MODEL, choices=MODEL_NAMES, help="segmentation model (default: %(default)s)"
+        "--model", default=ModelOptions.model, choices=MODEL_NAMES, help="segmentation model (default: %(default)s)"
     )
     g.add_argument(
         "--weights",
-        default=DEFAULT_WEIGHTS,
+        default=ModelOptions.weights,
         help=f"{DEFAULT_WEIGHTS!r} = official VOC weights (downloaded once, then cached), "
         f"{RANDOM_WEIGHTS!r} = untrained (benchmarks, tests), or a state_dict file PATH",
     )
-    g.add_argument("--device", default=AUTO, choices=DEVICES, help=f"default: {auto_device_text()}")
-    g.add_argument("--precision", default=AUTO, choices=PRECISIONS, help=f"{AUTO}: {auto_precision_text()}")
+    g.add_argument("--device", default=ModelOptions.device, choices=DEVICES, help=f"default: {auto_device_text()}")
     g.add_argument(
-        "--backend", default=AUTO, choices=BACKENDS, help=f"inference runtime; {AUTO}: {auto_backend_text()}"
+        "--precision", default=ModelOptions.precision, choices=PRECISIONS, help=f"{AUTO}: {auto_precision_text()}"
     )
-    _size_and_threads(g)
+    g.add_argument(
+        "--backend",
+        default=ModelOptions.backend,
+        choices=BACKENDS,
+        help=f"inference runtime; {AUTO}: {auto_backend_text()}",
+    )
+    _size_and_threads(g, ModelOptions())
 
 
-def _render_options(parser: argparse.ArgumentParser, legend_default: bool = False) -> None:
+def _render_options(parser: argparse.ArgumentParser, defaults: RenderOptions) -> None:
     g = parser.add_argument_group("rendering")
-    g.add_argument("--palette", default=PALETTES[0], choices=PALETTES, help="class colours (default: %(default)s)")
+    g.add_argument("--palette", default=defaults.palette, choices=PALETTES, help="class colours (default: %(default)s)")
     g.add_argument(
-        "--alpha", type=_unit_float, default=DEFAULT_ALPHA, help="weight of the mask colour (default %(default)s)"
+        "--alpha", type=_unit_float, default=defaults.alpha, help="weight of the mask colour (default %(default)s)"
     )
     g.add_argument(
-        "--legend", action=argparse.BooleanOptionalAction, default=legend_default, help="draw the classes present"
+        "--legend", action=argparse.BooleanOptionalAction, default=defaults.legend, help="draw the classes present"
     )
 
 
@@ -118,7 +138,7 @@ def _analysis_options(parser: argparse.ArgumentParser, live: bool = False) -> No
     a = parser.add_argument_group("analysis (per-frame masks and figures; --stats also reports flicker)")
     a.add_argument(
         "--smooth",
-        default=SMOOTH_MODES[0],
+        default=AnalysisOptions.smooth,
         choices=SMOOTH_MODES,
         help="ema: average the class probabilities over frames (steadier masks, reset at scene cuts; "
         "default: %(default)s)",
@@ -126,7 +146,7 @@ def _analysis_options(parser: argparse.ArgumentParser, live: bool = False) -> No
     a.add_argument(
         "--smooth-strength",
         type=_strength,
-        default=DEFAULT_SMOOTH_STRENGTH,
+        default=AnalysisOptions.smooth_strength,
         metavar="S",
         help="weight of the past in the average, 0 <= S < 1 (default: %(default)s)",
     )
@@ -134,7 +154,7 @@ def _analysis_options(parser: argparse.ArgumentParser, live: bool = False) -> No
     a.add_argument("--masks", metavar="DIR", help=f"one palette PNG of class ids per {each} (INDEX_TIMEms.png)")
     a.add_argument(
         "--masks-size",
-        default=MASK_SIZES[0],
+        default=AnalysisOptions.masks_size,
         choices=MASK_SIZES,
         help="size of --masks and --mask-video: the model's input or the source frame's (default: %(default)s)",
     )
@@ -213,23 +233,30 @@ def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
         metavar="N",
         help=f"--ray without GPUs: CPU cores per actor, one model each (default: {CPU_ACTOR_CORES})",
     )
-    video.add_argument("--no-audio", dest="audio", action="store_false", help="drop the source's audio")
-    video.add_argument("--view", default=VIEWS[0], choices=VIEWS, help="what to encode")
     video.add_argument(
-        "--batch", type=_positive_int, default=None, help="frames per forward pass (default: 2 on CPU, 1 on a GPU)"
+        "--no-audio", dest="audio", action="store_false", default=EncodeOptions.audio, help="drop the source's audio"
+    )
+    video.add_argument("--view", default=RenderOptions.view, choices=VIEWS, help="what to encode")
+    video.add_argument(
+        "--batch",
+        type=_positive_int,
+        default=RunOptions.batch,
+        help="frames per forward pass (default: 2 on CPU, 1 on a GPU)",
     )
     video.add_argument(
         "--workers",
         type=_positive_int,
-        default=None,
+        default=RunOptions.workers,
         help="inference threads sharing the model (default: one per core, up to 4, on CPU; 1 on a GPU)",
     )
-    video.add_argument("--preset", default="veryfast", help="libx264 preset (default: %(default)s)")
-    video.add_argument("--crf", type=int, default=20, help="libx264 quality, lower is better (default: %(default)s)")
+    video.add_argument("--preset", default=EncodeOptions.preset, help="libx264 preset (default: %(default)s)")
+    video.add_argument(
+        "--crf", type=int, default=EncodeOptions.crf, help="libx264 quality, lower is better (default: %(default)s)"
+    )
     video.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON")
     _analysis_options(video)
     _model_options(video)
-    _render_options(video)
+    _render_options(video, RenderOptions())
     _effect_arguments(video)
 
 
@@ -240,7 +267,7 @@ def _image_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     image.add_argument("--overwrite", action="store_true", help="replace existing PNGs")
     image.add_argument("--show", action="store_true", help="show original | segmented in a window")
     _model_options(image)
-    _render_options(image, legend_default=True)
+    _render_options(image, IMAGE_RENDER)
     _effect_arguments(image)
 
 
@@ -257,30 +284,42 @@ def _bench_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--model",
         nargs="+",
-        default=[DEFAULT_MODEL],
+        default=[ModelOptions.model],
         choices=MODEL_NAMES,
         metavar="NAME",
-        help=f"one or more of {', '.join(MODEL_NAMES)} (default: {DEFAULT_MODEL})",
+        help=f"one or more of {', '.join(MODEL_NAMES)} (default: {ModelOptions.model})",
     )
     g.add_argument(
         "--weights",
-        default=RANDOM_WEIGHTS,
+        default=BenchOptions.weights,
         help=f"default {RANDOM_WEIGHTS!r}: speed does not depend on the weights "
         f"({DEFAULT_WEIGHTS!r} or a file PATH also work)",
     )
     g.add_argument("--source", metavar="FILE|synthetic", help="clip to read (default: samples/sample.mp4)")
-    _size_and_threads(g)
+    _size_and_threads(g, BenchOptions())
     g.add_argument(
         "--batch",
         type=_positive_int,
         nargs="+",
-        default=[1],
-        help="frames per forward pass; several give one row each (default: 1)",
+        default=[BenchOptions.batch],
+        help="frames per forward pass; several give one row each (default: %(default)s)",
     )
     t = bench.add_argument_group("timing")
-    t.add_argument("--frames", type=_positive_int, default=10, help="frames per timed run (default: %(default)s)")
-    t.add_argument("--warmup", type=_non_negative_int, default=1, help="untimed frames first (default: %(default)s)")
-    t.add_argument("--repeat", type=_positive_int, default=3, help="timed runs; the median is kept (default: 3)")
+    t.add_argument(
+        "--frames", type=_positive_int, default=BenchOptions.frames, help="frames per timed run (default: %(default)s)"
+    )
+    t.add_argument(
+        "--warmup",
+        type=_non_negative_int,
+        default=BenchOptions.warmup,
+        help="untimed frames first (default: %(default)s)",
+    )
+    t.add_argument(
+        "--repeat",
+        type=_positive_int,
+        default=BenchOptions.repeat,
+        help="timed runs; the median is kept (default: %(default)s)",
+    )
     o = bench.add_argument_group("reports")
     o.add_argument("--json", metavar="FILE", help="write the full report as JSON (schema in the README)")
     o.add_argument("--markdown", metavar="FILE", help="write the tables as Markdown")
@@ -355,22 +394,49 @@ def _live_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     o.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON (also when the source is lost)")
     _analysis_options(live, live=True)
     _model_options(live)
-    _render_options(live, legend_default=True)
+    _render_options(live, IMAGE_RENDER)
     _effect_arguments(live, cycles=True)
 
 
-def effect_options(args: argparse.Namespace) -> Any:
+Options = TypeVar("Options")
+
+
+def options_from(cls: type[Options], args: argparse.Namespace) -> Options:
+    """An options dataclass from the parsed arguments named like its fields (the others: its defaults)."""
+    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})  # type: ignore[arg-type]
+
+
+def model_args(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed model arguments as :func:`~live_seg.model.select.build_segmenter` keywords."""
+    return asdict(options_from(ModelOptions, args))
+
+
+def effect_options(args: argparse.Namespace) -> EffectOptions:
     """The :class:`~live_seg.render.effects.EffectOptions` of parsed ``--effect …`` arguments."""
     from ..render.effects import EffectOptions  # only when a job runs: parsing stays light
 
     return EffectOptions(args.effect, args.classes, args.invert, args.feather, args.blur, args.block, args.background)
 
 
+def video_options(args: argparse.Namespace) -> VideoOptions:
+    """The :class:`~live_seg.jobs.video.VideoOptions` of a parsed ``video`` command line."""
+    from ..jobs.video import VideoOptions  # only when a job runs: parsing stays light
+
+    return VideoOptions(
+        model=options_from(ModelOptions, args),
+        render=options_from(RenderOptions, args),
+        effect=effect_options(args),
+        encode=options_from(EncodeOptions, args),
+        run=options_from(RunOptions, args),
+        analysis=options_from(AnalysisOptions, args),
+    )
+
+
 def get_args_parser() -> argparse.ArgumentParser:
     """The argument parser of every subcommand (``-v`` / ``-q`` before or after the subcommand)."""
     parser = argparse.ArgumentParser(
         prog="live-seg",
-        description=f"Real-time semantic segmentation (PASCAL VOC classes, default model {DEFAULT_MODEL}) "
+        description=f"Real-time semantic segmentation (PASCAL VOC classes, default model {ModelOptions.model}) "
         "for video files, cameras and images.",
     )
     _global_flags(parser, after_command=False)
