@@ -457,7 +457,7 @@ def test_cli_plot_without_matplotlib_fails_before_measuring(
 
 @pytest.mark.parametrize(
     "args",
-    [["--frames", "0"], ["--warmup", "-1"], ["--device", "tpu"], ["--precision", "int8"], ["--model", "nope"]],
+    [["--frames", "0"], ["--warmup", "-1"], ["--device", "tpu"], ["--precision", "int4"], ["--model", "nope"]],
 )
 def test_cli_rejects_bad_arguments(args: list[str], capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["bench", *args]) == 2

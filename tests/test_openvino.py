@@ -316,7 +316,7 @@ def test_compile_failure_is_one_line_naming_the_torch_backend(monkeypatch, small
 
 @pytest.mark.parametrize(
     ("precision", "expected"),
-    [("fp16", "--precision fp32"), ("int8", "--precision fp32")],
+    [("fp16", "--precision fp32"), ("int4", "--precision fp32")],
 )
 def test_precisions_openvino_cannot_run(precision, expected):
     with pytest.raises(ModelError, match=expected):

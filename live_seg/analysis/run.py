@@ -13,6 +13,10 @@ How a job uses it:
 * :meth:`RunAnalysis.refine` turns one result into its final mask, **in frame order** (file
   runs: on the thread that puts the workers' results back in order; live runs: on the
   inference thread, whose results are in order already);
+* with key frames (``key_interval > 1``), :meth:`RunAnalysis.skip` tells the pipeline which frames
+  the network leaves out; their results come with ``mask=None`` and ``refine`` carries the last
+  key frame's mask to them (:mod:`live_seg.analysis.propagate`). Key frames' masks are the network's,
+  identical to an every-frame run's (with smoothing, the average runs over key frames only);
 * :meth:`RunAnalysis.feed` gives each output frame's mask to the sinks, in frame order (file
   runs: the writer thread, after the frame was encoded, so the mask files hold exactly the
   frames of the video; live runs: the inference thread, one mask per inferred frame);
@@ -32,12 +36,13 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..base.frames import Frame, SegResult
+from ..base.frames import Frame, FramePacket, SegResult
 from ..base.metrics import median_ms, samples
 from ..base.options import AnalysisOptions
 from ..base.registry import VOC_CLASSES
 from .coverage import Coverage
 from .masks import MaskOutputs, MaskSink, MaskVideo, PngMasks
+from .propagate import MaskPropagator
 from .smoothing import FlickerMeter, TemporalSmoother, pack_scores
 
 PathLike = str | os.PathLike[str]
@@ -92,6 +97,10 @@ class RunAnalysis:
         self.smoother = TemporalSmoother(options.smooth_strength) if options.smooth == "ema" else None
         self.flicker = FlickerMeter()
         self.smooth_s = samples()
+        self.interval = options.key_interval
+        self.propagator = MaskPropagator(options.propagate) if options.key_interval > 1 else None
+        self.carry_s = samples()
+        self.key_frames = 0
         self.write_s = samples()
         self.t_first: float | None = None
         self.frames = 0
@@ -120,8 +129,35 @@ class RunAnalysis:
 
     @property
     def refine(self) -> Any:
-        """The in-order step for the pipeline (``None`` without smoothing)."""
+        """The in-order step for the pipeline (``None`` without smoothing or key frames)."""
+        if self.propagator is not None:
+            return self.key_or_carry
         return None if self.smoother is None else self.smooth
+
+    @property
+    def skip(self) -> Any:
+        """For the pipeline: ``skip(packet)`` is True for a frame the network leaves out (between
+        key frames); ``None`` when every frame is a key frame."""
+        return None if self.propagator is None else self.between_keys
+
+    def between_keys(self, packet: FramePacket) -> bool:
+        """True when ``packet`` is not a key frame (its index is not a multiple of the key interval)."""
+        return packet.index % self.interval != 0
+
+    def key_or_carry(self, result: SegResult) -> SegResult:
+        """A key frame's result (smoothed if asked) becomes the propagator's key; a skipped frame's
+        (``mask is None``) gets the key mask carried to it. Call in frame order."""
+        assert self.propagator is not None
+        if result.mask is None:
+            t0 = time.perf_counter()
+            mask = self.propagator.carry(result.packet.image)
+            self.carry_s.append(time.perf_counter() - t0)
+            return dataclasses.replace(result, mask=mask)
+        if self.smoother is not None:
+            result = self.smooth(result)
+        self.propagator.key(result.packet.image, result.mask)
+        self.key_frames += 1
+        return result
 
     def smooth(self, result: SegResult) -> SegResult:
         """Average ``result``'s scores into the running state; the result with its smoothed mask.
@@ -167,6 +203,14 @@ class RunAnalysis:
         value = self.flicker.value
         fields: dict[str, Any] = {"flicker": None if value is None else round(value, 6)}
         fields["smooth"] = self.options.smooth
+        fields["key_interval"] = self.interval
+        if self.propagator is not None:
+            fields.update(
+                propagate=self.propagator.mode,
+                key_frames=self.key_frames,
+                carried_frames=len(self.carry_s),
+                propagate_ms=median_ms(self.carry_s),
+            )
         if self.smoother is not None:
             cuts = self.smoother.cuts.cuts if self.smoother.cuts is not None else 0
             fields.update(smooth_strength=self.smoother.strength, scene_cuts=cuts, smooth_ms=median_ms(self.smooth_s))

@@ -33,6 +33,7 @@ from .registry import (
     DEFAULT_WEIGHTS,
     MASK_SIZES,
     PALETTES,
+    PROPAGATE_MODES,
     RANDOM_WEIGHTS,
     SMOOTH_MODES,
     VIEWS,
@@ -69,6 +70,7 @@ class ModelOptions:
     backend: str = AUTO
     size: int = 512
     threads: int | None = None
+    calibration: PathLike | None = None
 
 
 @dataclass(frozen=True)
@@ -149,6 +151,13 @@ def check_strength(strength: float) -> float:
     return float(strength)
 
 
+def check_key_interval(interval: object) -> int:
+    """``interval`` if it is an integer >= 1, else ``ValueError``."""
+    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
+        raise ValueError(f"key interval: expected an integer >= 1, got {interval!r}")
+    return interval
+
+
 @dataclass(frozen=True)
 class AnalysisOptions:
     """What to do with each frame's mask besides showing it (the CLI's analysis flags).
@@ -162,6 +171,9 @@ class AnalysisOptions:
         mask_video: an ``.mkv`` for the masks as lossless FFV1 gray video, or ``None``.
         coverage: a CSV of per-frame class shares, or ``None``.
         coverage_plot: a PNG chart of the class shares over time, or ``None``.
+        key_interval: run the network on every N-th frame (0, N, 2N, ...); 1: every frame.
+        propagate: between key frames, ``"flow"`` (the key mask moved along the optical flow) or
+            ``"hold"`` (the key mask as it is).
     """
 
     smooth: str = SMOOTH_MODES[0]
@@ -171,6 +183,8 @@ class AnalysisOptions:
     mask_video: PathLike | None = None
     coverage: PathLike | None = None
     coverage_plot: PathLike | None = None
+    key_interval: int = 1
+    propagate: str = PROPAGATE_MODES[0]
 
     def check(self) -> None:
         """Raise ``ValueError`` for a value out of its range."""
@@ -179,6 +193,9 @@ class AnalysisOptions:
         if self.masks_size not in MASK_SIZES:
             raise ValueError(f"masks size: expected one of {', '.join(MASK_SIZES)}, got {self.masks_size!r}")
         check_strength(self.smooth_strength)
+        check_key_interval(self.key_interval)
+        if self.propagate not in PROPAGATE_MODES:
+            raise ValueError(f"propagate: expected one of {', '.join(PROPAGATE_MODES)}, got {self.propagate!r}")
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,9 @@ AUTO_DEVICE_ORDER = ("cuda", "mps", "cpu")
 """What ``--device auto`` picks: the first of these that this machine has."""
 DEVICES = (AUTO, "cpu", "cuda", "mps")
 
-PRECISIONS = (AUTO, "fp32", "fp16", "bf16")
+PRECISIONS = (AUTO, "fp32", "fp16", "bf16", "int8")
+INT8 = "int8"
+"""Post-training int8 (NNCF, on calibration frames): the OpenVINO runtime only, and never ``auto``."""
 AUTO_PRECISION = {"cuda": "fp16", "mps": "fp32", "cpu": "fp32"}
 """What ``--precision auto`` means on each device, except a CPU that computes bf16 natively."""
 NATIVE_CPU_PRECISION = "bf16"
@@ -104,6 +106,8 @@ probabilities over frames (argmax after)."""
 DEFAULT_SMOOTH_STRENGTH = 0.6
 """``--smooth-strength``: the weight of the past in the average, ``0 <= S < 1`` (the README has
 what it does to flicker and speed)."""
+PROPAGATE_MODES = ("flow", "hold")
+"""``--propagate``: between key frames, the key frame's mask moved along the optical flow, or held."""
 MASK_SIZES = ("model", "source")
 """``--masks-size``: mask files at the model's square input size, or at the source frame's size."""
 

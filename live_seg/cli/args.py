@@ -7,7 +7,6 @@ reported in a fraction of a second.
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from dataclasses import asdict, fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -30,174 +29,29 @@ from ..base.registry import (
     DEFAULT_WEIGHTS,
     DEVICES,
     DISPLAYS,
-    EFFECTS,
-    MASK_SIZES,
     MODEL_NAMES,
     PAIRINGS,
-    PALETTES,
     PRECISIONS,
     RANDOM_WEIGHTS,
-    SMOOTH_MODES,
     VIEWS,
     auto_backend_text,
-    auto_device_text,
-    auto_precision_text,
+)
+from .groups import (
+    analysis_arguments,
+    effect_arguments,
+    global_flags,
+    model_arguments,
+    non_negative_int,
+    port,
+    positive_int,
+    render_arguments,
+    seconds,
+    size_and_threads,
 )
 
 if TYPE_CHECKING:
     from ..jobs.video import VideoOptions
     from ..render.effects import EffectOptions
-
-
-def _arg_type(convert: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
-    """An argparse ``type=``: ``convert`` the text and check it, with one message naming ``what``."""
-
-    def parse(text: str) -> Any:
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
-        if not ok(value):
-            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
-        return value
-
-    return parse
-
-
-_positive_int = _arg_type(int, lambda v: v >= 1, "a whole number >= 1")
-_non_negative_int = _arg_type(int, lambda v: v >= 0, "a whole number >= 0")
-_unit_float = _arg_type(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
-_strength = _arg_type(float, lambda v: 0.0 <= v < 1.0, "a number with 0 <= S < 1")
-_seconds = _arg_type(float, lambda v: v > 0, "a number of seconds > 0")
-_non_negative_float = _arg_type(float, lambda v: v >= 0, "a number >= 0")
-_positive_float = _arg_type(float, lambda v: v > 0, "a number > 0")
-_port = _arg_type(int, lambda v: 0 <= v <= 65535, "a TCP port 0..65535 (0 = any free port)")
-
-
-def _global_flags(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
-    """``-v`` / ``-q``, accepted before the subcommand and after it.
-
-    After the subcommand their defaults are ``SUPPRESS``: a flag given before it is kept when
-    the subcommand's parser does not see it again.
-    """
-    verbose: Any = argparse.SUPPRESS if after_command else 0
-    quiet: Any = argparse.SUPPRESS if after_command else False
-    parser.add_argument(
-        "-v", "--verbose", action="count", default=verbose, help="more logging; -v also shows tracebacks"
-    )
-    parser.add_argument(
-        "-q", "--quiet", action="store_true", default=quiet, help="warnings and errors only, no progress bar"
-    )
-
-
-def _size_and_threads(g: Any, defaults: ModelOptions | BenchOptions) -> None:
-    g.add_argument(
-        "--size", type=_positive_int, default=defaults.size, help="model input is SIZE x SIZE (default: %(default)s)"
-    )
-    g.add_argument(
-        "--threads", type=_positive_int, default=defaults.threads, help="torch CPU threads (default: torch decides)"
-    )
-
-
-def _model_options(parser: argparse.ArgumentParser) -> None:
-    g = parser.add_argument_group("model")
-    g.add_argument(
-        "--model", default=ModelOptions.model, choices=MODEL_NAMES, help="segmentation model (default: %(default)s)"
-    )
-    g.add_argument(
-        "--weights",
-        default=ModelOptions.weights,
-        help=f"{DEFAULT_WEIGHTS!r} = official VOC weights (downloaded once, then cached), "
-        f"{RANDOM_WEIGHTS!r} = untrained (benchmarks, tests), or a state_dict file PATH",
-    )
-    g.add_argument("--device", default=ModelOptions.device, choices=DEVICES, help=f"default: {auto_device_text()}")
-    g.add_argument(
-        "--precision", default=ModelOptions.precision, choices=PRECISIONS, help=f"{AUTO}: {auto_precision_text()}"
-    )
-    g.add_argument(
-        "--backend",
-        default=ModelOptions.backend,
-        choices=BACKENDS,
-        help=f"inference runtime; {AUTO}: {auto_backend_text()}",
-    )
-    _size_and_threads(g, ModelOptions())
-
-
-def _render_options(parser: argparse.ArgumentParser, defaults: RenderOptions) -> None:
-    g = parser.add_argument_group("rendering")
-    g.add_argument("--palette", default=defaults.palette, choices=PALETTES, help="class colours (default: %(default)s)")
-    g.add_argument(
-        "--alpha", type=_unit_float, default=defaults.alpha, help="weight of the mask colour (default %(default)s)"
-    )
-    g.add_argument(
-        "--legend", action=argparse.BooleanOptionalAction, default=defaults.legend, help="draw the classes present"
-    )
-
-
-def _analysis_options(parser: argparse.ArgumentParser, live: bool = False) -> None:
-    a = parser.add_argument_group("analysis (per-frame masks and figures; --stats also reports flicker)")
-    a.add_argument(
-        "--smooth",
-        default=AnalysisOptions.smooth,
-        choices=SMOOTH_MODES,
-        help="ema: average the class probabilities over frames (steadier masks, reset at scene cuts; "
-        "default: %(default)s)",
-    )
-    a.add_argument(
-        "--smooth-strength",
-        type=_strength,
-        default=AnalysisOptions.smooth_strength,
-        metavar="S",
-        help="weight of the past in the average, 0 <= S < 1 (default: %(default)s)",
-    )
-    each = "inferred frame" if live else "frame"
-    a.add_argument("--masks", metavar="DIR", help=f"one palette PNG of class ids per {each} (INDEX_TIMEms.png)")
-    a.add_argument(
-        "--masks-size",
-        default=AnalysisOptions.masks_size,
-        choices=MASK_SIZES,
-        help="size of --masks and --mask-video: the model's input or the source frame's (default: %(default)s)",
-    )
-    a.add_argument("--mask-video", metavar="FILE.mkv", help=f"class ids as lossless FFV1 video, one per {each}")
-    a.add_argument(
-        "--coverage",
-        metavar="FILE.csv",
-        help=f"share of each class seen, one row per {each}" + (" (flushed every second)" if live else ""),
-    )
-    a.add_argument("--coverage-plot", metavar="FILE.png", help="chart of each class's share over time (matplotlib)")
-
-
-def _effect_arguments(parser: argparse.ArgumentParser, cycles: bool = False) -> None:
-    g = parser.add_argument_group("effects")
-    alpha = ", ".join(ALPHA_EFFECTS)
-    g.add_argument(
-        "--effect",
-        default=EFFECTS[0],
-        choices=EFFECTS,
-        help=f"what the chosen classes get (default: %(default)s; {alpha}: transparent elsewhere, "
-        f"video to {' or '.join(ALPHA_EXTENSIONS)})" + ("; key e cycles" if cycles else ""),
-    )
-    g.add_argument(
-        "--classes",
-        metavar="NAME[,NAME…]",
-        help="the classes the effect applies to, by name (background included; default: every class but background)",
-    )
-    g.add_argument("--invert", action="store_true", help="apply the effect to every class except --classes")
-    g.add_argument(
-        "--feather",
-        type=_non_negative_float,
-        metavar="PX",
-        help="soft edge width in frame pixels (default: 0 for overlay, frame height / 120 for the others)",
-    )
-    g.add_argument(
-        "--blur", type=_positive_float, metavar="PX", help="blur strength, sigma in pixels (default: height / 36)"
-    )
-    g.add_argument("--block", type=_positive_int, metavar="PX", help="pixelate block size (default: height / 45)")
-    g.add_argument(
-        "--background",
-        metavar="COLOR|IMAGE|VIDEO",
-        help="replace: #00ff00 or a colour name, a picture (scaled to cover) or a video (looped); default green",
-    )
 
 
 def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
@@ -228,7 +82,7 @@ def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     )
     video.add_argument(
         "--ray-actor-cpus",
-        type=_positive_int,
+        type=positive_int,
         default=None,
         metavar="N",
         help=f"--ray without GPUs: CPU cores per actor, one model each (default: {CPU_ACTOR_CORES})",
@@ -239,13 +93,13 @@ def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     video.add_argument("--view", default=RenderOptions.view, choices=VIEWS, help="what to encode")
     video.add_argument(
         "--batch",
-        type=_positive_int,
+        type=positive_int,
         default=RunOptions.batch,
         help="frames per forward pass (default: 2 on CPU, 1 on a GPU)",
     )
     video.add_argument(
         "--workers",
-        type=_positive_int,
+        type=positive_int,
         default=RunOptions.workers,
         help="inference threads sharing the model (default: one per core, up to 4, on CPU; 1 on a GPU)",
     )
@@ -254,10 +108,10 @@ def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
         "--crf", type=int, default=EncodeOptions.crf, help="libx264 quality, lower is better (default: %(default)s)"
     )
     video.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON")
-    _analysis_options(video)
-    _model_options(video)
-    _render_options(video, RenderOptions())
-    _effect_arguments(video)
+    analysis_arguments(video)
+    model_arguments(video)
+    render_arguments(video, RenderOptions())
+    effect_arguments(video)
 
 
 def _image_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
@@ -266,9 +120,9 @@ def _image_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     image.add_argument("-o", "--output", default=".", metavar="DIR", help="output folder (default: current folder)")
     image.add_argument("--overwrite", action="store_true", help="replace existing PNGs")
     image.add_argument("--show", action="store_true", help="show original | segmented in a window")
-    _model_options(image)
-    _render_options(image, IMAGE_RENDER)
-    _effect_arguments(image)
+    model_arguments(image)
+    render_arguments(image, IMAGE_RENDER)
+    effect_arguments(image)
 
 
 def _bench_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
@@ -296,27 +150,27 @@ def _bench_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
         f"({DEFAULT_WEIGHTS!r} or a file PATH also work)",
     )
     g.add_argument("--source", metavar="FILE|synthetic", help="clip to read (default: samples/sample.mp4)")
-    _size_and_threads(g, BenchOptions())
+    size_and_threads(g, BenchOptions())
     g.add_argument(
         "--batch",
-        type=_positive_int,
+        type=positive_int,
         nargs="+",
         default=[BenchOptions.batch],
         help="frames per forward pass; several give one row each (default: %(default)s)",
     )
     t = bench.add_argument_group("timing")
     t.add_argument(
-        "--frames", type=_positive_int, default=BenchOptions.frames, help="frames per timed run (default: %(default)s)"
+        "--frames", type=positive_int, default=BenchOptions.frames, help="frames per timed run (default: %(default)s)"
     )
     t.add_argument(
         "--warmup",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=BenchOptions.warmup,
         help="untimed frames first (default: %(default)s)",
     )
     t.add_argument(
         "--repeat",
-        type=_positive_int,
+        type=positive_int,
         default=BenchOptions.repeat,
         help="timed runs; the median is kept (default: %(default)s)",
     )
@@ -342,7 +196,7 @@ def _live_source_options(live: argparse.ArgumentParser) -> None:
     )
     s.add_argument(
         "--reconnect",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=5,
         metavar="N",
         help="camera/stream: reopen attempts after it is lost, waiting 0.5, 1, 2, 4, 8, 8… s (default: %(default)s)",
@@ -368,7 +222,7 @@ def _live_view_options(live: argparse.ArgumentParser) -> None:
     )
     v.add_argument(
         "--serve",
-        type=_port,
+        type=port,
         metavar="PORT",
         help="show the view in a browser at http://HOST:PORT/ instead of a window (0 = any free port; "
         "without a display this happens by itself on port 8090)",
@@ -390,12 +244,12 @@ def _live_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     o = live.add_argument_group("output")
     o.add_argument("--record", metavar="OUT.mp4", help="record the rendered view (H.264, timed by capture wall-clock)")
     o.add_argument("--overwrite", action="store_true", help="replace an existing recording")
-    o.add_argument("--duration", type=_seconds, metavar="S", help="stop after S seconds")
+    o.add_argument("--duration", type=seconds, metavar="S", help="stop after S seconds")
     o.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON (also when the source is lost)")
-    _analysis_options(live, live=True)
-    _model_options(live)
-    _render_options(live, IMAGE_RENDER)
-    _effect_arguments(live, cycles=True)
+    analysis_arguments(live, live=True)
+    model_arguments(live)
+    render_arguments(live, IMAGE_RENDER)
+    effect_arguments(live, cycles=True)
 
 
 Options = TypeVar("Options")
@@ -439,9 +293,9 @@ def get_args_parser() -> argparse.ArgumentParser:
         description=f"Real-time semantic segmentation (PASCAL VOC classes, default model {ModelOptions.model}) "
         "for video files, cameras and images.",
     )
-    _global_flags(parser, after_command=False)
+    global_flags(parser, after_command=False)
     flags = argparse.ArgumentParser(add_help=False)
-    _global_flags(flags, after_command=True)
+    global_flags(flags, after_command=True)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _video_parser(sub, flags)
     _image_parser(sub, flags)

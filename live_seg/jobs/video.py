@@ -36,7 +36,7 @@ from ..media.file_source import VideoFileSource
 from ..media.formats import video_format
 from ..media.writer import VideoWriter, check_output_path
 from ..model.select import job_runtime, segmenter_for
-from ..pipeline.file_run import run_file
+from ..pipeline.file_run import Steps, run_file
 from ..pipeline.infer import plan_batch, plan_workers
 from ..pipeline.threads import Control
 from ..render.effects import EffectOptions
@@ -97,8 +97,7 @@ def _run(
                 workers=workers,
                 control=control,
                 on_frame=on_frame,
-                refine=analysis.refine,
-                on_result=analysis.feed,
+                steps=Steps(analysis.refine, analysis.feed, analysis.skip),
             )
     except BaseException:
         if keep_partial:
@@ -267,7 +266,8 @@ def process_video(
             assert info is not None
             if hooks.on_open is not None:
                 hooks.on_open(source)
-            seg = segmenter or segmenter_for(options.model, mode="throughput")
+            model = options.model  # int8: calibrated on the input unless told otherwise
+            seg = segmenter or segmenter_for(replace(model, calibration=model.calibration or src), mode="throughput")
             renderer = Renderer(seg.categories, palette=render.palette, alpha=render.alpha, legend=render.legend,
                                 mode=render.view, effect=fx)  # fmt: skip
             audio = bool(options.encode.audio and info.has_audio)

@@ -37,8 +37,11 @@ import numpy as np
 
 from ..base.errors import ModelError, one_line
 from ..base.frames import Frame, check_frame
+from ..base.registry import INT8
 from ..base.registry import OPENVINO_MODES as MODES
+from . import quantize
 from .identity import UNTRAINED_NOTE, describe_model
+from .quantize import Calibration
 
 try:
     import openvino as ov
@@ -56,8 +59,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PRECISIONS = {"fp32": "f32", "bf16": "bf16"}
-"""live_seg precision → OpenVINO ``INFERENCE_PRECISION_HINT``."""
+PRECISIONS = {"fp32": "f32", "bf16": "bf16", INT8: "f32"}
+"""live_seg precision → OpenVINO ``INFERENCE_PRECISION_HINT`` (for int8: of the layers left in float)."""
 HEADS = ("ids", "scores", "logits")
 """What a compiled model returns: uint8 class ids, softmax probabilities, or raw logits."""
 FIX = "use --backend torch"
@@ -85,17 +88,23 @@ def native_bf16() -> bool:
 
 
 def resolve_precision(precision: str) -> str:
-    """``"auto" | "fp32" | "bf16"`` → a precision OpenVINO runs natively here.
+    """``"auto" | "fp32" | "bf16" | "int8"`` → a precision OpenVINO runs natively here.
 
-    ``auto`` is bf16 where the CPU has it (the fastest; agreement with fp32 in the README), else fp32.
+    ``auto`` is bf16 where the CPU has it (the fastest; agreement with fp32 in the README), else fp32;
+    never int8, which is opt-in (the README says why).
 
     Raises:
-        ModelError: fp16, an unknown name, or bf16 on a CPU without native bf16.
+        ModelError: fp16, an unknown name, bf16 on a CPU without native bf16, int8 where the CPU
+            plugin has no int8.
     """
     if precision == "auto":
         return "bf16" if native_bf16() else "fp32"
     if precision not in PRECISIONS:
-        raise ModelError(f"OpenVINO on the CPU runs fp32 or bf16, not {precision!r}; use --precision fp32, or {FIX}")
+        raise ModelError(
+            f"OpenVINO on the CPU runs fp32, bf16 or int8, not {precision!r}; use --precision fp32, or {FIX}"
+        )
+    if precision == INT8 and "INT8" not in _core().get_property("CPU", "OPTIMIZATION_CAPABILITIES"):
+        raise ModelError("OpenVINO cannot run int8 on this CPU; use --precision fp32")
     if precision == "bf16" and not native_bf16():
         raise ModelError("this CPU has no native bf16 for OpenVINO; use --precision fp32")
     return precision
@@ -129,7 +138,7 @@ def with_head(model: Any, head: str) -> Any:
     return ppp.build()
 
 
-def _save_atomic(model: Any, xml: Path) -> None:
+def save_model_atomic(model: Any, xml: Path) -> None:
     """Write ``model`` as ``xml`` + ``.bin`` (fp32 weights) under temporary names, then rename."""
     xml.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".tmp-") as tmp:
@@ -201,7 +210,7 @@ class OpenVinoSegmenter:
         untrained: ``True`` for random weights.
         backend: ``"openvino"``.
         device: ``"cpu"``.
-        precision: ``"fp32"`` or ``"bf16"``.
+        precision: ``"fp32"``, ``"bf16"`` or ``"int8"``; ``calibration``: int8's calibration source.
         mode: ``"throughput"`` or ``"latency"``.
         size: side of the square model input, in pixels.
         categories: class names, index = class id; ``num_classes`` their count.
@@ -228,6 +237,7 @@ class OpenVinoSegmenter:
         precision: str = "auto",
         mode: str = "throughput",
         cache_dir: str | os.PathLike[str] | None = None,
+        calibration: Calibration | None = None,
     ) -> None:
         """Load the network from the cache (no torch involved), or convert it; then compile it.
 
@@ -242,9 +252,10 @@ class OpenVinoSegmenter:
             weights_key: what identifies the weights (:func:`live_seg.model.identity.weights_key`); ``None``:
                 a hash of ``module``'s tensors.
             size: model input side in pixels.
-            precision: ``"auto"``, ``"fp32"`` or ``"bf16"``.
+            precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"int8"``.
             mode: ``"throughput"`` (file runs) or ``"latency"`` (live).
             cache_dir: cache root (default :func:`cache_root`); ``""`` disables the cache.
+            calibration: int8's calibration frames (default: the bundled sample clip).
 
         Raises:
             ModelError: OpenVINO missing, a precision it cannot run, or a network it cannot convert or
@@ -270,6 +281,10 @@ class OpenVinoSegmenter:
         self.cache: Path | None = None if root is None else root / f"{name}-{size}-{weights_key}"
         self.converted = False
         self._model = self._load_or_convert(module if build is None else build)
+        self.compiled_dir = None if self.cache is None else self.cache / f"compiled-{self.precision}"
+        self.calibration: str | None = None
+        if self.precision == INT8:
+            self._quantize(calibration or quantize.calibration(None))
         if self.untrained and build is not None and not self.converted:
             log.warning(UNTRAINED_NOTE)  # building the network says it otherwise
         self._heads: dict[str, _Compiled] = {}
@@ -278,22 +293,20 @@ class OpenVinoSegmenter:
         self.cache_hit = bool(self._ids.compiled.get_property("LOADED_FROM_CACHE")) if self.cache else False
         self.requests = self._ids.requests
         self.setup_s = time.perf_counter() - t0
+        how = "compiled model from the cache" if self.cache_hit else "converted and compiled" if self.converted else ""
         log.info(
             "model %s (%s weights) on OpenVINO %s, %s, %s mode (%d requests), input %dx%d; setup %.1f s (%s)",
-            name,
-            weights,
-            ov.__version__.split("-")[0],
-            self.precision,
-            mode,
-            self.requests,
-            size,
-            size,
-            self.setup_s,
-            "compiled model from the cache"
-            if self.cache_hit
-            else "converted and compiled"
-            if self.converted
-            else "compiled",
+            *(name, weights, ov.__version__.split("-")[0], self.precision, mode, self.requests, size, size),
+            *(self.setup_s, how or "compiled"),
+        )
+
+    def _quantize(self, calib: Calibration) -> None:
+        """Make the network int8: NNCF on ``calib``'s frames, or the int8 network cached for them."""
+        self.calibration = calib.source
+        folder = None if self.cache is None else self.cache / calib.cache_name()
+        self.compiled_dir = None if folder is None else folder / "compiled"
+        self._model, _ = quantize.load_or_quantize(
+            self._model, calib, self.size, folder, _core().read_model, save_model_atomic
         )
 
     def _load_or_convert(self, network: nn.Module | Callable[[], nn.Module]) -> Any:
@@ -321,7 +334,7 @@ class OpenVinoSegmenter:
         self.converted = True
         if xml is not None:
             try:
-                _save_atomic(model, xml)
+                save_model_atomic(model, xml)
                 return _core().read_model(xml)  # what later starts read: the compiled cache's key matches
             except OSError as exc:
                 log.warning("could not cache the converted %s in %s (%s)", self.name, xml.parent, one_line(exc))
@@ -335,8 +348,8 @@ class OpenVinoSegmenter:
                     "INFERENCE_PRECISION_HINT": PRECISIONS[self.precision],
                     "PERFORMANCE_HINT": self.mode.upper(),
                 }
-                if self.cache is not None:
-                    config["CACHE_DIR"] = str(self.cache / f"compiled-{self.precision}")
+                if self.compiled_dir is not None:
+                    config["CACHE_DIR"] = str(self.compiled_dir)
                 try:
                     compiled = _core().compile_model(with_head(self._model, head), "CPU", config)
                 except Exception as exc:
@@ -355,6 +368,7 @@ class OpenVinoSegmenter:
             "requests": self.requests,
             "model_setup_s": round(self.setup_s, 3),
             "cache_hit": self.cache_hit,
+            **({"calibration": self.calibration} if self.calibration else {}),
         }
 
     def preprocess(self, frames: Sequence[Frame]) -> np.ndarray:

@@ -29,6 +29,7 @@ from ..base.registry import (
     AUTO_PRECISION,
     DEFAULT_MODEL,
     DEVICES,
+    INT8,
     MODEL_NAMES,
     NATIVE_CPU_PRECISION,
     PRECISIONS,
@@ -172,6 +173,10 @@ def resolve_precision(precision: str, device: str) -> str:
         raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
     if precision == "auto":
         return auto_precision(device)
+    if precision == INT8:
+        raise ModelError(
+            "int8 runs on the OpenVINO runtime only; use --device cpu --backend openvino, or --precision fp32"
+        )
     ok = available_precisions(device)
     if precision not in ok:
         raise ModelError(f"{precision} is not supported on {device}; use --precision {' or '.join(ok)}")

@@ -22,6 +22,7 @@ from ..base.registry import (
     AUTO_BACKEND,
     BACKENDS,
     DEVICES,
+    INT8,
     OPENVINO_DEVICES,
     OPENVINO_MODES,
 )
@@ -101,6 +102,7 @@ def build_segmenter(
     backend: str = ModelOptions.backend,
     mode: str = "throughput",
     cache_dir: str | None = None,
+    calibration: str | os.PathLike[str] | Any | None = None,
 ) -> Any:
     """A segmenter on the chosen runtime, with :class:`live_seg.model.segmenter.Segmenter`'s interface.
 
@@ -110,6 +112,9 @@ def build_segmenter(
         backend: a :data:`~live_seg.base.registry.BACKENDS` name.
         mode: ``"throughput"`` (file runs) or ``"latency"`` (live, one image); OpenVINO only.
         cache_dir: OpenVINO's cache root (default ``$XDG_CACHE_HOME/live_seg/openvino``; ``""``: none).
+        calibration: for ``precision="int8"``: a video or a folder of images to calibrate on (``None``:
+            the bundled sample clip), or a :class:`~live_seg.model.quantize.Calibration`; ignored at
+            other precisions.
 
     Returns:
         A :class:`~live_seg.model.segmenter.Segmenter` (torch) or a
@@ -131,6 +136,10 @@ def build_segmenter(
 
     ov_backend.require()
     precision = ov_backend.resolve_precision(precision)
+    calib = None
+    if precision == INT8:  # a bad path fails here, before the network is built
+        q = ov_backend.quantize
+        calib = calibration if isinstance(calibration, q.Calibration) else q.calibration(calibration)
     key = weights_key(model, weights)
     network = _reference_network(model, weights, size)
     module = network() if key is None else None  # a weights file it cannot read: loading it says why
@@ -145,6 +154,7 @@ def build_segmenter(
         precision=precision,
         mode=mode,
         cache_dir=cache_dir,
+        calibration=calib,
     )
 
 

@@ -6,16 +6,34 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 
-from ..base.frames import Frame, SegResult
+from ..base.frames import Frame, FramePacket, SegResult
 from ..base.metrics import Stats
 from .infer import from_queue, infer_loop, to_queue
 from .threads import END, Control, FrameSource, MaskModel, Stage, get, join_all, put, raise_user_error
 
 WRITE_QUEUE = 4
 """Rendered frames waiting for the writer (each a copy of the frame: bounded memory)."""
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A file run's steps around the model, each optional.
+
+    Attributes:
+        refine: in frame order, a result to its final mask (smoothing; key frames: the mask carried
+            to a frame the model left out).
+        on_result: in frame order, each written result (mask files, coverage).
+        skip: ``skip(packet)`` True: the model leaves the frame out, and ``refine`` gets its result with
+            ``mask=None`` to fill (key frames); such frames count in neither ``preprocess`` nor ``infer``.
+    """
+
+    refine: Callable[[SegResult], SegResult] | None = None
+    on_result: Callable[[SegResult], None] | None = None
+    skip: Callable[[FramePacket], bool] | None = None
 
 
 def run_file(
@@ -30,8 +48,7 @@ def run_file(
     queue_size: int | None = None,
     control: Control | None = None,
     on_frame: Callable[[Stats], None] | None = None,
-    refine: Callable[[SegResult], SegResult] | None = None,
-    on_result: Callable[[SegResult], None] | None = None,
+    steps: Steps | None = None,
 ) -> Stats:
     """Run every frame of ``source`` through ``model``, ``render`` and ``write``, in order.
 
@@ -51,7 +68,8 @@ def run_file(
         queue_size: capacity of the frame and result queues (default ``workers * (2 * batch + 1) + 1``).
         control: shared stop/abort requests (a new one when ``None``).
         on_frame: called after each written frame with the running stats (from the writing thread).
-        refine, on_result: in frame order: scores to mask (smoothing); each written result (mask sinks).
+        steps: what runs on each result in frame order, and which frames the model leaves out
+            (:class:`Steps`).
 
     Returns:
         The run's :class:`Stats`; ``interrupted`` is True when a stop or abort ended it early.
@@ -63,7 +81,8 @@ def run_file(
     if workers < 1 or batch < 1:
         raise ValueError(f"workers and batch must be >= 1, got {workers} and {batch}")
     size = queue_size or workers * (2 * batch + 1) + 1
-    run = _FileRun(source, model, write, control, batch, size, write_thread, on_frame, on_result)
+    steps = steps or Steps()
+    run = _FileRun(source, model, write, control, batch, size, write_thread, on_frame, steps.on_result, steps.skip)
     stages = [Stage("capture", run.capture, control, run.frames_q, ends=workers)]
     stages += [
         Stage("infer" if workers == 1 else f"infer-{i}", run.infer, control, run.results_q) for i in range(workers)
@@ -75,7 +94,7 @@ def run_file(
         stage.start()
     main_error: BaseException | None = None
     try:
-        _consume(run.results_q, control, render, run.deliver, workers, refine or (lambda r: r))
+        _consume(run.results_q, control, render, run.deliver, workers, steps.refine or (lambda r: r))
     except BaseException as exc:  # noqa: BLE001 - stop the threads first, raise below
         main_error = exc
         control.abort("render/write failed")
@@ -107,9 +126,10 @@ class _FileRun:
         write_thread: bool,
         on_frame: Callable[[Stats], None] | None,
         on_result: Callable[[SegResult], None] | None,
+        skip: Callable[[FramePacket], bool] | None = None,
     ) -> None:
         self.source, self.model, self.write, self.control = source, model, write, control
-        self.batch, self.on_frame = batch, on_frame
+        self.batch, self.on_frame, self.skip = batch, on_frame, skip
         self.on_result = on_result or (lambda _result: None)
         self.frames_q: queue.Queue = queue.Queue(maxsize=queue_size)
         self.results_q: queue.Queue = queue.Queue(maxsize=queue_size)
@@ -128,7 +148,7 @@ class _FileRun:
 
     def infer(self) -> None:
         take, give = from_queue(self.frames_q, self.control), to_queue(self.results_q, self.control)
-        infer_loop(self.model, take, give, self.control, self.batch)
+        infer_loop(self.model, take, give, self.control, self.batch, self.skip)
 
     def deliver(self, result: SegResult, image: Frame, render_s: float) -> None:
         """A rendered frame to the writer (on this thread, or queued for the write thread)."""
@@ -147,8 +167,9 @@ class _FileRun:
         t0 = time.perf_counter()
         self.write(image, result.packet.pts)
         t1 = time.perf_counter()
-        stats.add("preprocess", result.preprocess_s)
-        stats.add("infer", result.infer_s)
+        if self.skip is None or not self.skip(result.packet):
+            stats.add("preprocess", result.preprocess_s)
+            stats.add("infer", result.infer_s)
         stats.add("render", render_s)
         stats.add("encode", t1 - t0)
         self.on_result(result)

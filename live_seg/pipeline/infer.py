@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import time
+from collections.abc import Callable
 
 from ..base.frames import FramePacket, SegResult
 from .threads import END, Control, Give, MaskModel, Take, get, put
@@ -68,7 +69,14 @@ def to_queue(q: queue.Queue, control: Control) -> Give:
     return lambda result: put(q, result, control)
 
 
-def infer_loop(model: MaskModel, take: Take, give: Give, control: Control, batch: int = 1) -> None:
+def infer_loop(
+    model: MaskModel,
+    take: Take,
+    give: Give,
+    control: Control,
+    batch: int = 1,
+    skip: Callable[[FramePacket], bool] | None = None,
+) -> None:
     """Turn frames into :class:`SegResult` s: batches of up to ``batch`` frames from ``take``,
     one result per frame to ``give``, in the order taken.
 
@@ -76,19 +84,26 @@ def infer_loop(model: MaskModel, take: Take, give: Give, control: Control, batch
     the live view from its newest-frame slot. Frames already taken are still processed after a
     graceful stop; an abort ends at once. Each result carries its share of the batch's
     preprocess and forward time.
+
+    A frame for which ``skip(packet)`` is True does not go through the model: its result has
+    ``mask=None`` (and no time), given at once, for an in-order step to fill (key frames, see
+    :mod:`live_seg.analysis.propagate`). Results then leave in a different order than taken.
     """
     ended = False
     while not ended and not control.aborted.is_set():
-        packet = take()
-        if packet is None:
-            return
-        packets = [packet]
+        packets: list[FramePacket] = []
         while len(packets) < batch:
             packet = take()
             if packet is None:
                 ended = True
                 break
+            if skip is not None and skip(packet):
+                if not give(SegResult(packet, None)):  # type: ignore[arg-type]  # filled in order later
+                    return
+                continue
             packets.append(packet)
+        if not packets:
+            return
         t0 = time.perf_counter()
         tensor = model.preprocess([p.image for p in packets])
         t1 = time.perf_counter()

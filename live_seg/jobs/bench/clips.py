@@ -26,7 +26,7 @@ SYNTHETIC_FPS = 25.0
 
 SAMPLE_PATHS = (
     Path("samples", "sample.mp4"),
-    Path(__file__).resolve().parents[2] / "samples" / "sample.mp4",
+    Path(__file__).resolve().parents[3] / "samples" / "sample.mp4",
 )
 """Where the sample clip is looked for: the current folder, then beside the package (a checkout)."""
 

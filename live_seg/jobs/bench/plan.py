@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ...base.errors import ModelError
-from ...base.registry import ALL, AUTO, BACKENDS
+from ...base.registry import ALL, AUTO, BACKENDS, INT8, OPENVINO_DEVICES
 from ...model.segmenter import available_precisions, resolve_device, resolve_precision
 from ...model.select import resolve_backend
 
@@ -17,6 +17,7 @@ log = logging.getLogger(__name__)
 MEASURES = ("naive", "model_only", "pipeline")
 ALL_DEVICES = ("cpu", "cuda", "mps")
 NOT_AVAILABLE = "not available"
+INT8_ONLY = "int8 runs on the OpenVINO runtime only; use --backend openvino"
 
 
 def _wanted_devices(devices: Sequence[str]) -> list[str]:
@@ -49,7 +50,7 @@ def plan(devices: Sequence[str], precisions: Sequence[str]) -> list[tuple[str, s
         for name in precisions:
             for p in available_precisions(device) if name == "all" else (name,):
                 try:
-                    p = resolve_precision(p, device)
+                    p = p if p == INT8 and device in OPENVINO_DEVICES else resolve_precision(p, device)
                 except ModelError as exc:
                     rows.append((device, p, str(exc)))
                     continue
@@ -59,18 +60,20 @@ def plan(devices: Sequence[str], precisions: Sequence[str]) -> list[tuple[str, s
     return rows
 
 
-def plan_backends(device: str, backends: Sequence[str]) -> list[tuple[str, str | None]]:
+def plan_backends(device: str, backends: Sequence[str], precision: str | None = None) -> list[tuple[str, str | None]]:
     """Expand backend requests for a device into ``(backend, reason)``: ``"all"`` is every runtime
     that runs ``device``, ``"auto"`` resolves as the other commands do; ``reason`` says why one
-    does not run there (``None`` when it does)."""
+    does not run there (``None`` when it does), or does not run ``precision`` (int8: OpenVINO only)."""
     rows: dict[str, str | None] = {}
     for name in backends:
         for b in [x for x in BACKENDS if x != AUTO] if name == ALL else (name,):
             try:
-                rows.setdefault(resolve_backend(b, device), None)
+                b = resolve_backend(b, device)
             except ModelError as exc:
                 if name != ALL:
                     rows.setdefault(b, str(exc))
+                continue
+            rows.setdefault(b, INT8_ONLY if precision == INT8 and b != "openvino" else None)
     return list(rows.items())
 
 

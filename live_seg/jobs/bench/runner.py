@@ -198,7 +198,15 @@ def bench_config(
         with torch_runtime(threads, device):
             with quiet(QUIET):
                 seg = build_segmenter(
-                    model, weights, device, precision, size, threads, backend=backend, mode="throughput"
+                    model,
+                    weights,
+                    device,
+                    precision,
+                    size,
+                    threads,
+                    backend=backend,
+                    mode="throughput",
+                    calibration=src,
                 )
                 naive_seg = (
                     seg
@@ -296,7 +304,8 @@ def run_bench(
 
     Args:
         devices: ``"auto"``, ``"cpu"``, ``"cuda"``, ``"mps"`` or ``"all"``.
-        precisions: ``"auto"``, ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"all"``.
+        precisions: ``"auto"``, ``"fp32"``, ``"fp16"``, ``"bf16"``, ``"int8"`` (OpenVINO, calibrated on
+            the source) or ``"all"``.
         models: registry names (see :data:`live_seg.model.segmenter.MODELS`).
         backends: ``"auto"``, ``"torch"``, ``"openvino"`` or ``"all"`` (each runtime that runs the device).
         options: the source, input size, timing, batch sizes, weights and threads
@@ -339,7 +348,7 @@ def run_bench(
         results = [
             row
             for d, p, reason in plan(devices, precisions)
-            for b, why in (plan_backends(d, backends) if reason is None else [("torch", None)])
+            for b, why in (plan_backends(d, backends, p) if reason is None else [("torch", None)])
             for m in models
             for row in (
                 bench_config(d, p, m, src, workdir, **shared, timing=timing, control=control, backend=b)
