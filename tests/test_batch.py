@@ -10,13 +10,13 @@ from typing import ClassVar
 import pytest
 
 from live_seg.base.errors import OutputError, SourceError
+from live_seg.base.options import video_suffix
 from live_seg.jobs.batch.manifest import MANIFEST_NAME, BatchResult, Manifest, Record, read_manifest
 from live_seg.jobs.batch.plan import (
     Job,
     attempt,
     expand_inputs,
     is_batch,
-    output_suffix,
     plan_jobs,
     remove_stale_partials,
     run_local,
@@ -92,7 +92,7 @@ def test_outputs_keep_the_relative_path_and_stem(tree: Path, tmp_path: Path) -> 
     assert [j.output for j in jobs] == [out / "a.mp4", out / "day1/b.mp4", out / "day1/deep/c.mp4"]
     assert all(j.input.is_absolute() and j.output.is_absolute() for j in jobs)
     assert [j.name for j in jobs] == ["a.mp4", "day1/b.MOV", "day1/deep/c.mkv"]
-    assert output_suffix() == output_suffix(None) == ".mp4"
+    assert video_suffix(False) == ".mp4" and video_suffix(True) == ".webm"
 
 
 def test_two_inputs_for_one_output_are_refused(tmp_path: Path) -> None:

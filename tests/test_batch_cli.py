@@ -170,3 +170,24 @@ def test_the_python_api_runs_the_same_batch(tmp_path: Path) -> None:
     assert outputs(tmp_path / "out") == {"a.mp4": 12, "sub/b.mp4": 12}
     again = process_batch([str(tmp_path / "in")], tmp_path / "out", **light)
     assert again.count("skipped") == 2 and again.count("failed") == 1
+
+
+def test_a_cutout_batch_through_the_python_api_writes_webm_with_alpha(tmp_path: Path) -> None:
+    """The outputs are named from the options the files are processed with: a cutout is a .webm."""
+    import av
+
+    from live_seg import EffectOptions, process_batch
+
+    make_clip_tree(tmp_path / "in", ["a.mp4", "sub/b.mp4"])
+    light = {"model": "lraspp_mobilenet_v3_large", "weights": "random", "size": 128, "device": "cpu"}
+    effect = EffectOptions("cutout", classes="person")
+    result = process_batch([str(tmp_path / "in")], tmp_path / "out", effect=effect, audio=False, **light)
+    assert result.summary_line() == "2 input(s): 2 done" and not result.failed
+    written = sorted(p.relative_to(tmp_path / "out").as_posix() for p in (tmp_path / "out").rglob("*.*"))
+    assert written == ["a.webm", MANIFEST_NAME, "sub/b.webm"]
+    for name in ("a.webm", "sub/b.webm"):
+        with av.open(str(tmp_path / "out" / name)) as container:
+            stream = container.streams.video[0]
+            assert stream.codec_context.name == "vp9" and stream.metadata.get("alpha_mode") == "1"
+        assert probe(tmp_path / "out" / name)["video"]["frames"] == 12
+    assert [r["output"].endswith(".webm") for r in manifest(tmp_path / "out")] == [True, True]

@@ -16,9 +16,9 @@ import torch
 from media import make_video, probe
 
 import live_seg.model.segmenter as model_module
-from live_seg.jobs import bench
 from live_seg.base.errors import SourceError
 from live_seg.cli.main import main
+from live_seg.jobs import bench
 from live_seg.jobs.bench import SCHEMA, STAGES, Sample, measure, summarize
 from live_seg.model.segmenter import Segmenter
 from live_seg.pipeline.threads import Control

@@ -16,9 +16,10 @@ import torch
 from test_analysis_cli import run_cli
 
 from live_seg.analysis.masks import read_masks
-from live_seg.analysis.propagate import MaskPropagator, check_key_interval
+from live_seg.analysis.propagate import MaskPropagator
 from live_seg.analysis.run import AnalysisOptions, RunAnalysis
 from live_seg.base.frames import FramePacket
+from live_seg.base.options import check_key_interval
 from live_seg.jobs.video import process_video
 from live_seg.pipeline.file_run import Steps, run_file
 

@@ -13,6 +13,7 @@ import pytest
 from media import make_video, probe, read_frames, read_index
 
 from live_seg.base.errors import OutputError, SourceError
+from live_seg.base.options import EncodeOptions
 from live_seg.jobs.video import process_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -204,7 +205,7 @@ def test_h264_colours_kept_and_the_matrix_tagged(tmp_path):
     from live_seg.media.writer import VideoWriter
 
     colours = [(0, 0, 255), (0, 255, 0), (255, 0, 0), (128, 128, 128), (30, 200, 90), (255, 255, 255)]
-    with VideoWriter(tmp_path / "c.mp4", 64, 48, fps=25, crf=0) as writer:
+    with VideoWriter(tmp_path / "c.mp4", 64, 48, fps=25, encode=EncodeOptions(crf=0)) as writer:
         for bgr in colours:
             writer.write(np.full((48, 64, 3), bgr, np.uint8))
     with av.open(str(tmp_path / "c.mp4")) as container:

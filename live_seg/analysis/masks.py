@@ -30,7 +30,7 @@ import av
 import numpy as np
 
 from ..base.errors import OutputError, SourceError, one_line
-from ..base.files import write_palette_png
+from ..base.files import PendingFile, write_palette_png
 from ..base.frames import Mask, check_mask
 from ..media.writer import check_output_path
 from ..render.renderer import resize_mask, voc_palette
@@ -151,15 +151,13 @@ class MaskVideo:
     def __init__(self, path: str | os.PathLike[str], overwrite: bool = False) -> None:
         self.path = check_file_path(path, overwrite, ".mkv")
         try:
-            fd, tmp = tempfile.mkstemp(prefix=f".{self.path.stem}.", suffix=".partial.mkv", dir=self.path.parent)
+            self.pending = PendingFile(self.path, ".partial.mkv")
         except OSError as exc:
             raise OutputError(f"cannot create a file beside {self.path}: {one_line(exc)}") from exc
-        os.close(fd)
-        self.tmp = Path(tmp)
         try:
-            self.container = av.open(str(self.tmp), mode="w", format="matroska")
+            self.container = av.open(str(self.pending.path), mode="w", format="matroska")
         except Exception as exc:
-            self.tmp.unlink(missing_ok=True)
+            self.pending.discard()
             raise OutputError(f"cannot write {self.path}: {one_line(exc)}") from exc
         self.stream = None
         self.shape: tuple[int, int] | None = None
@@ -209,12 +207,12 @@ class MaskVideo:
                 self.container.mux(self.stream.encode(None))
             self.container.close()
         except Exception as exc:
-            self.tmp.unlink(missing_ok=True)
+            self.pending.discard()
             raise OutputError(f"cannot finish writing {self.path}: {one_line(exc)}") from exc
         if not self.frames:
-            self.tmp.unlink(missing_ok=True)
+            self.pending.discard()
             return None
-        os.replace(self.tmp, self.path)
+        self.pending.commit()
         log.info("wrote %s (%d masks)", self.path, self.frames)
         return self.path
 
@@ -225,7 +223,7 @@ class MaskVideo:
             self.container.close()
         except Exception:  # noqa: BLE001 - best effort while discarding
             pass
-        self.tmp.unlink(missing_ok=True)
+        self.pending.discard()
 
 
 def read_masks(path: str | os.PathLike[str], with_pts: bool = False) -> Iterator[Mask | tuple[float, Mask]]:

@@ -38,13 +38,6 @@ DIS_PRESETS = {
 DEFAULT_PRESET = "medium"
 
 
-def check_key_interval(interval: object) -> int:
-    """``interval`` if it is an integer >= 1, else ``ValueError``."""
-    if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
-        raise ValueError(f"key interval: expected an integer >= 1, got {interval!r}")
-    return interval
-
-
 class MaskPropagator:
     """Carries one key frame's mask to newer frames (see the module docstring).
 

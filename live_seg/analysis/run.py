@@ -33,62 +33,24 @@ import dataclasses
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..base.frames import Frame, FramePacket, SegResult
 from ..base.metrics import median_ms, samples
-from ..base.registry import DEFAULT_SMOOTH_STRENGTH, MASK_SIZES, SMOOTH_MODES, VOC_CLASSES
+from ..base.options import AnalysisOptions
+from ..base.registry import VOC_CLASSES
 from .coverage import Coverage
 from .masks import MaskOutputs, MaskSink, MaskVideo, PngMasks
-from .propagate import PROPAGATE_MODES, MaskPropagator, check_key_interval
-from .smoothing import FlickerMeter, TemporalSmoother, check_strength, pack_scores
+from .propagate import MaskPropagator
+from .smoothing import FlickerMeter, TemporalSmoother, pack_scores
 
 PathLike = str | os.PathLike[str]
 
+__all__ = ["FILE_OPTIONS", "AnalysisOptions", "RunAnalysis", "SmoothedModel"]
+
 FILE_OPTIONS = ("masks", "mask_video", "coverage", "coverage_plot")
 """The options that name a file or folder (and the summary's fields for them)."""
-
-
-@dataclass
-class AnalysisOptions:
-    """What to do with each frame's mask besides showing it (the CLI's analysis flags).
-
-    Attributes:
-        smooth: ``"off"`` or ``"ema"`` (temporal smoothing, see :mod:`live_seg.analysis.smoothing`).
-        smooth_strength: weight of the past in the average, ``0 <= S < 1``.
-        masks: a folder for one palette PNG per frame, or ``None``.
-        masks_size: ``"model"`` (the model's square input) or ``"source"`` (the frame's size),
-            for ``masks`` and ``mask_video``.
-        mask_video: an ``.mkv`` for the masks as lossless FFV1 gray video, or ``None``.
-        coverage: a CSV of per-frame class shares, or ``None``.
-        coverage_plot: a PNG chart of the class shares over time, or ``None``.
-        key_interval: run the network on every N-th frame (0, N, 2N, ...); 1: every frame.
-        propagate: between key frames, ``"flow"`` (the key mask moved along the optical flow) or
-            ``"hold"`` (the key mask as it is).
-    """
-
-    smooth: str = SMOOTH_MODES[0]
-    smooth_strength: float = DEFAULT_SMOOTH_STRENGTH
-    masks: PathLike | None = None
-    masks_size: str = MASK_SIZES[0]
-    mask_video: PathLike | None = None
-    coverage: PathLike | None = None
-    coverage_plot: PathLike | None = None
-    key_interval: int = 1
-    propagate: str = PROPAGATE_MODES[0]
-
-    def check(self) -> None:
-        """Raise ``ValueError`` for a value out of its range."""
-        if self.smooth not in SMOOTH_MODES:
-            raise ValueError(f"smooth: expected one of {', '.join(SMOOTH_MODES)}, got {self.smooth!r}")
-        if self.masks_size not in MASK_SIZES:
-            raise ValueError(f"masks size: expected one of {', '.join(MASK_SIZES)}, got {self.masks_size!r}")
-        check_strength(self.smooth_strength)
-        check_key_interval(self.key_interval)
-        if self.propagate not in PROPAGATE_MODES:
-            raise ValueError(f"propagate: expected one of {', '.join(PROPAGATE_MODES)}, got {self.propagate!r}")
 
 
 class SmoothedModel:

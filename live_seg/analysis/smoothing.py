@@ -49,6 +49,7 @@ import cv2
 import numpy as np
 
 from ..base.frames import Frame, Mask
+from ..base.options import check_strength
 from ..base.registry import DEFAULT_SMOOTH_STRENGTH
 
 if TYPE_CHECKING:
@@ -65,13 +66,6 @@ frame starts a new scene. Measured on the sample clip: its pans, zooms and cross
 from frame to frame (median 2.6), grain noise (sigma 12) changes that by under 0.1, and a hard
 cut between any two of its photographs is 38.5 or more. A false cut (very fast motion) only
 costs one unsmoothed frame; a missed one smears, so the threshold sits nearer the motion."""
-
-
-def check_strength(strength: float) -> float:
-    """Return ``strength`` if it is in ``[0, 1)``, else raise ``ValueError`` naming the range."""
-    if not 0.0 <= strength < 1.0:
-        raise ValueError(f"smooth strength: expected 0 <= S < 1 (1 would never change a mask), got {strength}")
-    return float(strength)
 
 
 def pack_scores(scores: torch.Tensor) -> torch.Tensor:

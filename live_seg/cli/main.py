@@ -20,12 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from ..base.errors import LiveSegError, OutputError, UsageError, one_line
+from ..base.files import write_json
 from ..base.metrics import Stats
+from ..base.options import AnalysisOptions, BenchOptions, ModelOptions, RenderOptions
 from ..base.registry import RANDOM_WEIGHTS
 from ..pipeline.threads import Control
-from .args import effect_options, get_args_parser
+from .args import effect_options, get_args_parser, model_args, options_from, video_options
 
-__all__ = ["SignalGate", "get_args_parser", "main"]
+__all__ = ["SignalGate", "get_args_parser", "main", "write_stats"]
 
 log = logging.getLogger(__name__)
 
@@ -119,35 +121,6 @@ class SignalGate:
                 self._timer.join()
 
 
-def _model_args(args: argparse.Namespace) -> dict[str, Any]:
-    return {
-        "model": args.model,
-        "weights": args.weights,
-        "device": args.device,
-        "precision": args.precision,
-        "size": args.size,
-        "threads": args.threads,
-        "backend": args.backend,
-        "calibration": args.calibration,
-    }
-
-
-def _analysis_options(args: argparse.Namespace) -> Any:
-    from ..analysis.run import AnalysisOptions
-
-    return AnalysisOptions(
-        smooth=args.smooth,
-        smooth_strength=args.smooth_strength,
-        masks=args.masks,
-        masks_size=args.masks_size,
-        mask_video=args.mask_video,
-        coverage=args.coverage,
-        coverage_plot=args.coverage_plot,
-        key_interval=getattr(args, "key_interval", 1),
-        propagate=getattr(args, "propagate", "flow"),
-    )
-
-
 def _log_flicker(summary: dict[str, Any]) -> None:
     """One line on how steady the masks were (and what smoothing did)."""
     if summary.get("flicker") is None:
@@ -158,9 +131,11 @@ def _log_flicker(summary: dict[str, Any]) -> None:
     log.info("flicker: %.3f %% of pixels changed class per frame (%s)", summary["flicker"] * 100, how)
 
 
-def _write_json(path: str, data: dict[str, Any]) -> None:
+def write_stats(path: str, data: dict[str, Any]) -> None:
+    """Write a run's statistics as JSON (``--stats``); a failure is logged, not raised: the run's
+    outputs are what matters."""
     try:
-        Path(path).write_text(json.dumps(data, indent=2) + "\n")
+        write_json(path, data)
     except OSError as exc:
         log.error("cannot write stats to %s: %s", path, one_line(exc))
 
@@ -200,52 +175,33 @@ def _cmd_video(args: argparse.Namespace) -> int:
     if is_batch(args.input, args.output) or args.ray:
         from .batch import cmd_video_batch
 
-        return cmd_video_batch(args, _model_args(args), SIGNAL_EXIT)
+        return cmd_video_batch(args, SIGNAL_EXIT)
     from tqdm.contrib.logging import logging_redirect_tqdm
 
-    from ..jobs.video import default_output, process_video
+    from ..jobs.video import VideoHooks, default_output, process_video
 
     src = args.input[0]
     control = Control()
     gate = SignalGate(control, setup_interrupts=True)
     bar = _ProgressBar(args.quiet)
-    effect = effect_options(args)
-    output = args.output or str(default_output(src, effect.alpha_output and args.view == "overlay"))
+    options = video_options(args)
+    output = args.output or str(default_output(src, options.alpha_output))
+    hooks = VideoHooks(control, on_frame=bar.update, on_open=bar.open, on_start=gate.start)
     try:
         with gate.installed(), logging_redirect_tqdm():  # log lines above the progress bar, not into it
-            summary = process_video(
-                src,
-                output,
-                palette=args.palette,
-                alpha=args.alpha,
-                legend=args.legend,
-                view=args.view,
-                effect=effect,
-                audio=args.audio,
-                overwrite=args.overwrite,
-                batch=args.batch,
-                workers=args.workers,
-                preset=args.preset,
-                crf=args.crf,
-                control=control,
-                on_frame=bar.update,
-                on_open=bar.open,
-                on_start=gate.start,
-                analysis=_analysis_options(args),
-                **_model_args(args),
-            )
+            summary = process_video(src, output, None, options, hooks=hooks)
     except KeyboardInterrupt:
         if gate.signum is None:
             raise
         log.warning("interrupted before the first frame: nothing was written")
         if args.stats:
-            _write_json(args.stats, {"input": src, "output": None, "frames_in": 0, "frames_out": 0,
+            write_stats(args.stats, {"input": src, "output": None, "frames_in": 0, "frames_out": 0,
                                      "interrupted": True, "stop_reason": control.reason})  # fmt: skip
         return SIGNAL_EXIT[gate.signum]
     finally:
         bar.close()
     if args.stats:
-        _write_json(args.stats, summary)
+        write_stats(args.stats, summary)
     done = summary["frames_out"]
     _log_flicker(summary)
     if summary["output"]:
@@ -269,12 +225,10 @@ def _cmd_image(args: argparse.Namespace) -> int:
     summary = process_image(
         args.input,
         args.output,
-        palette=args.palette,
-        alpha=args.alpha,
-        legend=args.legend,
-        overwrite=args.overwrite,
+        render=options_from(RenderOptions, args),
         effect=effect_options(args),
-        **_model_args(args),
+        overwrite=args.overwrite,
+        model=options_from(ModelOptions, args),
     )
     note = " (untrained weights: classes are meaningless)" if summary.get("untrained") else ""
     print(f"classes found in {args.input}{note}:")
@@ -314,14 +268,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         args.precision,
         args.model,
         backends=args.backend,
-        source=args.source,
-        size=args.size,
-        frames=args.frames,
-        warmup=args.warmup,
-        repeat=args.repeat,
-        batch=args.batch,
-        weights=args.weights,
-        threads=args.threads,
+        options=options_from(BenchOptions, args),
         command=_bench_command(args),
     )
     print(format_table(report))
@@ -360,7 +307,7 @@ def _live_options(args: argparse.Namespace) -> Any:
         overwrite=args.overwrite,
         duration=args.duration,
         snapshot_dir=args.snapshot_dir,
-        analysis=_analysis_options(args),
+        analysis=options_from(AnalysisOptions, args),
     )
 
 
@@ -373,13 +320,13 @@ def _cmd_live(args: argparse.Namespace) -> int:
     def on_serve(url: str) -> None:
         print(f"live view: {url}", flush=True)
 
-    session = LiveSession(_live_options(args), control=control, on_serve=on_serve, **_model_args(args))
+    session = LiveSession(_live_options(args), control=control, on_serve=on_serve, **model_args(args))
     try:
         with gate.installed():
             summary = session.run()
     finally:
         if args.stats and session.summary is not None:
-            _write_json(args.stats, session.summary)
+            write_stats(args.stats, session.summary)
     lat = summary["latency_ms"]
     log.info(
         "%s: %d frames captured, %d inferred, %d dropped, %d shown in %.1f s (%.1f fps); "

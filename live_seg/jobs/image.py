@@ -13,9 +13,10 @@ import numpy as np
 from ..base.errors import OutputError, SourceError, one_line
 from ..base.files import write_palette_png, write_png
 from ..base.frames import Frame
-from ..model.select import build_segmenter, job_runtime
+from ..base.options import IMAGE_RENDER, ModelOptions, RenderOptions, fold
+from ..model.select import job_runtime, segmenter_for
 from ..render.effects import EffectOptions
-from ..render.renderer import DEFAULT_ALPHA, Renderer, class_shares, resize_mask, side_by_side
+from ..render.renderer import Renderer, class_shares, resize_mask, side_by_side
 
 if TYPE_CHECKING:
     from ..model.segmenter import Segmenter
@@ -51,12 +52,10 @@ def process_image(
     out_dir: str | os.PathLike[str] = ".",
     segmenter: Segmenter | None = None,
     *,
-    palette: str = "voc",
-    alpha: float = DEFAULT_ALPHA,
-    legend: bool = True,
+    render: RenderOptions = IMAGE_RENDER,
+    effect: EffectOptions | str | None = None,
     overwrite: bool = False,
-    effect: EffectOptions | str = "overlay",
-    **model_args: Any,
+    **keywords: Any,
 ) -> dict[str, Any]:
     """Segment one image, as the original single-image script did, and save three PNGs.
 
@@ -66,9 +65,24 @@ def process_image(
     file is ``EFFECT.png`` (a ``cutout`` keeps its alpha; the side by side shows it over a
     checkerboard).
 
+    Args:
+        src, out_dir: the image; the folder for the PNGs (created if missing).
+        segmenter: a ready model; when ``None`` one is built from the model keywords.
+        render: palette, mask weight, legend (the view is always the overlay).
+        effect: what the chosen classes get (:class:`~live_seg.render.effects.EffectOptions`, a name,
+            or ``None``: the overlay).
+        overwrite: replace existing PNGs.
+        **keywords: :class:`~live_seg.base.options.RenderOptions` fields (``palette``, ``alpha``,
+            ``legend``) folded into ``render``, and the model: a
+            :class:`~live_seg.base.options.ModelOptions` as ``model``, or its fields (``model="…"``,
+            ``weights``, ``device``, ...).
+
     Returns:
         ``{"outputs": [...paths], "classes": [{"id", "name", "share"}...], **model details}``.
     """
+    model = keywords.pop("model") if isinstance(keywords.get("model"), ModelOptions) else ModelOptions()
+    groups = fold({"render": render, "model": model}, keywords)
+    render, model = groups["render"], groups["model"]
     image = read_image(src)
     options = EffectOptions.of(effect)
     folder = Path(out_dir)
@@ -82,14 +96,14 @@ def process_image(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output folder {folder}: {one_line(exc)}") from exc
-    with options.build_before_model(segmenter, palette, alpha) as fx:
-        seg = segmenter or build_segmenter(**model_args, mode="latency")
+    with options.build_before_model(segmenter, render.palette, render.alpha) as fx:
+        seg = segmenter or segmenter_for(model, mode="latency")
         with job_runtime(seg):
             small = seg.predict([image])[0]
             described = seg.describe()
         h, w = image.shape[:2]
         mask = resize_mask(small, h, w)
-        renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend, effect=fx)
+        renderer = Renderer(seg.categories, palette=render.palette, alpha=render.alpha, legend=render.legend, effect=fx)
         shares = class_shares(mask, len(seg.categories))
         blended = renderer.render(image, small, classes=[cid for cid, _ in shares]).copy()  # largest first
         pair = side_by_side(

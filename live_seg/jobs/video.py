@@ -15,32 +15,37 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..analysis.run import AnalysisOptions, RunAnalysis
+from ..analysis.run import RunAnalysis
 from ..base.errors import LiveSegError, OutputError
 from ..base.metrics import Stats
+from ..base.options import (
+    AnalysisOptions,
+    EncodeOptions,
+    ModelOptions,
+    PathLike,
+    RenderOptions,
+    RunOptions,
+    fold,
+    video_suffix,
+)
 from ..media.file_source import VideoFileSource
 from ..media.formats import video_format
 from ..media.writer import VideoWriter, check_output_path
-from ..model.select import build_segmenter, job_runtime
+from ..model.select import job_runtime, segmenter_for
 from ..pipeline.file_run import Steps, run_file
 from ..pipeline.infer import plan_batch, plan_workers
 from ..pipeline.threads import Control
 from ..render.effects import EffectOptions
-from ..render.renderer import DEFAULT_ALPHA, Renderer
+from ..render.renderer import Renderer
 
 if TYPE_CHECKING:
     from ..model.segmenter import Segmenter
 
 log = logging.getLogger(__name__)
-
-
-def default_output(src: str | os.PathLike[str], alpha: bool = False) -> Path:
-    """``clip.mp4`` → ``clip.seg.mp4`` beside it (``clip.seg.webm`` for frames with alpha)."""
-    p = Path(src)
-    return p.with_name(p.stem + (".seg.webm" if alpha else ".seg.mp4"))
 
 
 def _check_output(src: str | os.PathLike[str], dst: str | os.PathLike[str], overwrite: bool) -> Path:
@@ -121,24 +126,16 @@ def _finish(writer: VideoWriter, analysis: RunAnalysis, interrupted: bool, keep_
 
 
 def _writer(
-    out: Path,
-    src: str | os.PathLike[str],
-    source: VideoFileSource,
-    view: str,
-    audio: bool,
-    overwrite: bool,
-    preset: str,
-    crf: int,
-    control: Control,
-    alpha: bool,
+    out: Path, audio_from: PathLike | None, source: VideoFileSource, options: VideoOptions, control: Control
 ) -> VideoWriter:
     """The output writer at the source's size (twice as wide side by side), timing and audio."""
     info = source.info
     assert info is not None
-    return VideoWriter(out, info.width * (2 if view == "side" else 1), info.height, fps=info.fps,
-                       time_base=info.time_base, audio_from=src if audio else None,
-                       audio_offset=source.start_time, overwrite=overwrite, preset=preset, crf=crf,
-                       stop=control.stopping, alpha=alpha)  # fmt: skip
+    width = info.width * (2 if options.render.view == "side" else 1)
+    return VideoWriter(out, width, info.height, fps=info.fps, time_base=info.time_base,
+                       audio_from=audio_from, audio_offset=source.start_time,
+                       overwrite=options.run.overwrite, encode=options.encode, stop=control.stopping,
+                       alpha=options.alpha_output)  # fmt: skip
 
 
 def _source_fields(source: VideoFileSource) -> dict[str, Any]:
@@ -154,82 +151,137 @@ def _source_fields(source: VideoFileSource) -> dict[str, Any]:
     }
 
 
+@dataclass(frozen=True)
+class VideoHooks:
+    """What a caller of :func:`process_video` hears and says while it runs.
+
+    Attributes:
+        control: stop/abort requests (signal handlers call ``control.stop()``); ``None``: the run's own.
+        on_frame: called after each written frame, with the run's stats.
+        on_open: called with the opened source (its ``info``: size, rate, frames).
+        on_start: called once frames flow (the model is built).
+    """
+
+    control: Control | None = None
+    on_frame: Callable[[Stats], None] | None = None
+    on_open: Callable[[VideoFileSource], None] | None = None
+    on_start: Callable[[], None] | None = None
+
+
+@dataclass(frozen=True)
+class VideoOptions:
+    """Everything the ``video`` job is told, as values (each group owns its defaults).
+
+    Attributes:
+        model: the model built when no segmenter is given.
+        render: palette, mask weight, legend, view.
+        effect: what the chosen classes get.
+        encode: libx264 preset and crf, the source's audio.
+        run: batch, workers, pacing, overwrite, partial outputs.
+        analysis: smoothing and per-frame mask outputs.
+    """
+
+    model: ModelOptions = field(default_factory=ModelOptions)
+    render: RenderOptions = field(default_factory=RenderOptions)
+    effect: EffectOptions = field(default_factory=EffectOptions)
+    encode: EncodeOptions = field(default_factory=EncodeOptions)
+    run: RunOptions = field(default_factory=RunOptions)
+    analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
+
+    @classmethod
+    def of(cls, options: VideoOptions | None = None, **keywords: Any) -> VideoOptions:
+        """``options`` (default: every default) with ``keywords`` folded in.
+
+        A keyword is a whole group (``render=RenderOptions(...)``, ``analysis=AnalysisOptions(...)``;
+        ``effect`` also takes an effect name, ``analysis`` also ``None``) or one field of a group
+        (``legend=True``, ``model="lraspp_mobilenet_v3_large"``, ``crf=18``, ``workers=1``).
+
+        Raises:
+            TypeError: a keyword that is neither.
+        """
+        options = options or cls()
+        whole: dict[str, Any] = {}
+        if "effect" in keywords:
+            whole["effect"] = EffectOptions.of(keywords.pop("effect"))
+        if "analysis" in keywords:
+            whole["analysis"] = keywords.pop("analysis") or AnalysisOptions()
+        groups = {f.name: getattr(options, f.name) for f in fields(cls) if f.name not in ("effect", "analysis")}
+        for name, group in groups.items():
+            if isinstance(keywords.get(name), type(group)):
+                whole[name] = keywords.pop(name)
+        groups.update((k, v) for k, v in whole.items() if k in groups)
+        return replace(options, **{**whole, **fold(groups, keywords)})
+
+    @property
+    def alpha_output(self) -> bool:
+        """The output keeps an alpha channel (a ``.webm`` or ``.mov`` is needed)."""
+        return self.render.keeps_alpha(self.effect.alpha_output)
+
+
+def default_output(src: str | os.PathLike[str], alpha: bool = False) -> Path:
+    """``clip.mp4`` → ``clip.seg.mp4`` beside it (``clip.seg.webm`` for frames with alpha)."""
+    p = Path(src)
+    return p.with_name(p.stem + ".seg" + video_suffix(alpha))
+
+
 def process_video(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     segmenter: Segmenter | None = None,
+    options: VideoOptions | None = None,
     *,
-    palette: str = "voc",
-    alpha: float = DEFAULT_ALPHA,
-    legend: bool = False,
-    view: str = "overlay",
-    effect: EffectOptions | str = "overlay",
-    audio: bool = True,
-    overwrite: bool = False,
-    batch: int | None = None,
-    workers: int | None = None,
-    preset: str = "veryfast",
-    crf: int = 20,
-    realtime: bool = False,
-    max_frames: int | None = None,
-    control: Control | None = None,
-    on_frame: Callable[[Stats], None] | None = None,
-    on_open: Callable[[VideoFileSource], None] | None = None,
-    on_start: Callable[[], None] | None = None,
-    analysis: AnalysisOptions | None = None,
-    keep_partial: bool = True,
-    **model_args: Any,
+    hooks: VideoHooks | None = None,
+    **keywords: Any,
 ) -> dict[str, Any]:
     """Segment every frame of ``src`` and write the rendered video to ``dst`` (see the module).
 
     Args:
-        src, dst: input video file; output (temporary name, renamed when complete).
-        segmenter: a ready :class:`Segmenter`; when ``None`` one is built from ``model_args``
-            (``model``, ``weights``, ``device``, ``precision``, ``size``, ``threads``).
-        palette, alpha, legend, view: rendering (see :class:`live_seg.render.renderer.Renderer`).
-        effect: what the chosen classes get (:class:`live_seg.render.effects.EffectOptions` or an effect
-            name); a ``cutout`` in the ``overlay`` view needs ``dst`` to be ``.webm`` or ``.mov``.
-        audio, overwrite: keep the source's audio; replace an existing ``dst``.
-        batch, workers: frames per forward pass (``None``: 2 on the CPU, 1 on a GPU); inference
-            threads sharing the model (``None``: planned, see :func:`plan_workers`).
-        preset, crf: libx264 settings.
-        realtime, max_frames: read at the file's own pace, as a camera; stop after that many frames.
-        control, on_frame, on_open, on_start: stop/abort requests (signal handlers call ``control.stop()``);
-            called after each written frame, with the opened source, once frames flow.
-        analysis: smoothing and per-frame mask outputs (:mod:`live_seg.analysis.run`), checked
-            before the model loads. keep_partial: a run cut short keeps its frames under ``dst``.
+        src, dst: input video file; output (temporary name, renamed when complete); a ``cutout``
+            effect in the ``overlay`` view needs ``dst`` to be ``.webm`` or ``.mov``.
+        segmenter: a ready :class:`Segmenter`; when ``None`` one is built from ``options.model``.
+        options: what to do (:class:`VideoOptions`); ``analysis`` is checked before the model loads.
+        hooks: stop requests and progress callbacks (:class:`VideoHooks`).
+        **keywords: :class:`VideoOptions` groups or fields (``legend=True``, ``effect=...``,
+            ``analysis=...``, ``model=...``, ``overwrite=True``) and :class:`VideoHooks` fields
+            (``on_frame=...``), folded into ``options`` and ``hooks``.
 
     Returns:
         A JSON-ready dict: the run's stats summary plus model, input and output details,
         ``flicker`` and the analysis fields. Raises the user-facing (one-line) errors.
     """
     t_setup = time.perf_counter()
-    options = EffectOptions.of(effect)
-    video_format(dst, with_alpha := options.alpha_output and view == "overlay")  # a cutout to .mp4 fails here
-    out = _check_output(src, dst, overwrite)
-    control = control or Control()
-    extra = RunAnalysis(analysis or AnalysisOptions(), overwrite=overwrite, title=Path(src).name)
+    said = {f.name: keywords.pop(f.name) for f in fields(VideoHooks) if f.name in keywords}
+    hooks = replace(hooks or VideoHooks(), **said)
+    options = VideoOptions.of(options, **keywords)
+    run, render = options.run, options.render
+    video_format(dst, options.alpha_output)  # a cutout to .mp4 fails here
+    out = _check_output(src, dst, run.overwrite)
+    control = hooks.control or Control()
+    extra = RunAnalysis(options.analysis, overwrite=run.overwrite, title=Path(src).name)
     with contextlib.ExitStack() as stack:
         try:  # until the run starts, a failure leaves none of the analysis files behind
-            fx = stack.enter_context(options.build_before_model(segmenter, palette, alpha))
-            source = stack.enter_context(VideoFileSource(src, realtime=realtime, max_frames=max_frames))
+            fx = stack.enter_context(options.effect.build_before_model(segmenter, render.palette, render.alpha))
+            source = stack.enter_context(VideoFileSource(src, realtime=run.realtime, max_frames=run.max_frames))
             info = source.info
             assert info is not None
-            if on_open is not None:
-                on_open(source)
-            calibration = model_args.pop("calibration", None) or src  # int8: calibrated on the input by default
-            seg = segmenter or build_segmenter(**model_args, calibration=calibration, mode="throughput")
-            renderer = Renderer(seg.categories, palette=palette, alpha=alpha, legend=legend, mode=view, effect=fx)
-            audio = bool(audio and info.has_audio)
-            writer = _writer(out, src, source, view, audio, overwrite, preset, crf, control, with_alpha)
+            if hooks.on_open is not None:
+                hooks.on_open(source)
+            model = options.model  # int8: calibrated on the input unless told otherwise
+            seg = segmenter or segmenter_for(replace(model, calibration=model.calibration or src), mode="throughput")
+            renderer = Renderer(seg.categories, palette=render.palette, alpha=render.alpha, legend=render.legend,
+                                mode=render.view, effect=fx)  # fmt: skip
+            audio = bool(options.encode.audio and info.has_audio)
+            writer = _writer(out, src if audio else None, source, options, control)
         except BaseException:
             extra.abort()
             raise
         setup_s = time.perf_counter() - t_setup
-        stats, details = _run(source, seg, renderer, writer, extra, batch=batch, workers=workers, control=control,
-                              on_frame=on_frame, on_start=on_start, keep_partial=keep_partial)  # fmt: skip
-        written = _finish(writer, extra, stats.interrupted, keep_partial)
+        stats, details = _run(source, seg, renderer, writer, extra, batch=run.batch, workers=run.workers,
+                              control=control, on_frame=hooks.on_frame, on_start=hooks.on_start,
+                              keep_partial=run.keep_partial)  # fmt: skip
+        written = _finish(writer, extra, stats.interrupted, run.keep_partial)
     summary = stats.summary()
     summary.update(input=str(src), output=str(written) if written else None, **_source_fields(source))
-    summary.update(audio=audio, setup_s=round(setup_s, 3), effect=options.name, **details, **extra.summary())
+    summary.update(audio=audio, setup_s=round(setup_s, 3), effect=options.effect.name)
+    summary.update(**details, **extra.summary())
     return summary

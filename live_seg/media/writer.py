@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 import threading
 from fractions import Fraction
 from pathlib import Path
@@ -20,7 +19,9 @@ import av
 import numpy as np
 
 from ..base.errors import OutputError, one_line
+from ..base.files import PendingFile
 from ..base.frames import Frame
+from ..base.options import EncodeOptions
 from .formats import MP4, VideoFormat, add_video_stream, video_format, video_frame
 
 log = logging.getLogger(__name__)
@@ -47,7 +48,7 @@ def check_output_path(path: str | os.PathLike[str], overwrite: bool = False) -> 
     """
     out = _output_target(path, overwrite)
     # Permissions alone do not tell (root, read-only mounts, special file systems): try.
-    _create_beside(out, ".live_seg-probe.", "").unlink(missing_ok=True)
+    pending_beside(out, ".probe").discard()
     return out
 
 
@@ -66,18 +67,16 @@ def _output_target(path: str | os.PathLike[str], overwrite: bool) -> Path:
     return out
 
 
-def _create_beside(out: Path, prefix: str, suffix: str) -> Path:
-    """A new empty file in ``out``'s folder (the caller removes or renames it).
+def pending_beside(out: Path, suffix: str) -> PendingFile:
+    """A :class:`~live_seg.base.files.PendingFile` for ``out`` (the caller commits or discards it).
 
     Raises:
         OutputError: the folder does not take new files.
     """
     try:
-        fd, name = tempfile.mkstemp(prefix=prefix, suffix=suffix, dir=out.parent)
+        return PendingFile(out, suffix)
     except OSError as exc:
         raise OutputError(f"output folder is not writable: {out.parent} ({one_line(exc)})") from exc
-    os.close(fd)
-    return Path(name)
 
 
 class _AudioPass:
@@ -200,7 +199,7 @@ class VideoWriter:
             transcoded to AAC; ``None`` for no audio.
         audio_offset: seconds of the source's first video timestamp (output time 0).
         overwrite: replace an existing file.
-        preset, crf: libx264 settings.
+        encode: libx264's preset and crf (``None``: :class:`~live_seg.base.options.EncodeOptions`' defaults).
         threads: encoder threads (0 = libx264 decides).
         stop: once set (an interrupt), the audio is cut at the last video frame on close.
         alpha: frames are ``(H, W, 4)`` BGRA and their alpha is kept (see :mod:`live_seg.media.formats`).
@@ -220,8 +219,7 @@ class VideoWriter:
         audio_from: str | os.PathLike[str] | None = None,
         audio_offset: float = 0.0,
         overwrite: bool = False,
-        preset: str = "veryfast",
-        crf: int = 20,
+        encode: EncodeOptions | None = None,
         threads: int = 0,
         stop: threading.Event | None = None,
         alpha: bool = False,
@@ -235,7 +233,9 @@ class VideoWriter:
             log.warning("%dx%d is odd: padding to %dx%d for 4:2:0", width, height, self.enc_w, self.enc_h)
         self.fps = fps if fps and fps > 0 else 25.0
         self.time_base = time_base or Fraction(1, 90000)
-        self.tmp = _create_beside(self.path, f".{self.path.stem}.", f".partial{self.format.extension}")
+        self.pending = pending_beside(self.path, f".partial{self.format.extension}")
+        self.tmp = self.pending.path
+        encode = encode or EncodeOptions()
         try:
             options = {"movflags": "+faststart"} if self.format.container in ("mp4", "mov") else {}
             self.container = av.open(str(self.tmp), mode="w", format=self.format.container, options=options)
@@ -244,7 +244,7 @@ class VideoWriter:
             self.stream.time_base = self.time_base
             self.stream.codec_context.time_base = self.time_base
             if self.format is MP4:
-                self.stream.options = {"preset": preset, "crf": str(crf)}
+                self.stream.options = {"preset": encode.preset, "crf": str(encode.crf)}
             self.audio = None
             if audio_from:
                 try:
@@ -314,7 +314,7 @@ class VideoWriter:
         if not self.frames:
             self._discard()
             return None
-        os.replace(self.tmp, self.path)
+        self.pending.commit()
         log.info("wrote %s (%d frames)", self.path, self.frames)
         return self.path
 
@@ -336,7 +336,7 @@ class VideoWriter:
                     closable.close()
                 except Exception:  # noqa: BLE001 - best effort while discarding
                     pass
-        self.tmp.unlink(missing_ok=True)
+        self.pending.discard()
 
     def __enter__(self) -> VideoWriter:
         return self

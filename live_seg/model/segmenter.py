@@ -22,6 +22,7 @@ from torchvision.models import WeightsEnum, get_model_builder, get_model_weights
 
 from ..base.errors import ModelError, one_line
 from ..base.frames import check_frame
+from ..base.options import ModelOptions
 from ..base.registry import (
     AUTO,
     AUTO_DEVICE_ORDER,
@@ -219,12 +220,12 @@ class Segmenter:
 
     def __init__(
         self,
-        model: str = DEFAULT_MODEL,
-        weights: str = "default",
-        device: str = "auto",
-        precision: str = "auto",
-        size: int = 512,
-        threads: int | None = None,
+        model: str = ModelOptions.model,
+        weights: str = ModelOptions.weights,
+        device: str = ModelOptions.device,
+        precision: str = ModelOptions.precision,
+        size: int = ModelOptions.size,
+        threads: int | None = ModelOptions.threads,
     ) -> None:
         """Build the model and load its weights.
 

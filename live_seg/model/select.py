@@ -8,6 +8,7 @@ CPU, torch on CUDA and MPS, see :data:`live_seg.base.registry.AUTO_BACKEND`) and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -15,12 +16,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import ModelError
+from ..base.options import ModelOptions
 from ..base.registry import (
     AUTO,
     AUTO_BACKEND,
     BACKENDS,
-    DEFAULT_MODEL,
-    DEFAULT_WEIGHTS,
     DEVICES,
     INT8,
     OPENVINO_DEVICES,
@@ -93,13 +93,13 @@ def resolve_backend(backend: str, device: str) -> str:
 
 
 def build_segmenter(
-    model: str = DEFAULT_MODEL,
-    weights: str = DEFAULT_WEIGHTS,
-    device: str = AUTO,
-    precision: str = AUTO,
-    size: int = 512,
-    threads: int | None = None,
-    backend: str = AUTO,
+    model: str = ModelOptions.model,
+    weights: str = ModelOptions.weights,
+    device: str = ModelOptions.device,
+    precision: str = ModelOptions.precision,
+    size: int = ModelOptions.size,
+    threads: int | None = ModelOptions.threads,
+    backend: str = ModelOptions.backend,
     mode: str = "throughput",
     cache_dir: str | None = None,
     calibration: str | os.PathLike[str] | Any | None = None,
@@ -156,6 +156,11 @@ def build_segmenter(
         cache_dir=cache_dir,
         calibration=calib,
     )
+
+
+def segmenter_for(options: ModelOptions, mode: str = "throughput") -> Any:
+    """:func:`build_segmenter` for a job's :class:`~live_seg.base.options.ModelOptions` (``mode``: as there)."""
+    return build_segmenter(**dataclasses.asdict(options), mode=mode)
 
 
 def _reference_network(model: str, weights: str, size: int) -> Callable[[], nn.Module]:

@@ -45,7 +45,7 @@ class EffectOptions:
         background: ``replace``'s colour, picture or video (``None``: green).
     """
 
-    name: str = "overlay"
+    name: str = EFFECTS[0]
     classes: str | Sequence[str] | None = None
     invert: bool = False
     feather: float | None = None

@@ -128,10 +128,11 @@ def read_manifest(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
 
 @dataclass
 class BatchResult:
-    """The outcome of a batch run (this run's records, skipped included)."""
+    """The outcome of a batch run (this run's records, skipped included; the manifest's path)."""
 
     records: list[Record]
     total: int
+    manifest: Path | None = None
 
     def count(self, status: str) -> int:
         return sum(r.status == status for r in self.records)

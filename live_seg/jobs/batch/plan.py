@@ -24,7 +24,7 @@ from pathlib import Path, PurePath
 from typing import Any, Protocol
 
 from ...base.errors import LiveSegError, OutputError, SourceError, one_line
-from ...base.registry import ALPHA_EFFECTS, ALPHA_EXTENSIONS
+from ...base.options import MP4_SUFFIX
 from .manifest import Manifest, Record, read_manifest
 from .progress import BatchProgress, FileHooks
 
@@ -36,18 +36,6 @@ VIDEO_SUFFIXES = frozenset(
 """File name endings (lower case) taken as videos when folders are searched or globs expanded."""
 
 _GLOB_MAGIC = re.compile(r"[*?[]")
-
-_EFFECT_SUFFIXES: dict[str, str] = {effect: ALPHA_EXTENSIONS[0] for effect in ALPHA_EFFECTS}
-"""Effects whose output needs another container than MP4 (e.g. one with an alpha channel)."""
-
-
-def output_suffix(effect: str | None = None) -> str:
-    """The output file's suffix for a run: ``.mp4``, or the container an effect needs.
-
-    Args:
-        effect: the effect applied to the video, or ``None``.
-    """
-    return _EFFECT_SUFFIXES.get(effect or "", ".mp4")
 
 
 @dataclass(frozen=True)
@@ -169,7 +157,7 @@ def expand_inputs(inputs: Sequence[str], skip: str | os.PathLike[str] | None = N
     return found
 
 
-def plan_jobs(inputs: Sequence[str], outdir: str | os.PathLike[str], suffix: str = ".mp4") -> list[Job]:
+def plan_jobs(inputs: Sequence[str], outdir: str | os.PathLike[str], suffix: str = MP4_SUFFIX) -> list[Job]:
     """The batch's jobs: each input video to ``outdir / <relative folder> / <stem><suffix>``.
 
     Raises:
@@ -328,9 +316,10 @@ def prepare(
     manifest: Manifest,
     *,
     overwrite: bool = False,
-    effect: str | None = None,
+    suffix: str = MP4_SUFFIX,
 ) -> tuple[list[Job], list[Job], list[Record]]:
-    """Plan a batch and record what is already done (``effect``: see :func:`output_suffix`).
+    """Plan a batch and record what is already done (``suffix``: the outputs', see
+    :func:`~live_seg.base.options.video_suffix`).
 
     Returns:
         ``(jobs, todo, skipped)``: every job, those left to do, and the ``skipped`` records
@@ -339,7 +328,7 @@ def prepare(
     Raises:
         SourceError, OutputError: see :func:`plan_jobs`.
     """
-    jobs = plan_jobs(inputs, outdir, output_suffix(effect))
+    jobs = plan_jobs(inputs, outdir, suffix)
     todo, done = split_done(jobs, overwrite)
     if done:
         log.info("%d of %d already done, skipping", len(done), len(jobs))

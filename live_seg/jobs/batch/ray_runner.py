@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...base.errors import ClusterError, one_line
+from ...base.options import CPU_ACTOR_CORES
 from .manifest import Manifest, Record
 from .plan import Job, Process, attempt, finish, remove_stale_partials
 from .progress import BatchProgress
@@ -38,10 +39,6 @@ log = logging.getLogger(__name__)
 
 INSTALL_HINT = 'pip install -e ".[cluster]"'
 """The command that installs Ray for ``--ray``."""
-
-CPU_ACTOR_CORES = 2
-"""CPU cores per actor on nodes without GPUs: one model per actor, its file pipeline planned
-for that many cores (see the README for the measurement behind it)."""
 
 MAX_RETRIES = 3
 """Times an actor is restarted, and a video retried, after its worker process or node is lost."""

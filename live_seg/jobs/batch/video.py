@@ -10,19 +10,18 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from ...base.options import video_suffix
+from ...pipeline.threads import Control
+from ..video import VideoHooks, VideoOptions, process_video
 from .manifest import BatchResult, Manifest
 from .plan import Job, Process, prepare, run_local
-from .progress import FileHooks
+from .progress import BatchProgress, FileHooks
 
 log = logging.getLogger(__name__)
-
-MODEL_ARGS = ("model", "weights", "device", "precision", "size", "threads", "backend")
-"""The keyword arguments of :func:`process_batch` that build the model; the others go to
-:func:`~live_seg.jobs.video.process_video`."""
 
 
 def check_input(path: Path) -> None:
@@ -49,14 +48,12 @@ class VideoProcessFactory:
     inputs, never loads it.
 
     Attributes:
-        model_args: :func:`~live_seg.model.select.build_segmenter` arguments (model, weights, device,
-            backend, ...).
-        options: :func:`~live_seg.jobs.video.process_video` options (palette, view, audio, batch,
-            workers, preset, crf, ...).
+        options: what every file gets (:class:`~live_seg.jobs.video.VideoOptions`); the batch
+            decides ``overwrite`` (an existing output is skipped unless asked) and a file cut
+            short is discarded.
     """
 
-    model_args: dict[str, Any]
-    options: dict[str, Any] = field(default_factory=dict)
+    options: VideoOptions = field(default_factory=VideoOptions)
 
     def __call__(
         self, cores: int | None = None, *, control: Any = None, on_start: Callable[[], None] | None = None
@@ -69,40 +66,108 @@ class VideoProcessFactory:
                 file in flight, which is then discarded).
             on_start: called as the first file's frames start to flow.
         """
-        options = dict(self.options)
+        run = replace(self.options.run, overwrite=True, keep_partial=False)
+        state = {"options": replace(self.options, run=run)}
         loaded: list[Any] = []
 
         def model() -> Any:
             if not loaded:
-                from ...model.select import build_segmenter
+                from ...model.select import segmenter_for
                 from ...pipeline.infer import plan_workers
 
-                seg = build_segmenter(**self.model_args, mode="throughput")
+                seg = segmenter_for(self.options.model, mode="throughput")
                 torch_run = getattr(seg, "requests", None) is None  # OpenVINO plans its own threads
-                if cores is not None and torch_run and options.get("workers") is None:
-                    options["workers"], seg.threads = plan_workers(seg.device, seg.threads, cores)
+                if cores is not None and torch_run and run.workers is None:
+                    workers, seg.threads = plan_workers(seg.device, seg.threads, cores)
+                    state["options"] = replace(state["options"], run=replace(run, workers=workers))
                 loaded.append(seg)
             return loaded[0]
 
         def process(job: Job, hooks: FileHooks | None) -> dict[str, Any]:
             check_input(job.input)
             seg = model()
-            from ..video import process_video
-
-            return process_video(
-                job.input,
-                job.output,
-                seg,
-                overwrite=True,  # the batch decided: an existing output is skipped unless --overwrite
-                keep_partial=False,
-                control=control,
-                on_open=(lambda source: hooks.on_open(source.info.frames)) if hooks else None,
-                on_frame=(lambda _stats: hooks.on_frame()) if hooks else None,
-                on_start=on_start,
-                **options,
-            )
+            on_open = (lambda source: hooks.on_open(source.info.frames)) if hooks else None
+            on_frame = (lambda _stats: hooks.on_frame()) if hooks else None
+            said = VideoHooks(control, on_frame=on_frame, on_open=on_open, on_start=on_start)
+            return process_video(job.input, job.output, seg, state["options"], hooks=said)
 
         return process
+
+
+@dataclass
+class BatchHooks:
+    """What a caller of :func:`run_batch` hears and says while it runs.
+
+    Attributes:
+        control: a first ``control.stop()`` (Ctrl-C) ends the file in flight (discarded) and the
+            batch; a signal that aborts before the first frame ends it with nothing run.
+        on_start: called as the first file's frames start to flow (or Ray is up with its actors).
+        progress: builds the progress bars from the jobs left, or ``None``.
+        ray_log_level: the Ray actors' logging level.
+    """
+
+    control: Control | None = None
+    on_start: Callable[[], None] | None = None
+    progress: Callable[[list[Job]], BatchProgress] | None = None
+    ray_log_level: int = logging.WARNING
+
+
+def run_batch(
+    inputs: Sequence[str],
+    outdir: str | os.PathLike[str],
+    options: VideoOptions,
+    *,
+    overwrite: bool = False,
+    ray: bool = False,
+    ray_actor_cpus: int | None = None,
+    hooks: BatchHooks | None = None,
+) -> BatchResult:
+    """Plan the batch, record what is already done, and run the rest here or on Ray.
+
+    The one orchestration behind ``live-seg video IN… -o OUTDIR/`` and :func:`process_batch`: the
+    outputs are named (``.mp4``, or ``.webm`` for a cutout) from the same ``options`` every file
+    is then processed with.
+
+    Args:
+        inputs: files, folders (searched recursively) and globs.
+        outdir: the output folder (and its manifest, ``live_seg_manifest.jsonl``).
+        options: what every file gets.
+        overwrite: redo the outputs already there (else they are skipped).
+        ray: run on Ray (``RAY_ADDRESS``, else a local Ray); ``ray_actor_cpus``: cores per CPU actor
+            (default :data:`~live_seg.base.options.CPU_ACTOR_CORES`).
+        hooks: stop requests, progress bars, start notice (:class:`BatchHooks`).
+
+    Returns:
+        This run's records (skipped included) and the manifest's path; a failed file does not raise.
+
+    Raises:
+        SourceError, OutputError, ClusterError: the batch cannot start (one line each).
+    """
+    hooks = hooks or BatchHooks()
+    control = hooks.control or Control()
+    factory = VideoProcessFactory(options)
+    with Manifest.in_folder(outdir) as manifest:
+        suffix = video_suffix(options.alpha_output)
+        jobs, todo, records = prepare(inputs, outdir, manifest, overwrite=overwrite, suffix=suffix)
+        progress = hooks.progress(todo) if hooks.progress is not None and todo else None
+        try:
+            if ray:
+                from .ray_runner import run_on_ray
+
+                records += run_on_ray(todo, factory, manifest, progress=progress, should_stop=control.stopping.is_set,
+                                      cpus_per_actor=ray_actor_cpus, log_level=hooks.ray_log_level,
+                                      on_start=hooks.on_start)  # fmt: skip
+            else:
+                make = lambda: factory(control=control, on_start=hooks.on_start)  # noqa: E731
+                records += run_local(todo, make, manifest, progress=progress, should_stop=control.stopping.is_set)
+        except KeyboardInterrupt:
+            if not control.aborted.is_set():  # not a signal handled before the first frame
+                raise
+            log.warning("interrupted before the first frame: nothing was written")
+        finally:
+            if progress is not None:
+                progress.close()
+    return BatchResult(records, len(jobs), manifest.path)
 
 
 def process_batch(
@@ -112,7 +177,7 @@ def process_batch(
     overwrite: bool = False,
     ray: bool = False,
     ray_actor_cpus: int | None = None,
-    **kwargs: Any,
+    **keywords: Any,
 ) -> BatchResult:
     """Segment every video of ``inputs`` into ``outdir`` (what ``live-seg video IN… -o OUTDIR/`` does).
 
@@ -122,8 +187,8 @@ def process_batch(
             glob given, and ``OUTDIR/live_seg_manifest.jsonl``.
         overwrite: redo the outputs already there (else they are skipped).
         ray: run on Ray (``RAY_ADDRESS``, else a local Ray); ``ray_actor_cpus``: cores per CPU actor.
-        **kwargs: model arguments (:data:`MODEL_ARGS`) and :func:`~live_seg.jobs.video.process_video`
-            options (``palette``, ``view``, ``audio``, ``preset``, ...).
+        **keywords: :class:`~live_seg.jobs.video.VideoOptions` (``options=``), or its groups or
+            fields (``model``, ``weights``, ``effect``, ``palette``, ``view``, ``audio``, ``preset``, ...).
 
     Returns:
         The batch's records (skipped, done, failed); a failed file does not raise.
@@ -131,14 +196,5 @@ def process_batch(
     Raises:
         SourceError, OutputError, ClusterError: the batch cannot start (one line each).
     """
-    model_args = {k: kwargs.pop(k) for k in MODEL_ARGS if k in kwargs}
-    factory = VideoProcessFactory(model_args, kwargs)
-    with Manifest.in_folder(outdir) as manifest:
-        jobs, todo, records = prepare(inputs, outdir, manifest, overwrite=overwrite)
-        if ray:
-            from .ray_runner import run_on_ray
-
-            records += run_on_ray(todo, factory, manifest, cpus_per_actor=ray_actor_cpus)
-        else:
-            records += run_local(todo, factory, manifest)
-    return BatchResult(records, len(jobs))
+    options = VideoOptions.of(keywords.pop("options", None), **keywords)
+    return run_batch(inputs, outdir, options, overwrite=overwrite, ray=ray, ray_actor_cpus=ray_actor_cpus)

@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ...base.errors import LiveSegError, one_line
+from ...base.options import BenchOptions, fold
 from ...base.registry import AUTO, RANDOM_WEIGHTS
 from ...media.file_source import VideoFileSource
 from ...model.segmenter import DEFAULT_MODEL, Segmenter, torch_runtime
@@ -294,16 +295,10 @@ def run_bench(
     models: Sequence[str] = (DEFAULT_MODEL,),
     *,
     backends: Sequence[str] = (AUTO,),
-    source: str | None = None,
-    size: int = 512,
-    frames: int = 10,
-    warmup: int = 1,
-    repeat: int = 3,
-    batch: int | Sequence[int] = 1,
-    weights: str = RANDOM_WEIGHTS,
-    threads: int | None = None,
+    options: BenchOptions | None = None,
     command: str | None = None,
     control: Control | None = None,
+    **given: Any,
 ) -> dict[str, Any]:
     """Measure naive, model-only and pipeline speed for every device x precision x model.
 
@@ -313,15 +308,15 @@ def run_bench(
             the source) or ``"all"``.
         models: registry names (see :data:`live_seg.model.segmenter.MODELS`).
         backends: ``"auto"``, ``"torch"``, ``"openvino"`` or ``"all"`` (each runtime that runs the device).
-        source: a video file, ``"synthetic"`` (a generated 720p clip), or ``None`` for
-            ``samples/sample.mp4`` (synthetic when it is missing).
-        size, frames, warmup, repeat: model input side; frames per timed run; frames processed
-            first and not timed; timed runs per measurement.
-        batch: frames per forward pass (model-only and pipeline; naive is one by one), or
-            several: one row per batch size, the naive loop measured once.
-        weights: ``"random"`` (speed does not depend on weights), ``"default"`` or a file.
-        threads, command: torch CPU threads (``None``: torch's default); the command line, recorded.
+        options: the source, input size, timing, batch sizes, weights and threads
+            (:class:`~live_seg.base.options.BenchOptions`). ``source``: a video file, ``"synthetic"``
+            (a generated 720p clip), or ``None`` for ``samples/sample.mp4`` (synthetic when it is
+            missing). ``batch``: frames per forward pass (model-only and pipeline; naive is one by
+            one), or several: one row per batch size, the naive loop measured once.
+        command: the command line, recorded.
         control: ``control.stop()`` (e.g. from a signal handler) ends the benchmark early.
+        **given: :class:`~live_seg.base.options.BenchOptions` fields (``frames=20``, ``size=256``),
+            folded into ``options``.
 
     Returns:
         The JSON-ready report (schema :data:`SCHEMA`, documented in the README): ``schema``,
@@ -333,6 +328,9 @@ def run_bench(
         ValueError: frames, repeat or batch below 1, warmup below 0.
         KeyboardInterrupt: Ctrl-C, or ``control`` asked to stop.
     """
+    opts: BenchOptions = fold({"bench": options or BenchOptions()}, given)["bench"]
+    frames, warmup, repeat, batch = opts.frames, opts.warmup, opts.repeat, opts.batch
+    size, weights = opts.size, opts.weights
     batches = [batch] if isinstance(batch, int) else list(dict.fromkeys(batch))
     if frames < 1 or repeat < 1 or not batches or min(batches) < 1 or warmup < 0:
         raise ValueError(f"need frames, repeat, batch >= 1 and warmup >= 0; got {frames}, {repeat}, {batch}, {warmup}")
@@ -344,9 +342,9 @@ def run_bench(
     _warn_if_busy(load)
     with tempfile.TemporaryDirectory(prefix="live_seg-bench-") as tmp:
         workdir = Path(tmp)
-        src, kind = resolve_source(source, workdir, max(frames, warmup, *batches, 2))
+        src, kind = resolve_source(opts.source, workdir, max(frames, warmup, *batches, 2))
         settings = _settings(src, kind, timing, batches=batches, size=size, weights=weights)
-        shared = {"size": size, "weights": weights, "threads": threads, "batches": batches}
+        shared = {"size": size, "weights": weights, "threads": opts.threads, "batches": batches}
         results = [
             row
             for d, p, reason in plan(devices, precisions)

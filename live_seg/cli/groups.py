@@ -1,0 +1,212 @@
+"""Argument groups shared by the subcommands (model, rendering, analysis, effects, global flags) and
+the argparse value types, with their defaults read from the option values in :mod:`live_seg.base.options`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from ..base.options import (
+    AnalysisOptions,
+    BenchOptions,
+    ModelOptions,
+    RenderOptions,
+)
+from ..base.registry import (
+    ALPHA_EFFECTS,
+    ALPHA_EXTENSIONS,
+    AUTO,
+    BACKENDS,
+    DEFAULT_WEIGHTS,
+    DEVICES,
+    EFFECTS,
+    INT8,
+    MASK_SIZES,
+    MODEL_NAMES,
+    PALETTES,
+    PRECISIONS,
+    PROPAGATE_MODES,
+    RANDOM_WEIGHTS,
+    SMOOTH_MODES,
+    auto_backend_text,
+    auto_device_text,
+    auto_precision_text,
+)
+
+
+def arg_type(convert: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
+    """An argparse ``type=``: ``convert`` the text and check it, with one message naming ``what``."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {value}")
+        return value
+
+    return parse
+
+
+positive_int = arg_type(int, lambda v: v >= 1, "a whole number >= 1")
+non_negative_int = arg_type(int, lambda v: v >= 0, "a whole number >= 0")
+unit_float = arg_type(float, lambda v: 0.0 <= v <= 1.0, "a number in [0, 1]")
+strength = arg_type(float, lambda v: 0.0 <= v < 1.0, "a number with 0 <= S < 1")
+seconds = arg_type(float, lambda v: v > 0, "a number of seconds > 0")
+non_negative_float = arg_type(float, lambda v: v >= 0, "a number >= 0")
+positive_float = arg_type(float, lambda v: v > 0, "a number > 0")
+port = arg_type(int, lambda v: 0 <= v <= 65535, "a TCP port 0..65535 (0 = any free port)")
+
+
+def global_flags(parser: argparse.ArgumentParser, *, after_command: bool) -> None:
+    """``-v`` / ``-q``, accepted before the subcommand and after it.
+
+    After the subcommand their defaults are ``SUPPRESS``: a flag given before it is kept when
+    the subcommand's parser does not see it again.
+    """
+    verbose: Any = argparse.SUPPRESS if after_command else 0
+    quiet: Any = argparse.SUPPRESS if after_command else False
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=verbose, help="more logging; -v also shows tracebacks"
+    )
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", default=quiet, help="warnings and errors only, no progress bar"
+    )
+
+
+def size_and_threads(g: Any, defaults: ModelOptions | BenchOptions) -> None:
+    g.add_argument(
+        "--size", type=positive_int, default=defaults.size, help="model input is SIZE x SIZE (default: %(default)s)"
+    )
+    g.add_argument(
+        "--threads", type=positive_int, default=defaults.threads, help="torch CPU threads (default: torch decides)"
+    )
+
+
+def model_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("model")
+    g.add_argument(
+        "--model", default=ModelOptions.model, choices=MODEL_NAMES, help="segmentation model (default: %(default)s)"
+    )
+    g.add_argument(
+        "--weights",
+        default=ModelOptions.weights,
+        help=f"{DEFAULT_WEIGHTS!r} = official VOC weights (downloaded once, then cached), "
+        f"{RANDOM_WEIGHTS!r} = untrained (benchmarks, tests), or a state_dict file PATH",
+    )
+    g.add_argument("--device", default=ModelOptions.device, choices=DEVICES, help=f"default: {auto_device_text()}")
+    g.add_argument(
+        "--precision",
+        default=ModelOptions.precision,
+        choices=PRECISIONS,
+        help=f"{AUTO}: {auto_precision_text()}; {INT8}: OpenVINO, quantised once on calibration frames",
+    )
+    g.add_argument(
+        "--backend",
+        default=ModelOptions.backend,
+        choices=BACKENDS,
+        help=f"inference runtime; {AUTO}: {auto_backend_text()}",
+    )
+    g.add_argument(
+        "--calibration",
+        metavar="PATH",
+        help=f"--precision {INT8}: a video or a folder of images to calibrate on "
+        "(default: the input video, else the bundled sample); cached per source",
+    )
+    size_and_threads(g, ModelOptions())
+
+
+def render_arguments(parser: argparse.ArgumentParser, defaults: RenderOptions) -> None:
+    g = parser.add_argument_group("rendering")
+    g.add_argument("--palette", default=defaults.palette, choices=PALETTES, help="class colours (default: %(default)s)")
+    g.add_argument(
+        "--alpha", type=unit_float, default=defaults.alpha, help="weight of the mask colour (default %(default)s)"
+    )
+    g.add_argument(
+        "--legend", action=argparse.BooleanOptionalAction, default=defaults.legend, help="draw the classes present"
+    )
+
+
+def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> None:
+    a = parser.add_argument_group("analysis (per-frame masks and figures; --stats also reports flicker)")
+    a.add_argument(
+        "--smooth",
+        default=AnalysisOptions.smooth,
+        choices=SMOOTH_MODES,
+        help="ema: average the class probabilities over frames (steadier masks, reset at scene cuts; "
+        "default: %(default)s)",
+    )
+    a.add_argument(
+        "--smooth-strength",
+        type=strength,
+        default=AnalysisOptions.smooth_strength,
+        metavar="S",
+        help="weight of the past in the average, 0 <= S < 1 (default: %(default)s)",
+    )
+    each = "inferred frame" if live else "frame"
+    a.add_argument("--masks", metavar="DIR", help=f"one palette PNG of class ids per {each} (INDEX_TIMEms.png)")
+    a.add_argument(
+        "--masks-size",
+        default=AnalysisOptions.masks_size,
+        choices=MASK_SIZES,
+        help="size of --masks and --mask-video: the model's input or the source frame's (default: %(default)s)",
+    )
+    a.add_argument("--mask-video", metavar="FILE.mkv", help=f"class ids as lossless FFV1 video, one per {each}")
+    a.add_argument(
+        "--coverage",
+        metavar="FILE.csv",
+        help=f"share of each class seen, one row per {each}" + (" (flushed every second)" if live else ""),
+    )
+    a.add_argument("--coverage-plot", metavar="FILE.png", help="chart of each class's share over time (matplotlib)")
+    if not live:
+        a.add_argument(
+            "--key-interval",
+            type=positive_int,
+            default=AnalysisOptions.key_interval,
+            metavar="N",
+            help="run the network on every N-th frame only, masks carried in between (default: %(default)s: all)",
+        )
+        a.add_argument(
+            "--propagate",
+            default=AnalysisOptions.propagate,
+            choices=PROPAGATE_MODES,
+            help="between key frames: move the key mask along the optical flow, or hold it (default: %(default)s)",
+        )
+
+
+def effect_arguments(parser: argparse.ArgumentParser, cycles: bool = False) -> None:
+    g = parser.add_argument_group("effects")
+    alpha = ", ".join(ALPHA_EFFECTS)
+    g.add_argument(
+        "--effect",
+        default=EFFECTS[0],
+        choices=EFFECTS,
+        help=f"what the chosen classes get (default: %(default)s; {alpha}: transparent elsewhere, "
+        f"video to {' or '.join(ALPHA_EXTENSIONS)})" + ("; key e cycles" if cycles else ""),
+    )
+    g.add_argument(
+        "--classes",
+        metavar="NAME[,NAME…]",
+        help="the classes the effect applies to, by name (background included; default: every class but background)",
+    )
+    g.add_argument("--invert", action="store_true", help="apply the effect to every class except --classes")
+    g.add_argument(
+        "--feather",
+        type=non_negative_float,
+        metavar="PX",
+        help="soft edge width in frame pixels (default: 0 for overlay, frame height / 120 for the others)",
+    )
+    g.add_argument(
+        "--blur", type=positive_float, metavar="PX", help="blur strength, sigma in pixels (default: height / 36)"
+    )
+    g.add_argument("--block", type=positive_int, metavar="PX", help="pixelate block size (default: height / 45)")
+    g.add_argument(
+        "--background",
+        metavar="COLOR|IMAGE|VIDEO",
+        help="replace: #00ff00 or a colour name, a picture (scaled to cover) or a video (looped); default green",
+    )
+
+
