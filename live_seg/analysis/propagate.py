@@ -35,7 +35,10 @@ DIS_PRESETS = {
     "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM,
 }
 """OpenCV's DIS presets by name (speed against accuracy)."""
-DEFAULT_PRESET = "medium"
+DEFAULT_PRESET = "ultrafast"
+"""The DIS preset carrying uses: on the panning clip and the sample (key interval 8), as close to
+every-frame masks as ``medium`` (18.98 % and 18.77 % of pixels unlike them, against 18.88 % and 18.81 %)
+at a quarter to a half of the cost (the README has the sweep)."""
 
 
 class MaskPropagator:
