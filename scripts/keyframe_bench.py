@@ -14,7 +14,7 @@ local image content, so propagation is judged on real edges).
 
     python scripts/keyframe_bench.py --out /tmp/kf --clips pan sample --intervals 2 4 8 --repeat 2
     python scripts/keyframe_bench.py --out /tmp/kf --clips sample --model fcn_resnet101 --weights random \
-        --intervals 4 --repeat 1 --max-frames 40
+        --intervals 2 4 8 --repeat 0 --frames 40
 """
 
 from __future__ import annotations
@@ -89,6 +89,21 @@ def make_pan_clip(path: Path, frames: int = 100, width: int = 640, height: int =
             out.mux(stream.encode(av.VideoFrame.from_ndarray(frame, format="bgr24")))
         out.mux(stream.encode(None))
     return path
+
+
+def head(src: Path, dst: Path, frames: int) -> Path:
+    """The first ``frames`` frames of ``src`` as a new clip (video only, H.264 crf 16)."""
+    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
+        vin = inp.streams.video[0]
+        s = out.add_stream("libx264", rate=vin.average_rate)
+        s.width, s.height, s.pix_fmt = vin.width, vin.height, "yuv420p"
+        s.options = {"crf": "16", "preset": "veryfast"}
+        for i, frame in enumerate(inp.decode(vin)):
+            if i >= frames:
+                break
+            out.mux(s.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")))
+        out.mux(s.encode(None))
+    return dst
 
 
 def run_video(clip: Path, out: Path, tag: str, interval: int, mode: str, model_args: list[str]) -> dict:
@@ -175,12 +190,16 @@ def main() -> None:
     parser.add_argument("--weights", default="content", help="content (LRASPP only), random, or a file")
     parser.add_argument("--modes", nargs="+", default=["flow", "hold"], choices=("flow", "hold"))
     parser.add_argument("--sweep", action="store_true", help="also the flow step alone at several sizes and presets")
+    parser.add_argument("--frames", type=int, default=0, help="the sample's first N frames only (0: all)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more video arguments")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     weights = str(content_weights(args.out / "content.pth")) if args.weights == "content" else args.weights
     model_args = ["--model", args.model, "--weights", weights, "--device", "cpu", *args.extra]
-    clips = {"pan": lambda: make_pan_clip(args.out / "pan.mp4"), "sample": lambda: ROOT / "samples" / "sample.mp4"}
+    sample = ROOT / "samples" / "sample.mp4"
+    if args.frames:
+        sample = head(sample, args.out / f"sample-{args.frames}.mp4", args.frames)
+    clips = {"pan": lambda: make_pan_clip(args.out / "pan.mp4"), "sample": lambda: sample}
     paths = {name: clips[name]() for name in args.clips}
     rows = [row for name in args.clips for row in bench_clip(paths[name], args.out, args.intervals, args.repeat,
                                                              model_args, args.modes)]  # fmt: skip
