@@ -106,7 +106,7 @@ def test_two_cameras_and_one_that_never_comes(lraspp, tmp_path):
     assert summary["stop_reason"] == "duration" and not summary["interrupted"]
     entries = summary["sources"]
     assert [e["source"] for e in entries] == [a.url, b.url, dead]
-    assert [e["state"] for e in entries] == ["ended", "ended", "failed"]
+    assert [e["state"] for e in entries] == ["live", "live", "failed"]
     assert "could not open" in entries[2]["error"]
     for entry, size in zip(entries[:2], [(320, 180), (256, 144)], strict=True):
         assert entry["frames_in"] > 50 and entry["frames_processed"] > 10
@@ -150,7 +150,7 @@ def test_a_camera_restarted_at_another_size_comes_back_and_the_recording_keeps_i
             second.stop()
     assert live_threads() == []
     restarted, steady = summary["sources"]
-    assert restarted["reconnects"] >= 1 and restarted["state"] == "ended"
+    assert restarted["reconnects"] >= 1 and restarted["state"] == "live"
     assert steady["reconnects"] == 0
     info = probe(restarted["output"])["video"]
     assert (info["width"], info["height"]) == (320, 180)  # frames of the new size are scaled into it
@@ -229,4 +229,4 @@ def test_cli_two_cameras_stats_list_sources_in_order(tmp_path):
         assert set(entry) >= {"source", "state", "frames_in", "frames_processed", "dropped", "reconnects"}
         assert set(entry["latency_ms"]) == {"p50", "p95"}
         assert entry["frames_processed"] > 5 and Path(entry["output"]).exists()
-    assert f"{summary['sources'][0]['name']}: ended" in proc.stderr
+    assert f"{summary['sources'][0]['name']}: live" in proc.stderr
