@@ -8,8 +8,11 @@ import json
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from media import make_video, probe
@@ -230,3 +233,36 @@ def test_cli_two_cameras_stats_list_sources_in_order(tmp_path):
         assert set(entry["latency_ms"]) == {"p50", "p95"}
         assert entry["frames_processed"] > 5 and Path(entry["output"]).exists()
     assert f"{summary['sources'][0]['name']}: live" in proc.stderr
+
+
+def test_grid_in_the_browser_and_keys_on_the_selected_tile(lraspp, tmp_path):
+    urls: list[str] = []
+    with MJPEGServer(fps=25, size=(320, 180), duration=60) as a, MJPEGServer(fps=25, size=(256, 144), duration=60) as b:
+        options = LiveOptions(
+            sources=(a.url, b.url), display="browser", port=0, duration=30.0, snapshot_dir=tmp_path, legend=False
+        )
+        session = LiveSession(options, lraspp, on_serve=urls.append)
+        runner = threading.Thread(target=session.run)
+        runner.start()
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not (urls and session.metrics.inferred >= 6):
+                time.sleep(0.1)
+            jpeg = urllib.request.urlopen(urls[0] + "frame.jpg", timeout=5).read()
+            grid = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            for key in ("2", "s", "0", "s"):  # the second tile's snapshot, then one of each tile
+                session.handle_key(key)
+                time.sleep(0.3)
+            request = urllib.request.Request(urls[0] + "key", data=b"t", method="POST")
+            assert urllib.request.urlopen(request, timeout=5).status == 204  # tile keys from the page too
+        finally:
+            session.control.stop("quit")
+            runner.join(30)
+    assert live_threads() == []
+    _, _, (cell_w, cell_h) = grid_shape(2)
+    assert grid.shape == (cell_h, 2 * cell_w, 3)
+    names = unique_names([a.url, b.url])
+    shots = sorted(Path(p).name for p in session.snapshots)
+    assert len(shots) == 3
+    assert sum(s.startswith(f"live_seg-{names[1]}-") for s in shots) == 2
+    assert sum(s.startswith(f"live_seg-{names[0]}-") for s in shots) == 1
