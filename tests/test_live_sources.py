@@ -5,6 +5,7 @@ grid view; the ``live_seg.stream`` generator. Real loopback MJPEG cameras, LRASP
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
@@ -266,3 +267,39 @@ def test_grid_in_the_browser_and_keys_on_the_selected_tile(lraspp, tmp_path):
     assert len(shots) == 3
     assert sum(s.startswith(f"live_seg-{names[1]}-") for s in shots) == 2
     assert sum(s.startswith(f"live_seg-{names[0]}-") for s in shots) == 1
+
+
+def own_udp_sockets() -> int:
+    """UDP sockets this process holds (its socket inodes found in /proc/net/udp)."""
+    inodes = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    rows = [line.split() for line in Path("/proc/net/udp").read_text().splitlines()[1:]]
+    return sum(row[9] in inodes for row in rows)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_rtsp_over_the_transport_asked_for(transport):
+    from rtsp import RTSPCamera, system_python_problem
+
+    if problem := system_python_problem():
+        pytest.skip(problem)
+    from live_seg.media.camera import CaptureSource
+
+    camera = RTSPCamera((320, 180)).start()
+    try:
+        before = own_udp_sockets()
+        with CaptureSource(camera.url, rtsp_transport=transport) as source:
+            for packet in source:
+                if packet.index == 10:
+                    during = own_udp_sockets()
+                    break
+    finally:
+        camera.stop()
+    assert packet.image.shape == (180, 320, 3)
+    assert (during > before) == (transport == "udp")  # RTP and RTCP over UDP only when asked for
