@@ -9,6 +9,7 @@ stderr of a fresh interpreter) runs ``python run_live.py`` as a subprocess.
 
 from __future__ import annotations
 
+import dataclasses
 import fcntl
 import json
 import logging
@@ -555,12 +556,12 @@ def test_interrupt_keeps_a_playable_output_of_the_frames_done(cli, media, tmp_pa
 def test_interrupt_during_setup_stops_at_once(cli, media, tmp_path, monkeypatch, signum, code):
     """A signal while the model is still being fetched or built: nothing to finish, exit now."""
 
-    def slow_download(**_kwargs):
+    def slow_download(_options, mode):
         os.kill(os.getpid(), signum)
         time.sleep(60)  # a download that would go on for a minute
         raise AssertionError("not interrupted")
 
-    monkeypatch.setattr(live_seg.jobs.video, "build_segmenter", slow_download)
+    monkeypatch.setattr(live_seg.jobs.video, "segmenter_for", slow_download)
     src = clip(media, "small.mp4", frames=6)
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
     t0 = time.monotonic()
@@ -580,7 +581,10 @@ class _SlowSegmenter(Segmenter):
 
 def test_frames_in_flight_get_a_bounded_grace(cli, media, tmp_path, monkeypatch):
     """A model too slow to drain its queue in time: the run is aborted after the grace period."""
-    monkeypatch.setattr(live_seg.jobs.video, "build_segmenter", lambda backend, mode, **kw: _SlowSegmenter(**kw))
+    def slow(options, mode):
+        return _SlowSegmenter(**{k: v for k, v in dataclasses.asdict(options).items() if k != "backend"})
+
+    monkeypatch.setattr(live_seg.jobs.video, "segmenter_for", slow)
     monkeypatch.setattr(SignalGate, "grace_s", 0.6)
     src = clip(media, "sixty_gop10.mp4", frames=60, gop=10)
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"

@@ -26,6 +26,7 @@ from ..base.registry import (
     ALPHA_EXTENSIONS,
     AUTO,
     BACKENDS,
+    DEFAULT_READ_TIMEOUT_S,
     DEFAULT_WEIGHTS,
     DEVICES,
     DISPLAYS,
@@ -33,6 +34,7 @@ from ..base.registry import (
     PAIRINGS,
     PRECISIONS,
     RANDOM_WEIGHTS,
+    RTSP_TRANSPORTS,
     VIEWS,
     auto_backend_text,
 )
@@ -43,6 +45,7 @@ from .groups import (
     model_arguments,
     non_negative_int,
     port,
+    positive_float,
     positive_int,
     render_arguments,
     seconds,
@@ -184,9 +187,10 @@ def _live_source_options(live: argparse.ArgumentParser) -> None:
     s = live.add_argument_group("source")
     s.add_argument(
         "--source",
-        default="0",
+        action="append",
         metavar="0|N|URL|FILE",
-        help="camera index, stream URL (rtsp://…, http://…/stream.mjpg) or video file (default: camera 0)",
+        help="camera index, stream URL (rtsp://…, http://…/stream.mjpg) or video file (default: camera 0); "
+        "repeat it for several sources in one run (a grid of tiles, one model for all)",
     )
     s.add_argument(
         "--realtime",
@@ -199,7 +203,21 @@ def _live_source_options(live: argparse.ArgumentParser) -> None:
         type=non_negative_int,
         default=5,
         metavar="N",
-        help="camera/stream: reopen attempts after it is lost, waiting 0.5, 1, 2, 4, 8, 8… s (default: %(default)s)",
+        help="camera/stream: reopen attempts after it is lost, waiting 0.5, 1, 2, 4, 8, 8… s (default: %(default)s); "
+        "with several sources each has its own, and one that gives up is reported while the others go on",
+    )
+    s.add_argument(
+        "--rtsp-transport",
+        default=RTSP_TRANSPORTS[0],
+        choices=RTSP_TRANSPORTS,
+        help="how RTSP media travel (default: %(default)s)",
+    )
+    s.add_argument(
+        "--read-timeout",
+        type=positive_float,
+        default=DEFAULT_READ_TIMEOUT_S,
+        metavar="S",
+        help="a stream that sends nothing for S seconds is lost and reconnected (default: %(default)s)",
     )
 
 
