@@ -30,6 +30,7 @@ from media import CODE_BITS, make_video, probe, read_index
 from mjpeg import MJPEGServer, read_parts
 
 from live_seg.base.errors import ModelError, SourceError
+from live_seg.base.options import AnalysisOptions
 from live_seg.jobs.live.session import LiveOptions, LiveSession
 from live_seg.media.camera import CaptureSource, open_live_source, parse_source, redact_url
 from live_seg.media.file_source import VideoFileSource
@@ -509,6 +510,29 @@ def test_file_source_realtime_is_paced(tmp_path, lraspp):
     assert max(lag) - min(lag) < STALE_INTERVALS * INTERVAL, (round(min(lag), 3), round(max(lag), 3))
     inferred = [index for index, _ in taken.frames]
     assert inferred == sorted(set(inferred)) and len(inferred) == summary["frames_inferred"], inferred
+
+
+@pytest.mark.parametrize("propagate", ["flow", "hold"])
+def test_newest_frame_gets_the_newest_mask_carried_or_held(tmp_path, lraspp, propagate):
+    """A model 4 frame intervals slow on a file paced at 25 fps: shown frames are newer than the
+    newest mask; ``flow`` carries it to them, ``hold`` shows it as it is, and the stats count
+    fresh, carried and held masks and their age (the capture time between the mask's frame and
+    the shown one)."""
+    clip = make_video(tmp_path / "clip.mp4", frames=40, width=160, height=96, fps=25)
+    analysis = AnalysisOptions(propagate=propagate)
+    options = LiveOptions(source=str(clip), realtime=True, display="none", hud=False, legend=False, analysis=analysis)
+    summary = LiveSession(options, SlowModel(lraspp, delay=4 * INTERVAL)).run()
+    assert live_threads() == []
+    kinds = summary["masks_shown"]
+    assert summary["propagate"] == propagate
+    assert sum(kinds.values()) <= summary["frames_shown"] <= sum(kinds.values()) + 6  # before the first mask
+    newer = kinds["carried"] + kinds["held"]  # a mask is never ready before the next frame is: fresh ones are rare
+    assert newer > 0.8 * summary["frames_shown"], kinds
+    assert (kinds["carried"], kinds["held"]) == ((newer, 0) if propagate == "flow" else (0, newer))
+    age = summary["mask_age_ms"]
+    assert 0 <= age["p50"] <= age["p95"] <= age["max"] < 1000 * 12 * INTERVAL
+    assert age["p95"] >= 1000 * INTERVAL  # shown frames newer than their mask's
+    assert ("carry" in summary["stage_ms"]) == (propagate == "flow")
 
 
 def test_no_display_serves_in_browser_with_keys_and_snapshot(server, lraspp, tmp_path, monkeypatch):

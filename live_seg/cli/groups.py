@@ -169,12 +169,17 @@ def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> N
             metavar="N",
             help="run the network on every N-th frame only, masks carried in between (default: %(default)s: all)",
         )
-        a.add_argument(
-            "--propagate",
-            default=AnalysisOptions.propagate,
-            choices=PROPAGATE_MODES,
-            help="between key frames: move the key mask along the optical flow, or hold it (default: %(default)s)",
+    a.add_argument(
+        "--propagate",
+        default=AnalysisOptions.propagate,
+        choices=PROPAGATE_MODES,
+        help=(
+            "a newer frame than the newest mask's: move that mask along the optical flow, or hold it"
+            if live
+            else "between key frames: move the key mask along the optical flow, or hold it"
         )
+        + " (default: %(default)s)",
+    )
 
 
 def effect_arguments(parser: argparse.ArgumentParser, cycles: bool = False) -> None:
@@ -208,5 +213,3 @@ def effect_arguments(parser: argparse.ArgumentParser, cycles: bool = False) -> N
         metavar="COLOR|IMAGE|VIDEO",
         help="replace: #00ff00 or a colour name, a picture (scaled to cover) or a video (looped); default green",
     )
-
-

@@ -44,6 +44,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...analysis.propagate import MaskPropagator
 from ...analysis.run import RunAnalysis
 from ...base.errors import LiveSegError, OutputError
 from ...base.frames import FramePacket, SegResult
@@ -331,7 +332,9 @@ class LiveSession:
             renderer = Renderer(seg.categories, opts.palette, opts.alpha, opts.legend, opts.view, effect)
             assert src.feed is not None
             label = src.name if multi else None
-            tiles.append(Tile(src.feed, renderer, src.metrics, self.metrics, src.recorder, label))
+            # newest pairing: the newest mask is carried (or held) to the newest frame under it
+            prop = MaskPropagator(opts.analysis.propagate) if opts.pairing == "newest" else None
+            tiles.append(Tile(src.feed, renderer, src.metrics, self.metrics, src.recorder, label, prop))
         outputs: list[Any] = []
         if run.window is not None:
             outputs.append(WindowOutput(run.window))

@@ -19,6 +19,8 @@ from ...base.metrics import RateMeter, Stats, job_summary, samples, spread_ms, t
 
 log = logging.getLogger(__name__)
 
+MASK_KINDS = ("fresh", "carried", "held")
+"""What mask a shown frame had: its own, an older one moved along the flow, an older one as it is."""
 NORMAL_ENDS = frozenset({"duration", "quit", "window closed", "end of input"})
 """Stop reasons that are not an interruption."""
 
@@ -37,6 +39,11 @@ class LiveMetrics:
         latency_s: capture → first shown, per shown mask.
         shown_infer_s: ``infer_s`` of the masks that were shown (those ``latency_s`` is on).
         overhead_s: ``latency_s`` minus the mask's own inference time.
+        masks_shown: shown frames by the mask over them: ``fresh`` (computed on that frame),
+            ``carried`` (an older frame's, moved along the optical flow), ``held`` (an older frame's
+            as it is).
+        mask_age_s: per shown frame with a mask, its capture time minus that of the frame the mask
+            was computed on (0 for a fresh mask).
     """
 
     def __init__(self) -> None:
@@ -46,6 +53,8 @@ class LiveMetrics:
         self.latency_s = samples()
         self.shown_infer_s = samples()
         self.overhead_s = samples()
+        self.masks_shown = dict.fromkeys(MASK_KINDS, 0)
+        self.mask_age_s = samples()
         self._capture_rate, self._infer_rate = RateMeter(), RateMeter()
         self._first_capture: float | None = None
         self._last_capture = 0.0
@@ -72,6 +81,12 @@ class LiveMetrics:
         self.shown_infer_s.append(own)
         self.overhead_s.append(latency - own)
 
+    def mask_shown(self, kind: str, age_s: float) -> None:
+        """A new frame was shown with a mask of ``kind`` (see :data:`MASK_KINDS`) computed on a frame
+        captured ``age_s`` seconds before it (display thread)."""
+        self.masks_shown[kind] += 1
+        self.mask_age_s.append(age_s)
+
     def rates(self, now: float, captured: int) -> tuple[float, float]:
         """Recent ``(capture fps, infer fps)`` for the HUD, given the frames captured so far."""
         return self._capture_rate.update(now, captured), self._infer_rate.update(now, self.inferred)
@@ -91,7 +106,8 @@ class LiveMetrics:
             = shown, ``fps`` = display fps, ``latency_ms`` per shown mask, then ``job``, then
             ``frames_captured`` / ``_inferred`` / ``_dropped`` / ``_shown`` / ``_recorded``,
             ``capture_fps`` (over the capture span), ``infer_fps``, ``display_fps``,
-            ``infer_ms``, ``shown_infer_ms``, ``overhead_ms`` (p50/p95/max) and the medians
+            ``infer_ms``, ``shown_infer_ms``, ``overhead_ms`` (p50/p95/max), ``masks_shown``
+            (fresh / carried / held counts), ``mask_age_ms`` (p50/p95/max) and the medians
             of the run's thirds ``latency_thirds_ms``, ``infer_thirds_ms``, ``overhead_thirds_ms``.
         """
         stats = self.stats
@@ -114,6 +130,8 @@ class LiveMetrics:
             infer_ms=spread_ms(self.infer_s),
             shown_infer_ms=spread_ms(self.shown_infer_s),
             overhead_ms=spread_ms(self.overhead_s),
+            masks_shown=dict(self.masks_shown),
+            mask_age_ms=spread_ms(self.mask_age_s),
             latency_thirds_ms=thirds_ms(self.latency_s),
             infer_thirds_ms=thirds_ms(self.infer_s),
             overhead_thirds_ms=thirds_ms(self.overhead_s),
@@ -182,6 +200,7 @@ def run_summary(session: Any, run: Any) -> dict[str, Any]:
         batch=round(mux.batched_frames / mux.batches, 3) if multi and mux.batches else 1,
         live=any(s.reader.info is None or s.reader.info.live for s in sources) or session.options.realtime,
         pairing=session.options.pairing,
+        propagate=session.options.analysis.propagate if session.options.pairing == "newest" else None,
         display=run.display,
         url=session.url,
         reconnects=sum(s.feed.reconnects for s in sources if s.feed is not None),

@@ -24,9 +24,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ...analysis.propagate import MaskPropagator
 from ...base.errors import one_line
 from ...base.files import write_png
-from ...base.frames import Frame, FramePacket, SegResult
+from ...base.frames import Frame, FramePacket, Mask, SegResult
 from ...media.window import KEY_QUIT
 from ...pipeline.live_run import Feed, ViewOutput
 from ...pipeline.threads import POLL_S, Control
@@ -68,6 +69,8 @@ class Tile:
         metrics: its own figures; ``total``: the run's (the same object with one source).
         recorder: where its picture is recorded, or ``None``.
         label: the HUD's source line (``None`` with one source: the HUD is today's).
+        propagator: carries the newest mask to a newer frame along the optical flow (``flow``), or
+            holds it (``hold``); ``None``: the mask is shown as it is (``matched`` pairing).
     """
 
     def __init__(
@@ -78,9 +81,12 @@ class Tile:
         total: LiveMetrics,
         recorder: Recorder | None = None,
         label: str | None = None,
+        propagator: MaskPropagator | None = None,
     ) -> None:
         self.feed, self.renderer, self.metrics, self.total = feed, renderer, metrics, total
-        self.recorder, self.label = recorder, label
+        self.recorder, self.label, self.propagator = recorder, label, propagator
+        self._keyed: SegResult | None = None  # the result the propagator holds as its key
+        self._carried: tuple[FramePacket, SegResult, Mask] | None = None  # the last carried mask
         self.paused = False
         self.dirty = self.snapshot_due = False
         self.view: Frame | None = None
@@ -91,6 +97,7 @@ class Tile:
         self._last_paint = 0.0
         self._latency_ms: float | None = None
         self._fresh: FramePacket | None = None
+        self._fresh_mask: tuple[str, float] | None = None  # its mask: fresh/carried/held, age in s
         self._first: SegResult | None = None
 
     @property
@@ -141,12 +148,15 @@ class Tile:
             status = "waiting for the first mask"
         elif frame is not None and now - frame.t_capture > STALE_S:
             status = f"no new frame for {now - frame.t_capture:.0f} s"
-        self.view = self._paint(packet, mask_result, first_show, status, settings, segmenter)
+        mask, kind = self._mask_for(packet, mask_result)
+        self.view = self._paint(packet, mask_result, mask, first_show, status, settings, segmenter)
         # A new frame on screen counts as shown (and is recorded) once, in capture order;
         # with matched pairing, only frames that carry their own mask do.
         if fresh and packet.index > self._last_counted and (mask_result is not None or settings.pairing == "newest"):
             self._last_counted = packet.index
             self._fresh = packet
+            if mask_result is not None:
+                self._fresh_mask = (kind, packet.t_capture - mask_result.packet.t_capture)
         self._first = mask_result if first_show else None
         self._shown, self._shown_result = packet, mask_result
         self._last_paint, self.dirty = now, False
@@ -161,9 +171,11 @@ class Tile:
         packet = self._fresh
         if packet is None or self.view is None:
             return
-        self.metrics.stats.frames_out += 1
-        if self.total is not self.metrics:
-            self.total.stats.frames_out += 1
+        for metrics in {id(m): m for m in (self.metrics, self.total)}.values():
+            metrics.stats.frames_out += 1
+            if self._fresh_mask is not None:
+                metrics.mask_shown(*self._fresh_mask)
+        self._fresh_mask = None
         if self.recorder is not None:
             self.recorder.write(self.view, packet.t_capture)
             self.total.stats.add("encode", time.perf_counter() - t_shown)
@@ -198,31 +210,53 @@ class Tile:
             effect=self.renderer.effect.name if self.renderer.effect is not None else None,
         )
 
+    def _mask_for(self, packet: FramePacket, result: SegResult | None) -> tuple[Mask | None, str]:
+        """The mask to show over ``packet``: ``result``'s own (``fresh``: computed on this frame),
+        carried to it along the optical flow (``carried``), or held as it is (``held``)."""
+        if result is None:
+            return None, "none"
+        if packet is result.packet:
+            return result.mask, "fresh"
+        prop = self.propagator
+        if prop is None or prop.mode != "flow" or packet.index < result.packet.index:  # (a restarted source)
+            return result.mask, "held"
+        if self._carried is not None and self._carried[0] is packet and self._carried[1] is result:
+            return self._carried[2], "carried"
+        t0 = time.perf_counter()
+        if self._keyed is not result:
+            prop.key(result.packet.image, result.mask)
+            self._keyed = result
+        mask = prop.carry(packet.image)
+        self._carried = (packet, result, mask)
+        self.total.stats.add("carry", time.perf_counter() - t0)
+        return mask, "carried"
+
     def _paint(
         self,
         packet: FramePacket,
         result: SegResult | None,
+        mask: Mask | None,
         first_show: bool,
         status: str | None,
         settings: ViewSettings,
         segmenter: Segmenter,
     ) -> Frame:
-        """Render ``packet`` with ``result``'s mask and draw the HUD over it."""
+        """Render ``packet`` with ``mask`` (``result``'s, or carried from it) and draw the HUD over it."""
         t0 = time.perf_counter()
         if first_show:
             assert result is not None
             self._latency_ms = (t0 - result.packet.t_capture) * 1000
-        view = self._render(packet, result)
+        view = self._render(packet, mask)
         if settings.hud:
             draw_hud(view, self._hud(t0, self._hud_status(status), segmenter, settings.pairing))
         self.total.stats.add("render", time.perf_counter() - t0)
         return view
 
-    def _render(self, packet: FramePacket, result: SegResult | None) -> Frame:
-        """The view of ``packet`` with ``result``'s mask, or the bare frame before the first mask."""
+    def _render(self, packet: FramePacket, mask: Mask | None) -> Frame:
+        """The view of ``packet`` with ``mask``, or the bare frame before the first mask."""
         renderer = self.renderer
-        if result is not None:
-            return renderer.render(packet.image, result.mask)
+        if mask is not None:
+            return renderer.render(packet.image, mask)
         if renderer.mode == "side":
             return side_by_side(packet.image, packet.image.copy())
         if renderer.mode == "mask":
