@@ -24,6 +24,7 @@ from ..base.metrics import Stats
 from ..base.registry import RANDOM_WEIGHTS
 from ..pipeline.threads import Control
 from .args import effect_options, get_args_parser
+from .serve import cmd_serve
 
 __all__ = ["SignalGate", "get_args_parser", "main"]
 
@@ -400,7 +401,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"video": _cmd_video, "image": _cmd_image, "bench": _cmd_bench, "live": _cmd_live}
+COMMANDS = {"video": _cmd_video, "image": _cmd_image, "bench": _cmd_bench, "live": _cmd_live,
+            "serve": lambda args: cmd_serve(args, _model_args(args), SignalGate(Control()), SIGNAL_EXIT)}  # fmt: skip
 
 
 class _Terminated(KeyboardInterrupt):

@@ -1,0 +1,82 @@
+"""Command line of ``live-seg serve``: start the page, print its URL (with the token), serve until
+Ctrl-C or ``--duration``, then write ``--stats`` and log one line per client.
+
+Part of the command line (:mod:`live_seg.cli.main` dispatches here); the job itself is
+:func:`live_seg.jobs.serve.run_serve`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+from ..base.errors import one_line
+from ..base.files import written_beside
+from .args import effect_options
+
+log = logging.getLogger(__name__)
+
+
+def serve_options(args: argparse.Namespace) -> Any:
+    """The :class:`~live_seg.jobs.serve.ServeOptions` of parsed ``serve`` arguments."""
+    from ..jobs.serve import ServeOptions
+
+    return ServeOptions(
+        host=args.host,
+        port=args.port,
+        token=args.token,
+        cert=args.cert,
+        key=args.key,
+        allowed_hosts=tuple(args.allow_host),
+        max_clients=args.max_clients,
+        max_side=args.max_side,
+        duration=args.duration,
+        view=args.view,
+        legend=args.legend,
+        palette=args.palette,
+        alpha=args.alpha,
+        effect=effect_options(args),
+    )
+
+
+def cmd_serve(args: argparse.Namespace, model_args: dict[str, Any], gate: Any, signal_exit: dict[int, int]) -> int:
+    """Run ``serve``; returns the exit code (0, or the signal's code after Ctrl-C / SIGTERM).
+
+    Args:
+        args: the parsed arguments.
+        model_args: the model options, for :func:`~live_seg.model.select.build_segmenter`.
+        gate: the :class:`~live_seg.cli.main.SignalGate` whose control the run obeys.
+        signal_exit: exit code per signal.
+    """
+    from ..jobs.serve import run_serve
+
+    def ready(url: str) -> None:
+        print(f"serve: open {url}", flush=True)
+
+    options = serve_options(args)
+    with gate.installed():
+        summary = run_serve(options, control=gate.control, on_ready=ready, **model_args)
+    if args.stats:
+        text = json.dumps({**summary, "interrupted": gate.signum is not None}, indent=2) + "\n"
+        try:
+            with written_beside(Path(args.stats)) as tmp:
+                tmp.write_text(text)
+        except OSError as exc:
+            log.error("cannot write stats to %s: %s", args.stats, one_line(exc))
+    for client in summary["clients"]:
+        lat = client["latency_ms"]
+        log.info(
+            "%s: %d frames received, %d segmented, %d sent in %.1f s; latency p50 %s ms, p95 %s ms",
+            client["name"],
+            client["frames_received"],
+            client["frames_processed"],
+            client["frames_sent"],
+            client["connected_s"],
+            lat["p50"],
+            lat["p95"],
+        )
+    log.info("served %d client(s) in %.1f s (%s)", len(summary["clients"]), summary["wall_s"], summary["stop_reason"])
+    return signal_exit[gate.signum] if gate.signum is not None else 0
