@@ -170,7 +170,8 @@ class ServeJob:
         self.mux = Multiplexer(segmenter, control, max_batch=options.max_batch)
         page = serve_page("live_seg serve", EFFECTS, VIEWS, effect=options.effect.name, view=options.view,
                           legend=options.legend, classes=classes_text(options.effect))  # fmt: skip
-        policy = WebPolicy.for_bind(options.host, options.token, options.allowed_hosts, max_clients=options.max_clients)
+        policy = WebPolicy.for_bind(options.host, options.token, options.allowed_hosts, tls=options.cert is not None,
+                                    max_clients=options.max_clients)  # fmt: skip
         self.server = WebRTCServer(policy, page, self.connect, port=options.port, cert=options.cert,
                                    key=options.key, max_side=options.max_side)  # fmt: skip
 

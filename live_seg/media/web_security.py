@@ -128,14 +128,15 @@ class WebPolicy:
 
     @classmethod
     def for_bind(
-        cls, host: str, token: str | None = None, allowed_hosts: Iterable[str] = (), **caps: int
+        cls, host: str, token: str | None = None, allowed_hosts: Iterable[str] = (), tls: bool = False, **caps: int
     ) -> WebPolicy:
         """The policy of a server bound to ``host``: beyond loopback, a token (made here when not
-        given) and HTTPS; on loopback, plain HTTP and the token only when one is given."""
+        given) and HTTPS; on loopback, plain HTTP (HTTPS with ``tls``, e.g. a certificate was given)
+        and the token only when one is given."""
         exposed = not is_loopback(host)
         if exposed and not token:
             token = secrets.token_urlsafe(18)
-        return cls(host=host, token=token or None, tls=exposed, allowed_hosts=frozenset(allowed_hosts), **caps)
+        return cls(host, token or None, exposed or tls, frozenset(allowed_hosts), **caps)
 
     @property
     def exposed(self) -> bool:
