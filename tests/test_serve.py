@@ -23,6 +23,7 @@ import numpy as np
 import pytest
 from cdp import CHROMIUM, Chromium, fake_camera_clip, page_state_json, video_box
 from test_effects_cli import PERSON, one_class_weights
+from test_live import Lines
 
 from live_seg.media.web_security import WebPolicy, self_signed_certificate
 from live_seg.media.webview import PreviewServer
@@ -393,3 +394,38 @@ def test_serve_acceptance_45_s_with_a_browser(tmp_path, camera):
     print(json.dumps(client))
     assert client["frames_received"] >= 200 and client["frames_processed"] >= 100 and client["frames_sent"] >= 100
     assert summary["stop_reason"] == "duration reached"
+
+
+@needs_chromium
+def test_serve_https_in_a_browser_a_dropped_client_then_ctrl_c(tmp_path, camera):
+    """Bound to all interfaces: the page over HTTPS with the printed token works in a browser; a browser
+    killed without a goodbye is closed by the server; Ctrl-C then ends it with 130 and its stats."""
+    stats = tmp_path / "stats.json"
+    proc = serve_cli("--host", "0.0.0.0", "--port", "0", "--stats", str(stats), *LIGHT_MODEL, "--size", "128")
+    err = Lines(proc.stderr)
+    try:
+        url = wait_url(proc)
+        assert url.startswith("https://127.0.0.1:")
+
+        async def browse() -> None:
+            async with Chromium(url, camera, tmp_path / "profile") as page:
+                await page.wait_for("window.liveSeg && window.liveSeg.shown >= 10", 90)
+                assert await page.evaluate("location.protocol") == "https:"
+                kids = [Path(p).read_text().split() for p in Path(f"/proc/{proc.pid}/task").glob("*/children")]
+                assert not any(kids), kids  # serve starts no process of its own
+
+        asyncio.run(browse())  # ends by killing Chromium: no goodbye from its side
+        t_killed = time.monotonic()
+        err.wait_for("client-1 sent no frame for 10 s: closing it", 30)
+        err.wait_for("client-1 left after", 10)
+        assert time.monotonic() - t_killed < 20
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    text = err.text()
+    assert "Traceback" not in text, text
+    (client,) = json.loads(stats.read_text())["clients"]
+    assert client["frames_sent"] >= 10 and client["frames_received"] >= client["frames_processed"] >= 10

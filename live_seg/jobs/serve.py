@@ -245,7 +245,7 @@ def run_serve(
         try:
             job.server.start()
             t_start = time.perf_counter()
-            log.info("serving on %s", job.server.url)
+            log.info("serving on %s", job.server.url.split("?", 1)[0])  # the token only where asked for
             if on_ready is not None:
                 on_ready(job.server.url)
             job.wait(t_start)

@@ -39,6 +39,9 @@ THREAD_NAME = "live_seg-web"
 VIDEO_CLOCK = 90_000
 """RTP video clock: outgoing frames carry their input's timestamp in these ticks."""
 STATS_EVERY_S = 0.5
+IDLE_S = 10.0
+"""A client that sends no frame for this long is closed (a browser that died without a goodbye
+is otherwise noticed only when ICE consent fails, ~30 s later)."""
 MAX_SIDE = 1920
 """Default cap on a received frame's longer side (larger frames are scaled down)."""
 
@@ -168,6 +171,7 @@ class WebRTCServer:
         port: TCP port (0: any free one).
         cert, key: the HTTPS certificate and key (default: self-signed when the policy wants HTTPS).
         max_side: received frames with a longer side are scaled down to it.
+        idle_s: a client that sends no frame for this long is closed.
 
     Attributes:
         clients: every client served so far, in order (they stay listed after leaving).
@@ -183,9 +187,10 @@ class WebRTCServer:
         cert: str | None = None,
         key: str | None = None,
         max_side: int = MAX_SIDE,
+        idle_s: float = IDLE_S,
     ) -> None:
         self.policy, self.page, self.connect = policy, page, connect
-        self.port, self.max_side = port, max_side
+        self.port, self.max_side, self.idle_s = port, max_side, idle_s
         self._cert, self._key = cert, key
         self.clients: list[WebClient] = []
         self._peers: dict[str, Any] = {}
@@ -348,10 +353,11 @@ class WebRTCServer:
             self._peers.pop(client.name, None)
             client.connected_s = time.perf_counter() - client.t_start
             hooks.close()
-            for task in tasks:
-                task.cancel()
-            await pc.close()
             log.info("%s left after %.1f s", client.name, client.connected_s)
+            for task in tasks:
+                if task is not asyncio.current_task():  # leave() may run in one of them
+                    task.cancel()
+            await pc.close()
 
         @pc.on("connectionstatechange")
         async def _state() -> None:
@@ -385,8 +391,11 @@ class WebRTCServer:
         try:
             while True:
                 try:
-                    frame = await track.recv()
+                    frame = await asyncio.wait_for(track.recv(), self.idle_s)
                 except MediaStreamError:
+                    break
+                except asyncio.TimeoutError:  # not the builtin TimeoutError before Python 3.11
+                    log.info("%s sent no frame for %g s: closing it", client.name, self.idle_s)
                     break
                 t_capture = time.perf_counter()
                 client.frames_received += 1
