@@ -28,7 +28,7 @@ from typing import Any, Protocol
 
 from ..base.errors import OutputError, one_line
 from ..base.frames import Frame, FramePacket, SegResult
-from ..base.metrics import samples, spread_ms
+from ..base.metrics import samples, spread_ms, thirds_ms
 from .web_security import WebPolicy
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,9 @@ class WebClient:
         frames_received: frames decoded from the browser.
         frames_processed: results delivered by the model.
         frames_sent: rendered frames handed to the encoder.
-        latency_s: per frame sent, seconds from its input frame's arrival to its output frame.
+        latency_s: per frame sent, seconds from its input frame's arrival to its output frame
+            (``latency_thirds_ms`` in the summary: medians of the first, middle and last third,
+            where a growing queue would show).
         connected_s: seconds the client stayed.
     """
 
@@ -114,6 +116,7 @@ class WebClient:
             "frames_sent": self.frames_sent,
             "scaled_down": self.scaled_down,
             "latency_ms": {"p50": spread["p50"], "p95": spread["p95"]},
+            "latency_thirds_ms": thirds_ms(self.latency_s),
             "connected_s": round(self.connected_s or time.perf_counter() - self.t_start, 3),
         }
 
