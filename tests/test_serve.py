@@ -429,3 +429,37 @@ def test_serve_https_in_a_browser_a_dropped_client_then_ctrl_c(tmp_path, camera)
     assert "Traceback" not in text, text
     (client,) = json.loads(stats.read_text())["clients"]
     assert client["frames_sent"] >= 10 and client["frames_received"] >= client["frames_processed"] >= 10
+
+
+@needs_chromium
+def test_two_browsers_share_one_model_in_batches(tmp_path, camera):
+    """Two clients at once: one model, their waiting frames run as one batch, each gets its own frames."""
+    from live_seg.jobs.serve import ServeOptions, run_serve
+    from live_seg.model.segmenter import Segmenter
+
+    seg = Segmenter("lraspp_mobilenet_v3_large", weights="random", device="cpu", size=128)
+    control, urls, result = Control(), [], {}
+    options = ServeOptions(port=0, max_clients=2, legend=False)
+    runner = threading.Thread(
+        target=lambda: result.update(run_serve(options, SlowModel(seg, 0.2), control=control, on_ready=urls.append))
+    )
+    runner.start()
+
+    async def browse(name: str) -> None:
+        async with Chromium(urls[0], camera, tmp_path / name, size=(800, 600)) as page:
+            await page.wait_for("window.liveSeg && window.liveSeg.shown >= 10", 120)
+
+    async def both() -> None:
+        while not urls:
+            await asyncio.sleep(0.05)
+        await asyncio.gather(browse("a"), browse("b"))
+
+    try:
+        asyncio.run(both())
+    finally:
+        control.stop("test over")
+        runner.join(60)
+    assert not runner.is_alive()
+    a, b = result["clients"]
+    assert a["frames_sent"] >= 10 and b["frames_sent"] >= 10
+    assert result["mean_batch"] > 1.2, result  # the model was slower than both cameras: both waited

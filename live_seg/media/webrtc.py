@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import itertools
 import json
 import logging
 import threading
@@ -196,6 +197,8 @@ class WebRTCServer:
         self.port, self.max_side, self.idle_s = port, max_side, idle_s
         self._cert, self._key = cert, key
         self.clients: list[WebClient] = []
+        self._numbers = itertools.count(1)
+        self._joining = 0
         self._peers: dict[str, Any] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
@@ -320,13 +323,16 @@ class WebRTCServer:
                 raise ValueError("expected {type: 'offer', sdp: ...} with a video track")
         except (ValueError, KeyError, TypeError) as exc:
             return web.Response(status=400, text=f"bad offer: {one_line(exc)}\n")
-        if len(self._peers) >= self.policy.max_clients:
+        if len(self._peers) + self._joining >= self.policy.max_clients:
             return web.Response(status=503, text=f"too many clients (at most {self.policy.max_clients})\n")
+        self._joining += 1  # a place held while its offer is answered: offers arriving together count
         try:
             answer = await self._answer(sdp)
         except Exception as exc:  # noqa: BLE001 (a malformed SDP raises many types in aiortc: all a 400)
             log.info("refused an offer: %s", one_line(exc, with_type=True))
             return web.Response(status=400, text=f"bad offer: {one_line(exc)}\n")
+        finally:
+            self._joining -= 1
         return web.json_response(answer)
 
     async def _answer(self, sdp: str) -> dict[str, str]:
@@ -334,7 +340,8 @@ class WebRTCServer:
         from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: nothing outside is asked
-        client = WebClient(f"client-{len(self.clients) + 1}", _loop=asyncio.get_running_loop(), _fresh=asyncio.Event())
+        # numbered now, before the first await: offers arriving together get different names
+        client = WebClient(f"client-{next(self._numbers)}", _loop=asyncio.get_running_loop(), _fresh=asyncio.Event())
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             receivers = [t for t in pc.getTransceivers() if t.kind == "video"]
