@@ -328,10 +328,14 @@ def test_browser_sees_its_camera_segmented_and_a_client_that_leaves_frees_its_pl
             await page.wait_for("window.liveSeg && window.liveSeg.shown >= 15 && window.liveSeg.stats", 90)
             state = json.loads(await page.evaluate(page_state_json()))
             assert state["stats"]["frames_received"] > state["stats"]["frames_processed"] > 0  # newest only
+            offer = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}).encode()
+            status = await asyncio.to_thread(request, urls[0], "POST", "/offer", offer)
+            assert status[0] == 503  # --max-clients 1, and one is connected
             rect = await page.evaluate("document.getElementById('view').getBoundingClientRect().toJSON()")
             box = video_box(await page.screenshot(), rect)
             h, w = box.shape[:2]
-            assert (w, h) == (640, 480), rect
+            # the camera's 4:3 (Chromium may send it smaller than 640x480 when its CPU is busy)
+            assert w >= 160 and abs(w / h - 4 / 3) < 0.05, rect
             inner = box[h // 4 : 3 * h // 4, w // 4 : 3 * w // 4].reshape(-1, 3)
             person = make_palette("voc", 21)[PERSON].astype(int)  # BGR
             assert np.abs(np.median(inner, axis=0) - person).max() < 12, (np.median(inner, axis=0), person)
@@ -342,7 +346,8 @@ def test_browser_sees_its_camera_segmented_and_a_client_that_leaves_frees_its_pl
             await page.evaluate("const v = document.getElementById('viewmode'); v.value = 'side'; "
                                 "document.getElementById('classes').value = ''; v.onchange()")  # fmt: skip
             await page.wait_for("window.liveSeg.settings.view === 'side' && !window.liveSeg.error", 10)
-            await page.wait_for("document.getElementById('view').videoWidth === 1280", 30)
+            await page.wait_for("(v => v.videoHeight && Math.abs(v.videoWidth / v.videoHeight - 8 / 3) < 0.05)"
+                                "(document.getElementById('view'))", 30)  # fmt: skip
             # the client leaves: its place (max_clients=1) is free for the next page
             await page.evaluate("window.liveSeg.pc.close()")
             await asyncio.sleep(1.0)
