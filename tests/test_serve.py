@@ -25,7 +25,9 @@ from cdp import CHROMIUM, Chromium, fake_camera_clip, page_state_json, video_box
 from test_effects_cli import PERSON, one_class_weights
 from test_live import Lines
 
+from live_seg.base.frames import FramePacket, SegResult
 from live_seg.media.web_security import WebPolicy, self_signed_certificate
+from live_seg.media.webrtc_client import WebClient, track_class
 from live_seg.media.webview import PreviewServer
 from live_seg.pipeline.threads import Control
 from live_seg.render.renderer import make_palette
@@ -121,6 +123,41 @@ def test_self_signed_certificate_is_made_once_and_cached(tmp_path):
     )
     assert {str(n.value) for n in names.value} == {"localhost", "127.0.0.1", "box.example"}
     ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(cert, key)
+
+
+def test_the_frame_sent_is_the_newest_result_with_its_input_timestamp():
+    from fractions import Fraction
+
+    image, mask = np.zeros((48, 64, 3), np.uint8), np.zeros((8, 8), np.uint8)
+    rendered: list[int] = []
+
+    class Hooks:
+        def render(self, result: SegResult) -> np.ndarray:
+            rendered.append(result.packet.index)
+            return result.packet.image
+
+    def result(index: int, pts: float) -> SegResult:
+        return SegResult(FramePacket(index, pts, time.perf_counter(), image + index), mask)
+
+    async def run() -> None:
+        client = WebClient("c", _loop=asyncio.get_running_loop(), _fresh=asyncio.Event())
+        track = track_class()(client, Hooks())
+        for index, pts in enumerate((1.0, 1.5, 2.0)):  # three results before the encoder asks
+            client.deliver(result(index, pts))
+        frame = await track.recv()
+        assert (frame.pts, frame.time_base, rendered) == (180_000, Fraction(1, 90_000), [2])
+        assert frame.to_ndarray(format="bgr24")[0, 0].tolist() == [2, 2, 2]
+        client.deliver(result(3, 2.0))  # no newer input time: nothing to send
+        with pytest.raises(asyncio.TimeoutError):
+            await asyncio.wait_for(track.recv(), 0.3)
+        client.deliver(result(4, 2.04))
+        assert (await track.recv()).pts == 183_600
+        track.stop()
+        summary = client.summary()
+        assert (summary["frames_processed"], summary["frames_sent"], rendered) == (5, 2, [2, 4])
+        assert summary["latency_ms"]["p50"] is not None
+
+    asyncio.run(run())
 
 
 # -- the live browser view ------------------------------------------------------------------------
@@ -268,8 +305,13 @@ def test_serve_beyond_loopback_https_token_and_refusals_then_ctrl_c(tmp_path):
 
 @pytest.mark.parametrize(
     "args",
-    [["--cert", "nothing.pem"], ["--cert", "nothing.pem", "--key", "nothing.key"], ["--max-clients", "0"],
-     ["--classes", "unicorn"], ["--port", "99999"]],
+    [
+        ["--cert", "nothing.pem"],
+        ["--cert", "nothing.pem", "--key", "nothing.key"],
+        ["--max-clients", "0"],
+        ["--classes", "unicorn"],
+        ["--port", "99999"],
+    ],
 )
 def test_serve_bad_arguments_are_one_line(args):
     proc = serve_cli("--port", "0", *LIGHT_MODEL, "--size", "128", *args)
@@ -444,7 +486,7 @@ def test_two_browsers_share_one_model_in_batches(tmp_path, camera):
 
     seg = Segmenter("lraspp_mobilenet_v3_large", weights="random", device="cpu", size=128)
     control, urls, result = Control(), [], {}
-    options = ServeOptions(port=0, max_clients=2, legend=False)
+    options = ServeOptions(port=0, max_clients=2, legend=False, max_side=320)
     runner = threading.Thread(
         target=lambda: result.update(run_serve(options, SlowModel(seg, 0.2), control=control, on_ready=urls.append))
     )
@@ -467,4 +509,5 @@ def test_two_browsers_share_one_model_in_batches(tmp_path, camera):
     assert not runner.is_alive()
     a, b = result["clients"]
     assert a["frames_sent"] >= 10 and b["frames_sent"] >= 10
+    assert a["scaled_down"] > 0 and b["scaled_down"] > 0  # the camera's 640x480 is over --max-side 320
     assert result["mean_batch"] > 1.2, result  # the model was slower than both cameras: both waited

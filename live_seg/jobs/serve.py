@@ -22,7 +22,8 @@ from ..base.frames import Frame, FramePacket, SegResult
 from ..base.registry import DEFAULT_ALPHA, EFFECTS, VIEWS
 from ..media.serve_page import serve_page
 from ..media.web_security import WebPolicy
-from ..media.webrtc import MAX_SIDE, WebClient, WebRTCServer, require
+from ..media.webrtc import MAX_SIDE, WebRTCServer, require
+from ..media.webrtc_client import WebClient
 from ..pipeline.multiplex import Multiplexer, Slot
 from ..pipeline.threads import Control
 from ..render.effects import Effect, EffectOptions
