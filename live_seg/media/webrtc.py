@@ -22,6 +22,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ..base.errors import OutputError, one_line
@@ -85,8 +86,7 @@ class WebRTCServer:
         self._cert, self._key = cert, key
         self.clients: list[WebClient] = []
         self._numbers = itertools.count(1)
-        self._joining = 0
-        self._peers: dict[str, Any] = {}
+        self._peers: dict[str, Callable[[], Awaitable[None]] | None] = {}  # leave() of each client (None: joining)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop: asyncio.Event | None = None
         self._ready = threading.Event()
@@ -105,7 +105,7 @@ class WebRTCServer:
 
     @property
     def active(self) -> int:
-        """Clients connected now."""
+        """Clients connected now (and those whose offer is being answered)."""
         return len(self._peers)
 
     def start(self, timeout: float = 30.0) -> WebRTCServer:
@@ -176,7 +176,9 @@ class WebRTCServer:
             self._ready.set()
             await self._stop.wait()
         finally:
-            await asyncio.gather(*(pc.close() for pc in list(self._peers.values())), return_exceptions=True)
+            # every client leaves as it would on its own: its hooks closed, its peer connection too
+            leaves = [leave() for leave in list(self._peers.values()) if leave is not None]
+            await asyncio.gather(*leaves, return_exceptions=True)
             await runner.cleanup()
 
     async def _guard(self, request: Any, handler: Any) -> Any:
@@ -209,16 +211,13 @@ class WebRTCServer:
                 raise ValueError("expected {type: 'offer', sdp: ...} with a video track")
         except (ValueError, KeyError, TypeError) as exc:
             return web.Response(status=400, text=f"bad offer: {one_line(exc)}\n")
-        if len(self._peers) + self._joining >= self.policy.max_clients:
+        if len(self._peers) >= self.policy.max_clients:
             return web.Response(status=503, text=f"too many clients (at most {self.policy.max_clients})\n")
-        self._joining += 1  # a place held while its offer is answered: offers arriving together count
         try:
-            answer = await self._answer(sdp)
+            answer = await self._answer(sdp)  # holds its place before its first await
         except Exception as exc:  # noqa: BLE001 (a malformed SDP raises many types in aiortc: all a 400)
             log.info("refused an offer: %s", one_line(exc, with_type=True))
             return web.Response(status=400, text=f"bad offer: {one_line(exc)}\n")
-        finally:
-            self._joining -= 1
         return web.json_response(answer)
 
     async def _answer(self, sdp: str) -> dict[str, str]:
@@ -228,6 +227,7 @@ class WebRTCServer:
         pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))  # no STUN: nothing outside is asked
         # numbered now, before the first await: offers arriving together get different names
         client = WebClient(f"client-{next(self._numbers)}", _loop=asyncio.get_running_loop(), _fresh=asyncio.Event())
+        self._peers[client.name] = None  # its place, held while the offer is answered
         try:
             await pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
             receivers = [t for t in pc.getTransceivers() if t.kind == "video"]
@@ -235,10 +235,10 @@ class WebRTCServer:
                 raise ValueError("the offer has no video track")
             hooks = self.connect(client)
         except BaseException:
+            self._peers.pop(client.name, None)
             await pc.close()
             raise
         self.clients.append(client)
-        self._peers[client.name] = pc
         tasks: list[asyncio.Task] = []
         done = asyncio.Event()
 
@@ -254,6 +254,8 @@ class WebRTCServer:
                 if task is not asyncio.current_task():  # leave() may run in one of them
                     task.cancel()
             await pc.close()
+
+        self._peers[client.name] = leave
 
         @pc.on("connectionstatechange")
         async def _state() -> None:
