@@ -511,3 +511,19 @@ def test_two_browsers_share_one_model_in_batches(tmp_path, camera):
     assert a["frames_sent"] >= 10 and b["frames_sent"] >= 10
     assert a["scaled_down"] > 0 and b["scaled_down"] > 0  # the camera's 640x480 is over --max-side 320
     assert result["mean_batch"] > 1.2, result  # the model was slower than both cameras: both waited
+
+
+def test_serve_fills_its_summary_when_it_fails_while_serving(monkeypatch):
+    from live_seg.base.errors import PipelineError
+    from live_seg.jobs import serve
+    from live_seg.model.segmenter import Segmenter
+
+    def fail(self, t_start: float) -> None:
+        raise PipelineError("infer failed: boom")
+
+    monkeypatch.setattr(serve.ServeJob, "wait", fail)
+    seg = Segmenter("lraspp_mobilenet_v3_large", weights="random", device="cpu", size=128)
+    summary: dict = {}
+    with pytest.raises(PipelineError, match="boom"):
+        serve.run_serve(serve.ServeOptions(port=0), seg, summary=summary)
+    assert summary["clients"] == [] and summary["url"].startswith("http://127.0.0.1:") and summary["wall_s"] >= 0

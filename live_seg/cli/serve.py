@@ -42,6 +42,14 @@ def serve_options(args: argparse.Namespace) -> Any:
     )
 
 
+def _write_stats(path: str, stats: dict[str, Any]) -> None:
+    try:
+        with written_beside(Path(path)) as tmp:
+            tmp.write_text(json.dumps(stats, indent=2) + "\n")
+    except OSError as exc:
+        log.error("cannot write stats to %s: %s", path, one_line(exc))
+
+
 def cmd_serve(args: argparse.Namespace, model_args: dict[str, Any], gate: Any, signal_exit: dict[int, int]) -> int:
     """Run ``serve``; returns the exit code (0, or the signal's code after Ctrl-C / SIGTERM).
 
@@ -57,15 +65,13 @@ def cmd_serve(args: argparse.Namespace, model_args: dict[str, Any], gate: Any, s
         print(f"serve: open {url}", flush=True)
 
     options = serve_options(args)
-    with gate.installed():
-        summary = run_serve(options, control=gate.control, on_ready=ready, **model_args)
-    if args.stats:
-        text = json.dumps({**summary, "interrupted": gate.signum is not None}, indent=2) + "\n"
-        try:
-            with written_beside(Path(args.stats)) as tmp:
-                tmp.write_text(text)
-        except OSError as exc:
-            log.error("cannot write stats to %s: %s", args.stats, one_line(exc))
+    summary: dict[str, Any] = {}
+    try:
+        with gate.installed():
+            run_serve(options, control=gate.control, on_ready=ready, summary=summary, **model_args)
+    finally:
+        if args.stats and summary:  # also when it failed while serving
+            _write_stats(args.stats, {**summary, "interrupted": gate.signum is not None})
     for client in summary["clients"]:
         lat = client["latency_ms"]
         log.info(

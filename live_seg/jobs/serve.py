@@ -214,6 +214,7 @@ def run_serve(
     *,
     control: Control | None = None,
     on_ready: Callable[[str], None] | None = None,
+    summary: dict[str, Any] | None = None,
     **model_args: Any,
 ) -> dict[str, Any]:
     """Serve until stopped (``control.stop()``, e.g. by Ctrl-C) or ``options.duration`` is over.
@@ -223,6 +224,8 @@ def run_serve(
         segmenter: a ready model; ``None``: built from ``model_args``.
         control: stop requests.
         on_ready: called with the page's URL (with the token) once it is served.
+        summary: filled with the run's summary on every exit path once it served, also when it
+            raises (for ``--stats``).
         **model_args: for :func:`~live_seg.model.select.build_segmenter`.
 
     Returns:
@@ -240,9 +243,11 @@ def run_serve(
     control = control or Control()
     options.effect.check()  # a bad class name fails before the model loads
     seg = segmenter or build_segmenter(**model_args, mode="latency")
+    summary = {} if summary is None else summary
     with job_runtime(seg):
         job = ServeJob(options, seg, control)
         job.mux.start()
+        t_start: float | None = None
         try:
             job.server.start()
             t_start = time.perf_counter()
@@ -251,6 +256,10 @@ def run_serve(
                 on_ready(job.server.url)
             job.wait(t_start)
         finally:
-            job.server.close()
-            job.mux.close()
-    return job.summary(t_start)
+            try:
+                job.server.close()
+                job.mux.close()
+            finally:
+                if t_start is not None:
+                    summary.update(job.summary(t_start))
+    return summary
