@@ -17,7 +17,18 @@ Use it from Python::
 
 or as a process (``python tests/mjpeg.py --port 8765 --fps 25 --duration 60``), which prints
 its URL on stdout and serves until the duration ends, Ctrl-C or SIGTERM (kill the process to
-simulate a camera that dies). :func:`read_parts` reads JPEG parts from any MJPEG stream (this
+simulate a camera that dies).
+
+Two faulty cameras, both off by default:
+
+* ``stall_after=S`` (``--stall-after S``): S seconds after it starts serving, every stream
+  connection open at that moment stops receiving parts but stays open (no FIN, no RST), like a
+  camera whose sender hung; a new connection is served normally, so a client that notices the
+  silence and reconnects gets frames again.
+* ``start_after=S`` (``--start-after S``): the camera is offline at first: nothing listens on its
+  port (connections are refused) until S seconds after :meth:`MJPEGServer.start`. The port is
+  chosen up front, so :attr:`MJPEGServer.url` is known at once; frame 0 is made and the
+  ``duration`` counts from when it starts listening. :func:`read_parts` reads JPEG parts from any MJPEG stream (this
 one, or the live view's ``/stream.mjpg``).
 
 Default frames are :func:`media.frame_pattern` (index code in the top strip, a moving red
@@ -69,11 +80,15 @@ class MJPEGServer:
             never; tests should always bound it).
         quality: JPEG quality 1..100.
         path: the stream's URL path; ``/`` and ``/frame.jpg`` (one JPEG) are served too.
+        stall_after: seconds after serving starts when the connections open then go silent
+            (kept open); ``None``: never.
+        start_after: seconds after :meth:`start` before the server listens; ``None``: at once.
 
     Attributes:
         frames_made: frames produced so far (the next index).
         parts_sent: JPEG parts written to all clients together.
         connections: stream connections accepted so far.
+        stalled: stream connections that went silent at ``stall_after``.
     """
 
     def __init__(
@@ -87,9 +102,14 @@ class MJPEGServer:
         duration: float | None = 60.0,
         quality: int = 85,
         path: str = "/stream.mjpg",
+        stall_after: float | None = None,
+        start_after: float | None = None,
     ) -> None:
         if fps <= 0:
             raise ValueError(f"fps: expected > 0, got {fps}")
+        for name, value in (("stall_after", stall_after), ("start_after", start_after)):
+            if value is not None and value < 0:
+                raise ValueError(f"{name}: expected >= 0, got {value}")
         if frames is None:
             width, height = size
             self._make: FrameMaker = lambda i: frame_pattern(i, width, height)
@@ -108,7 +128,15 @@ class MJPEGServer:
         self.frames_made = 0
         self.parts_sent = 0
         self.connections = 0
+        self.stalled = 0
+        self.stall_after = stall_after
+        self.start_after = start_after
+        if start_after is not None and port == 0:
+            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+                probe.bind((host, 0))
+                port = int(probe.getsockname()[1])
         self._requested_port = port
+        self._hung: set[socket.socket] = set()
         self._cond = threading.Condition()
         self._jpeg: bytes | None = None
         self._seq = -1
@@ -121,28 +149,48 @@ class MJPEGServer:
     # -- lifecycle -----------------------------------------------------------------------------
 
     def start(self) -> MJPEGServer:
-        """Bind, make the first frame and start serving; returns ``self``."""
-        if self._httpd is not None:
+        """Bind, make the first frame and start serving (after ``start_after`` seconds, from a
+        thread, when that is set); returns ``self``."""
+        if self._httpd is not None or self._threads:
             return self
-        self._httpd = _Server((self.host, self._requested_port), _Handler)
-        self._httpd.owner = self
+        if self.start_after is None:
+            self._serve()
+        else:
+            starter = threading.Thread(target=self._start_later, name="mjpeg-test-starter", daemon=True)
+            self._threads = [starter]
+            starter.start()
+        return self
+
+    def _start_later(self) -> None:
+        if not self._done.wait(self.start_after):
+            self._serve()
+
+    def _serve(self) -> None:
+        with self._cond:
+            if self._done.is_set():
+                return
+            self._httpd = _Server((self.host, self._requested_port), _Handler)
+            self._httpd.owner = self
         self._produce(0)  # a frame is ready before the first client connects
         self._t0 = time.perf_counter()
-        self._threads = [
+        threads = [
             threading.Thread(target=self._tick, name="mjpeg-test-producer", daemon=True),
             threading.Thread(
                 target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, name="mjpeg-test-http", daemon=True
             ),
         ]
-        for thread in self._threads:
+        self._threads += threads
+        for thread in threads:
             thread.start()
-        return self
 
     def stop(self, timeout: float = 5.0) -> None:
         """End the stream (clients see it end), stop listening, join every thread. Idempotent."""
-        self._done.set()
         with self._cond:
+            self._done.set()
             self._cond.notify_all()
+        for thread in self._threads:
+            if thread.name == "mjpeg-test-starter" and thread is not threading.current_thread():
+                thread.join(timeout)  # returns at once: it waits on _done
         self._drop_connections()
         if self._httpd is not None:
             if any(t.name == "mjpeg-test-http" and t.is_alive() for t in self._threads):
@@ -169,8 +217,10 @@ class MJPEGServer:
 
     @property
     def port(self) -> int:
-        """The bound port (after :meth:`start`)."""
+        """The bound port (after :meth:`start`; at once with ``start_after``)."""
         if self._httpd is None:
+            if self.start_after is not None:
+                return self._requested_port
             raise RuntimeError("MJPEGServer: start() it first")
         return int(self._httpd.server_address[1])
 
@@ -181,7 +231,13 @@ class MJPEGServer:
 
     @property
     def running(self) -> bool:
-        """True until the duration ends or :meth:`stop` / :meth:`kill` is called."""
+        """True until the duration ends or :meth:`stop` / :meth:`kill` is called (also while
+        waiting for ``start_after``)."""
+        return (self._httpd is not None or bool(self._threads)) and not self._done.is_set()
+
+    @property
+    def listening(self) -> bool:
+        """True while the server accepts connections."""
         return self._httpd is not None and not self._done.is_set()
 
     @property
@@ -220,8 +276,12 @@ class MJPEGServer:
 
     def _tick(self) -> None:
         index = 1
+        stall_at = None if self.stall_after is None else self._t0 + self.stall_after
         while not self._done.is_set():
             due = self._t0 + index / self.fps
+            if stall_at is not None and due >= stall_at:
+                self._hang_connections()
+                stall_at = None
             if self.duration is not None and due - self._t0 >= self.duration:
                 break
             if self._done.wait(max(0.0, due - time.perf_counter())):
@@ -233,14 +293,20 @@ class MJPEGServer:
             # since shutdown() waits for serve_forever()).
             threading.Thread(target=self.stop, name="mjpeg-test-stopper", daemon=True).start()
 
-    def _next(self, after: int) -> tuple[int, bytes] | None:
-        """The newest frame after ``after``; ``None`` once the server ends."""
+    def _next(self, after: int, sock: socket.socket) -> tuple[int, bytes] | None:
+        """The newest frame after ``after`` for the connection ``sock``; ``None`` once the
+        server ends. A hung connection waits here until then."""
         with self._cond:
             while not self._done.is_set():
-                if self._seq > after and self._jpeg is not None:
+                if self._seq > after and self._jpeg is not None and sock not in self._hung:
                     return self._seq, self._jpeg
                 self._cond.wait(0.1)
         return None
+
+    def _hang_connections(self) -> None:
+        with self._cond:
+            self._hung |= self._sockets
+            self.stalled += len(self._sockets)
 
     def _latest(self) -> bytes | None:
         with self._cond:
@@ -257,6 +323,7 @@ class MJPEGServer:
     def _unregister(self, sock: socket.socket) -> None:
         with self._cond:
             self._sockets.discard(sock)
+            self._hung.discard(sock)
 
     def _drop_connections(self, reset: bool = False) -> None:
         with self._cond:
@@ -334,7 +401,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.end_headers()
             seq = -1
             while True:
-                item = owner._next(seq)
+                item = owner._next(seq, self.connection)
                 if item is None:
                     return
                 seq, jpeg = item
@@ -407,9 +474,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--size", type=_parse_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
     parser.add_argument("--duration", type=float, default=600.0, help="stop after S seconds (default 600)")
     parser.add_argument("--quality", type=int, default=85)
+    parser.add_argument("--stall-after", type=float, metavar="S", help="open connections go silent after S seconds")
+    parser.add_argument("--start-after", type=float, metavar="S", help="listen only after S seconds (offline at first)")
     args = parser.parse_args(argv)
     server = MJPEGServer(
-        fps=args.fps, size=args.size, host=args.host, port=args.port, duration=args.duration, quality=args.quality
+        fps=args.fps,
+        size=args.size,
+        host=args.host,
+        port=args.port,
+        duration=args.duration,
+        quality=args.quality,
+        stall_after=args.stall_after,
+        start_after=args.start_after,
     )
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

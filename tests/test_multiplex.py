@@ -257,3 +257,20 @@ def test_names_are_unique_and_start_is_once():
         mux.start()
     mux.close()
     assert not pipeline_threads()
+
+
+def test_a_slot_keeps_the_newest_frame_and_counts_the_ones_it_replaced():
+    model = FakeModel()
+    out = Collector()
+    mux = Multiplexer(model, Control())
+    slot = mux.add("a", out)
+    for i in range(5):
+        slot.offer(packet(i, i))
+    assert slot.waiting and not slot.wait_taken(0.01)
+    with mux:
+        assert wait_until(lambda: len(out.results) == 1)
+        assert slot.wait_taken(0) and not slot.waiting
+        slot.offer(packet(5, 5))
+        assert wait_until(lambda: len(out.results) == 2)
+    assert [r.packet.index for r in out.results] == [4, 5]
+    assert (slot.frames_in, slot.frames_processed, slot.dropped) == (6, 2, 4)

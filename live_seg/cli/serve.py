@@ -16,8 +16,12 @@ from typing import Any
 from ..base.errors import one_line
 from ..base.files import written_beside
 from .args import effect_options
+from .main import SIGNAL_EXIT, SignalGate
 
 log = logging.getLogger(__name__)
+
+MODEL_ARGS = ("model", "weights", "device", "precision", "size", "threads", "backend")
+"""The arguments of the ``model`` group (``args._model_options``), for ``build_segmenter``."""
 
 
 def serve_options(args: argparse.Namespace) -> Any:
@@ -50,16 +54,13 @@ def _write_stats(path: str, stats: dict[str, Any]) -> None:
         log.error("cannot write stats to %s: %s", path, one_line(exc))
 
 
-def cmd_serve(args: argparse.Namespace, model_args: dict[str, Any], gate: Any, signal_exit: dict[int, int]) -> int:
-    """Run ``serve``; returns the exit code (0, or the signal's code after Ctrl-C / SIGTERM).
-
-    Args:
-        args: the parsed arguments.
-        model_args: the model options, for :func:`~live_seg.model.select.build_segmenter`.
-        gate: the :class:`~live_seg.cli.main.SignalGate` whose control the run obeys.
-        signal_exit: exit code per signal.
-    """
+def cmd_serve(args: argparse.Namespace) -> int:
+    """Run ``serve``; returns the exit code (0, or the signal's code after Ctrl-C / SIGTERM)."""
     from ..jobs.serve import run_serve
+    from ..pipeline.threads import Control
+
+    gate = SignalGate(Control())
+    model_args = {name: getattr(args, name) for name in MODEL_ARGS}
 
     def ready(url: str) -> None:
         print(f"serve: open {url}", flush=True)
@@ -85,4 +86,4 @@ def cmd_serve(args: argparse.Namespace, model_args: dict[str, Any], gate: Any, s
             lat["p95"],
         )
     log.info("served %d client(s) in %.1f s (%s)", len(summary["clients"]), summary["wall_s"], summary["stop_reason"])
-    return signal_exit[gate.signum] if gate.signum is not None else 0
+    return SIGNAL_EXIT[gate.signum] if gate.signum is not None else 0
