@@ -270,6 +270,33 @@ def _live_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     effect_arguments(live, cycles=True)
 
 
+def _serve_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
+    serve = sub.add_parser(
+        "serve",
+        parents=[flags],
+        help="a web page: browsers send their camera over WebRTC and get the segmented picture back",
+    )
+    w = serve.add_argument_group("web (beyond loopback: HTTPS and a token on every request)")
+    w.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
+    w.add_argument("--port", type=port, default=8443, help="TCP port (default: %(default)s; 0 = any free port)")
+    w.add_argument("--token", help="token clients must show (default beyond loopback: generated, printed in the URL)")
+    w.add_argument("--cert", metavar="FILE.pem", help="HTTPS certificate (default: self-signed, made once, cached)")
+    w.add_argument("--key", metavar="FILE.pem", help="the certificate's private key (with --cert)")
+    w.add_argument(
+        "--allow-host", action="append", default=[], metavar="NAME", help="another host name the server answers to"
+    )
+    w.add_argument("--max-clients", type=positive_int, default=4, help="clients at once (default: %(default)s)")
+    w.add_argument(
+        "--max-side", type=positive_int, default=1920, metavar="PX", help="larger camera frames are scaled down"
+    )
+    w.add_argument("--duration", type=seconds, metavar="S", help="stop after S seconds")
+    w.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON, one entry per client")
+    serve.add_argument("--view", default=VIEWS[0], choices=VIEWS, help="first view (the page can change it)")
+    model_arguments(serve)
+    render_arguments(serve, IMAGE_RENDER)
+    effect_arguments(serve)
+
+
 Options = TypeVar("Options")
 
 
@@ -319,4 +346,5 @@ def get_args_parser() -> argparse.ArgumentParser:
     _image_parser(sub, flags)
     _bench_parser(sub, flags)
     _live_parser(sub, flags)
+    _serve_parser(sub, flags)
     return parser

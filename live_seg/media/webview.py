@@ -1,10 +1,13 @@
-"""The rendered view in a browser: a small page and an MJPEG stream served over HTTP."""
+"""The rendered view in a browser: a small page and an MJPEG stream served over HTTP(S).
+
+Every request passes :class:`~live_seg.media.web_security.WebPolicy`'s checks (Host, Origin,
+token and HTTPS beyond loopback, body and client caps).
+"""
 
 from __future__ import annotations
 
 import errno
 import html
-import ipaddress
 import logging
 import queue
 import socket
@@ -17,6 +20,7 @@ import numpy as np
 
 from ..base.errors import OutputError, one_line
 from ..base.frames import Frame
+from .web_security import WebPolicy
 
 log = logging.getLogger(__name__)
 
@@ -88,8 +92,28 @@ class _PreviewHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
+    def _admitted(self) -> bool:
+        """Apply the server's policy; answer a refused request here (False)."""
+        policy = self.server.owner.policy
+        refusal = policy.check(self.command, self.path, self.headers)
+        if refusal is not None:
+            self.close_connection = True
+            self._send(refusal.status, refusal.reason.encode() + b"\n", "text/plain")
+            return False
+        # the token came in the URL: the page's own requests carry it as a cookie from now on
+        self._set_cookie = policy.token is not None and policy.supplied_token(self.path, self.headers)[1]
+        return True
+
+    def end_headers(self) -> None:
+        if getattr(self, "_set_cookie", False):
+            self.send_header("Set-Cookie", self.server.owner.policy.cookie_header())
+        self.send_header("X-Content-Type-Options", "nosniff")
+        super().end_headers()
+
     def do_GET(self) -> None:
         owner = self.server.owner
+        if not self._admitted():
+            return
         route = self.path.split("?", 1)[0]
         if route in ("/", "/index.html"):
             self._send(200, owner.page.encode(), "text/html; charset=utf-8")
@@ -106,18 +130,14 @@ class _PreviewHandler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         owner = self.server.owner
+        if not self._admitted():
+            return
         if self.path.split("?", 1)[0] != "/key":
             self._send(404, b"not found\n", "text/plain")
             return
         length = min(int(self.headers.get("Content-Length") or 0), 16)
         key = self.rfile.read(length).decode("utf-8", "replace")
-        try:
-            local = ipaddress.ip_address(self.client_address[0]).is_loopback
-        except ValueError:
-            local = False
-        if not local:
-            self._send(403, b"keys are accepted from this machine only\n", "text/plain")
-        elif key not in PAGE_KEYS:
+        if key not in PAGE_KEYS:
             self._send(400, b"unknown key\n", "text/plain")
         else:
             owner._keys.put(key)
@@ -129,7 +149,9 @@ class PreviewServer:
 
     Routes: ``/`` (the page, with pause / view / legend / snapshot buttons), ``/stream.mjpg``
     (``multipart/x-mixed-replace`` JPEGs, each client gets the newest frame), ``/frame.jpg``
-    (the newest frame once) and ``POST /key`` (one of ``" mels"``, from loopback clients only).
+    (the newest frame once) and ``POST /key`` (one of ``" mels"``, same-origin only). Bound beyond
+    loopback it serves HTTPS and wants the token of :attr:`url` (see :class:`WebPolicy`); at most
+    ``policy.max_clients`` streams at once (503 beyond).
     The HTTP server runs in a thread named ``live_seg-serve``, each client in
     ``live_seg-serve-client``; :meth:`close` ends them all.
 
@@ -140,6 +162,9 @@ class PreviewServer:
         quality: JPEG quality.
         any_port_if_busy: bind a free port (with a warning) when ``port`` is taken, instead
             of failing.
+        policy: the access rules (default: :meth:`WebPolicy.for_bind` of ``host``: a generated
+            token and a cached self-signed certificate beyond loopback).
+        cert, key: the HTTPS certificate and key files (default: self-signed, when HTTPS is on).
     """
 
     def __init__(
@@ -149,8 +174,13 @@ class PreviewServer:
         title: str = "live_seg",
         quality: int = 80,
         any_port_if_busy: bool = False,
+        policy: WebPolicy | None = None,
+        cert: str | None = None,
+        key: str | None = None,
     ) -> None:
         self.host, self.port, self.quality = host, port, quality
+        self.policy = policy or WebPolicy.for_bind(host)
+        self._cert, self._key = cert, key
         self.any_port_if_busy = any_port_if_busy
         self.page = _PAGE.format(title=html.escape(title))
         self._cond = threading.Condition()
@@ -171,7 +201,9 @@ class PreviewServer:
 
         Raises:
             OutputError: the address cannot be bound.
+            UsageError: the certificate cannot be loaded.
         """
+        context = self.policy.ssl_context(self._cert, self._key)
         try:
             httpd = _PreviewHTTPServer((self.host, self.port), _PreviewHandler)
         except OSError as exc:
@@ -182,9 +214,11 @@ class PreviewServer:
                 ) from exc
             log.warning("port %d is taken; serving the preview on a free port instead", self.port)
             httpd = _PreviewHTTPServer((self.host, 0), _PreviewHandler)
+        if context is not None:  # the handshake happens in each client's thread, not the accept loop
+            httpd.socket = context.wrap_socket(httpd.socket, server_side=True, do_handshake_on_connect=False)
         httpd.owner = self
         self._httpd = httpd
-        self.port = int(httpd.server_address[1])
+        self.port = self.policy.port = int(httpd.server_address[1])
         self._thread = threading.Thread(
             target=httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="live_seg-serve", daemon=True
         )
@@ -193,10 +227,8 @@ class PreviewServer:
 
     @property
     def url(self) -> str:
-        """The page's address (loopback when bound to all interfaces)."""
-        host = "127.0.0.1" if self.host in ("", "0.0.0.0") else "[::1]" if self.host == "::" else self.host
-        host = f"[{host}]" if ":" in host and not host.startswith("[") else host
-        return f"http://{host}:{self.port}/"
+        """The page's address (loopback when bound to all interfaces), with the token when there is one."""
+        return self.policy.url("/")
 
     @property
     def clients(self) -> int:
@@ -254,8 +286,13 @@ class PreviewServer:
         """Send the newest frame each time there is a new one, until the client or the server goes."""
         sock = handler.connection
         with self._cond:
-            self._streams += 1
-            self._sockets.add(sock)
+            full = self._streams >= self.policy.max_clients
+            if not full:
+                self._streams += 1
+                self._sockets.add(sock)
+        if full:
+            handler._send(503, b"too many viewers\n", "text/plain")
+            return
         try:
             handler.send_response(200)
             handler.send_header("Content-Type", f"multipart/x-mixed-replace; boundary={MJPEG_BOUNDARY}")

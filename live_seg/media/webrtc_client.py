@@ -1,0 +1,130 @@
+"""One WebRTC client of ``serve``: what the job does for it (:class:`ClientHooks`), its counts and
+newest result (:class:`WebClient`), and the outgoing track that sends the newest result, rendered,
+stamped with its input frame's timestamp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fractions
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from ..base.frames import Frame, FramePacket, SegResult
+from ..base.metrics import samples, spread_ms, thirds_ms
+
+VIDEO_CLOCK = 90_000
+"""RTP video clock: outgoing frames carry their input's timestamp in these ticks."""
+
+
+class ClientHooks(Protocol):
+    """What a job does for one client (see :class:`~live_seg.media.webrtc.WebRTCServer`)."""
+
+    def offer(self, packet: FramePacket) -> None:
+        """A frame from the browser (on the event loop: must not block)."""
+
+    def render(self, result: SegResult) -> Frame:
+        """The picture to send for ``result`` (BGR uint8; called in a worker thread, one at a time)."""
+
+    def control(self, message: dict[str, Any]) -> dict[str, Any]:
+        """Apply the page's settings; returns the settings now (and ``error`` for a bad one)."""
+
+    def close(self) -> None:
+        """The client left: free what it held."""
+
+
+@dataclass
+class WebClient:
+    """One browser client: its counts and its newest result.
+
+    Attributes:
+        name: ``client-N``, unique within a server.
+        frames_received: frames decoded from the browser.
+        frames_processed: results delivered by the model.
+        frames_sent: rendered frames handed to the encoder.
+        latency_s: per frame sent, seconds from its input frame's arrival to its output frame
+            (``latency_thirds_ms`` in the summary: medians of the first, middle and last third,
+            where a growing queue would show).
+        connected_s: seconds the client stayed.
+    """
+
+    name: str
+    frames_received: int = 0
+    frames_processed: int = 0
+    frames_sent: int = 0
+    scaled_down: int = 0
+    latency_s: Any = field(default_factory=samples)
+    connected_s: float = 0.0
+    t_start: float = field(default_factory=time.perf_counter)
+    _loop: asyncio.AbstractEventLoop | None = None
+    _newest: SegResult | None = None
+    _fresh: asyncio.Event | None = None
+
+    def deliver(self, result: SegResult) -> None:
+        """A result for this client (thread-safe; only the newest is kept)."""
+        self._newest = result
+        self.frames_processed += 1
+        if self._loop is not None and self._fresh is not None:
+            with contextlib.suppress(RuntimeError):  # the loop closed: the client is gone
+                self._loop.call_soon_threadsafe(self._fresh.set)
+
+    def summary(self) -> dict[str, Any]:
+        """The client's entry in ``--stats`` (``latency_ms``: server-side, input to output)."""
+        spread = spread_ms(self.latency_s, 1)
+        return {
+            "name": self.name,
+            "frames_received": self.frames_received,
+            "frames_processed": self.frames_processed,
+            "frames_sent": self.frames_sent,
+            "scaled_down": self.scaled_down,
+            "latency_ms": {"p50": spread["p50"], "p95": spread["p95"]},
+            "latency_thirds_ms": thirds_ms(self.latency_s),
+            "connected_s": round(self.connected_s or time.perf_counter() - self.t_start, 3),
+        }
+
+
+Connect = Callable[[WebClient], ClientHooks]
+
+
+def track_class() -> type:
+    """The outgoing track's class, ``SegmentedTrack(client, hooks)`` (aiortc is imported only here)."""
+    from aiortc import MediaStreamTrack
+    from aiortc.mediastreams import MediaStreamError
+
+    class SegmentedTrack(MediaStreamTrack):
+        """The outgoing video: the newest result, rendered, stamped with its input's time."""
+
+        kind = "video"
+
+        def __init__(self, client: WebClient, hooks: ClientHooks) -> None:
+            super().__init__()
+            self.client, self.hooks = client, hooks
+            self._last_pts = -1
+
+        async def recv(self) -> Any:
+            import av
+
+            client = self.client
+            assert client._fresh is not None
+            while True:
+                if self.readyState != "live":
+                    raise MediaStreamError
+                await client._fresh.wait()
+                client._fresh.clear()
+                result = client._newest
+                if result is not None and result.packet.pts is not None:
+                    pts = round(result.packet.pts * VIDEO_CLOCK)
+                    if pts > self._last_pts:
+                        break
+            image = await asyncio.to_thread(self.hooks.render, result)
+            frame = av.VideoFrame.from_ndarray(image, format="bgr24")
+            frame.pts, frame.time_base = pts, fractions.Fraction(1, VIDEO_CLOCK)
+            self._last_pts = pts
+            client.frames_sent += 1
+            client.latency_s.append(time.perf_counter() - result.packet.t_capture)
+            return frame
+
+    return SegmentedTrack
