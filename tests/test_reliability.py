@@ -582,7 +582,8 @@ class _SlowSegmenter(Segmenter):
 def test_frames_in_flight_get_a_bounded_grace(cli, media, tmp_path, monkeypatch):
     """A model too slow to drain its queue in time: the run is aborted after the grace period."""
     def slow(options, mode):
-        return _SlowSegmenter(**{k: v for k, v in dataclasses.asdict(options).items() if k not in ("backend", "calibration")})
+        kept = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("backend", "calibration")}
+        return _SlowSegmenter(**kept)
 
     monkeypatch.setattr(live_seg.jobs.video, "segmenter_for", slow)
     monkeypatch.setattr(SignalGate, "grace_s", 0.6)
