@@ -16,31 +16,15 @@ import statistics
 import sys
 from pathlib import Path
 
-import av
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 sys.path.insert(0, str(ROOT))
 
-from keyframe_bench import content_weights  # noqa: E402
+from keyframe_bench import content_weights, head  # noqa: E402
 
 from live_seg.analysis.masks import read_masks  # noqa: E402
-
-
-def head(src: Path, dst: Path, frames: int) -> Path:
-    """The first ``frames`` frames of ``src`` as a new clip (video only, crf 16)."""
-    with av.open(str(src)) as inp, av.open(str(dst), "w") as out:
-        vin = inp.streams.video[0]
-        s = out.add_stream("libx264", rate=vin.average_rate)
-        s.width, s.height, s.pix_fmt = vin.width, vin.height, "yuv420p"
-        s.options = {"crf": "16", "preset": "veryfast"}
-        for i, frame in enumerate(inp.decode(vin)):
-            if i >= frames:
-                break
-            out.mux(s.encode(av.VideoFrame.from_ndarray(frame.to_ndarray(format="bgr24"), format="bgr24")))
-        out.mux(s.encode(None))
-    return dst
 
 
 def main() -> None:
