@@ -115,10 +115,11 @@ def wait_until(t0: float, at: float) -> None:
     time.sleep(max(0.0, t0 + at - time.perf_counter()))
 
 
-def wait_for_frames(server: MJPEGServer, parts: int, timeout: float) -> None:
-    """Wait until a client of ``server`` received ``parts`` more JPEG parts."""
+def wait_for_frames(server: MJPEGServer, parts: int, timeout: float, run: Live) -> None:
+    """Wait until a client of ``server`` received ``parts`` more JPEG parts (while ``run`` runs)."""
     start, deadline = server.parts_sent, time.monotonic() + timeout
     while server.parts_sent - start < parts:
+        assert run.proc.poll() is None, f"live exited with {run.proc.returncode}:\n{run.text()[-3000:]}"
         assert time.monotonic() < deadline, f"no client read {parts} frames from {server.url} in {timeout} s"
         time.sleep(0.05)
 
@@ -314,7 +315,7 @@ def test_ctrl_c_exits_130_with_playable_recordings_and_nothing_left(tmp_path, rt
             "--display", "none", "--record", f"{rec}/", "--stats", str(stats_path), *FAST_MODEL,
         )  # fmt: skip
         try:
-            wait_for_frames(mjpeg, 3 * FPS, timeout=60)
+            wait_for_frames(mjpeg, 3 * FPS, timeout=60, run=run)
             run.proc.send_signal(signal.SIGINT)
             code = run.wait(30)
         finally:
