@@ -14,6 +14,10 @@ Public API (imported lazily, so ``import live_seg`` does not load torch)::
     stats = process_video("in.mp4", "out.mp4", seg, analysis=opts)   # stats["flicker"]
     for mask in read_masks("masks.mkv"):          # (512, 512) uint8 class ids per frame
         ...
+
+    # many live sources, one model: results as they are ready (closing the loop stops every thread)
+    for r in stream(["rtsp://cam1/h264", "http://cam2/stream.mjpg"], model="lraspp_mobilenet_v3_large"):
+        print(r.source, r.index, r.latency_s, r.mask.shape)
 """
 
 from __future__ import annotations
@@ -41,8 +45,10 @@ _EXPORTS = {
     "process_image": "jobs.image",
     "process_batch": "jobs.batch.video",
     "LiveSession": "jobs.live.session",
-    "LiveOptions": "jobs.live.session",
+    "LiveOptions": "jobs.live.options",
     "run_live": "jobs.live.session",
+    "stream": "jobs.live.stream",
+    "StreamResult": "jobs.live.stream",
     "run_bench": "jobs.bench",
     "VideoFileSource": "media.file_source",
     "VideoWriter": "media.writer",

@@ -30,9 +30,8 @@ from media import CODE_BITS, make_video, probe, read_index
 from mjpeg import MJPEGServer, read_parts
 
 from live_seg.base.errors import ModelError, SourceError
-from live_seg.base.frames import FramePacket
 from live_seg.jobs.live.session import LiveOptions, LiveSession
-from live_seg.media.camera import CaptureSource, LatestFrame, open_live_source, parse_source, redact_url
+from live_seg.media.camera import CaptureSource, open_live_source, parse_source, redact_url
 from live_seg.media.file_source import VideoFileSource
 from live_seg.media.window import _x_display_reachable, display_problem
 from live_seg.pipeline.threads import Control
@@ -306,44 +305,6 @@ def test_parse_source_refuses_unknown_scheme():
 def test_redact_url_hides_credentials():
     assert redact_url("rtsp://admin:secret@10.0.0.2:554/h264") == "rtsp://***@10.0.0.2:554/h264"
     assert redact_url("http://127.0.0.1/stream.mjpg") == "http://127.0.0.1/stream.mjpg"
-
-
-def _packet(i: int) -> FramePacket:
-    return FramePacket(index=i, pts=None, t_capture=time.perf_counter(), image=np.zeros((2, 2, 3), np.uint8))
-
-
-def test_latest_frame_keeps_the_newest_and_counts_drops():
-    slot = LatestFrame()
-    for i in range(5):
-        assert slot.put(_packet(i))
-    assert slot.take(0).index == 4
-    assert slot.take(0.01) is None
-    slot.put(_packet(5))
-    slot.close(discard=True)
-    assert slot.take(0) is None and slot.finished
-    assert not slot.put(_packet(6))
-    assert (slot.put_count, slot.taken, slot.dropped) == (6, 1, 5)
-    assert slot.put_count == slot.taken + slot.dropped
-
-
-def test_latest_frame_wait_mode_never_drops():
-    slot = LatestFrame()
-    got: list[int] = []
-
-    def consume() -> None:
-        while not slot.finished:
-            packet = slot.take(0.05)
-            if packet is not None:
-                got.append(packet.index)
-                time.sleep(0.005)
-
-    consumer = threading.Thread(target=consume)
-    consumer.start()
-    for i in range(30):
-        assert slot.put(_packet(i), wait=True)
-    slot.close()
-    consumer.join(5)
-    assert got == list(range(30)) and slot.dropped == 0
 
 
 def test_hud_box_is_dark_with_bright_text_and_untrained_in_orange():

@@ -75,6 +75,10 @@ PALETTES = ("voc", "random")
 PAIRINGS = ("newest", "matched")
 """Live view: the newest frame with the newest mask, or each mask on its own frame."""
 DISPLAYS = (AUTO, "window", "browser", "none")
+RTSP_TRANSPORTS = ("tcp", "udp")
+"""How RTSP's media travel (``--rtsp-transport``): TCP (the default: no loss, passes NATs) or UDP."""
+DEFAULT_READ_TIMEOUT_S = 5.0
+"""A stream that sends nothing for this long is lost and reconnected (``--read-timeout``)."""
 """Live view: a window when there is a display (else the browser), a window, a browser, nothing."""
 
 

@@ -18,6 +18,7 @@ from ..base.registry import (
     BACKENDS,
     DEFAULT_ALPHA,
     DEFAULT_MODEL,
+    DEFAULT_READ_TIMEOUT_S,
     DEFAULT_SMOOTH_STRENGTH,
     DEFAULT_WEIGHTS,
     DEVICES,
@@ -29,6 +30,7 @@ from ..base.registry import (
     PALETTES,
     PRECISIONS,
     RANDOM_WEIGHTS,
+    RTSP_TRANSPORTS,
     SMOOTH_MODES,
     VIEWS,
     auto_backend_text,
@@ -291,9 +293,10 @@ def _live_source_options(live: argparse.ArgumentParser) -> None:
     s = live.add_argument_group("source")
     s.add_argument(
         "--source",
-        default="0",
+        action="append",
         metavar="0|N|URL|FILE",
-        help="camera index, stream URL (rtsp://…, http://…/stream.mjpg) or video file (default: camera 0)",
+        help="camera index, stream URL (rtsp://…, http://…/stream.mjpg) or video file (default: camera 0); "
+        "repeat it for several sources in one run (a grid of tiles, one model for all)",
     )
     s.add_argument(
         "--realtime",
@@ -306,7 +309,21 @@ def _live_source_options(live: argparse.ArgumentParser) -> None:
         type=_non_negative_int,
         default=5,
         metavar="N",
-        help="camera/stream: reopen attempts after it is lost, waiting 0.5, 1, 2, 4, 8, 8… s (default: %(default)s)",
+        help="camera/stream: reopen attempts after it is lost, waiting 0.5, 1, 2, 4, 8, 8… s (default: %(default)s); "
+        "with several sources each has its own, and one that gives up is reported while the others go on",
+    )
+    s.add_argument(
+        "--rtsp-transport",
+        default=RTSP_TRANSPORTS[0],
+        choices=RTSP_TRANSPORTS,
+        help="how RTSP media travel (default: %(default)s)",
+    )
+    s.add_argument(
+        "--read-timeout",
+        type=_positive_float,
+        default=DEFAULT_READ_TIMEOUT_S,
+        metavar="S",
+        help="a stream that sends nothing for S seconds is lost and reconnected (default: %(default)s)",
     )
 
 

@@ -340,9 +340,12 @@ def _live_options(args: argparse.Namespace) -> Any:
     from ..jobs.live.session import LiveOptions
 
     return LiveOptions(
-        source=args.source,
+        source=args.source[0] if args.source else "0",
+        sources=tuple(args.source) if args.source and len(args.source) > 1 else (),
         realtime=args.realtime,
         reconnect=args.reconnect,
+        rtsp_transport=args.rtsp_transport,
+        read_timeout=args.read_timeout,
         pairing=args.pairing,
         view=args.view,
         legend=args.legend,
@@ -363,6 +366,7 @@ def _live_options(args: argparse.Namespace) -> Any:
 
 def _cmd_live(args: argparse.Namespace) -> int:
     from ..jobs.live.session import LiveSession
+    from ..jobs.live.stats import log_sources
 
     control = Control()
     gate = SignalGate(control)
@@ -392,7 +396,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
         lat["p95"],
         ", untrained weights" if summary.get("untrained") else "",
     )
-    if summary["output"]:
+    log_sources(summary)  # several sources: one line each
+    if len(summary["sources"]) == 1 and summary["output"]:
         log.info("recorded %s (%d frames)", summary["output"], summary["frames_recorded"])
     _log_flicker(summary)
     if gate.signum is not None:

@@ -1,9 +1,14 @@
-"""Live sources: cameras and network streams read with OpenCV, and the newest-frame slot.
+"""Live sources: cameras and network streams read with OpenCV.
 
 A live source (:class:`CaptureSource`) delivers frames as the device or the stream sends
-them and reconnects when it is lost; the capture thread hands them to a :class:`LatestFrame`
-slot that keeps only the newest one and counts the rest as dropped.
-:func:`open_live_source` tells a camera, a stream URL and a video file apart.
+them, detects a stream that stops sending without closing (a read timeout) and reconnects when
+it is lost; the live run's capture thread hands its frames to a newest-frame slot
+(:mod:`live_seg.pipeline.multiplex`). :func:`open_live_source` tells a camera, a stream URL and
+a video file apart.
+
+RTSP is read over TCP by default (``rtsp_transport="udp"`` for UDP): OpenCV's FFmpeg backend
+takes its options from ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` when it opens a stream, so the variable
+is set around each open (under a lock) unless the user set it.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import cv2
 
 from ..base.errors import SourceError
 from ..base.frames import FramePacket
+from ..base.registry import DEFAULT_READ_TIMEOUT_S, RTSP_TRANSPORTS
 from .file_source import SourceInfo, VideoFileSource
 
 log = logging.getLogger(__name__)
@@ -27,6 +33,9 @@ STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "
 
 DEFAULT_RECONNECT = 5
 """Reconnect attempts after a live source is lost (``--reconnect``)."""
+
+CAPTURE_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_ENV_LOCK = threading.Lock()
 
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 """Wait before reconnect attempt 1, 2, …; later attempts wait the last value."""
@@ -81,82 +90,6 @@ def redact_url(url: str) -> str:
     return f"{scheme}://{netloc}{sep}{tail}"
 
 
-class LatestFrame:
-    """A one-frame mailbox between a live capture thread and a slower consumer.
-
-    The producer :meth:`put` s every frame it reads. A frame the consumer has not
-    :meth:`take` n yet when the next one arrives is replaced and counted in
-    :attr:`dropped`, so the consumer always gets the newest frame and is never more than one
-    frame behind the source. With ``wait=True`` (file sources read as fast as they decode)
-    ``put`` waits for the slot to empty instead, and nothing is dropped.
-
-    Counters (read them after the threads stopped, or accept a snapshot): ``put_count``
-    frames offered, ``taken`` frames handed out, ``dropped`` frames replaced or discarded.
-    ``put_count == taken + dropped`` once the slot is closed.
-    """
-
-    def __init__(self) -> None:
-        self._cond = threading.Condition()
-        self._item: FramePacket | None = None
-        self._closed = False
-        self.put_count = 0
-        self.taken = 0
-        self.dropped = 0
-
-    def put(self, packet: FramePacket, wait: bool = False) -> bool:
-        """Offer a frame.
-
-        Args:
-            packet: the newest frame.
-            wait: wait until the consumer took the previous frame (no drop) instead of
-                replacing it.
-
-        Returns:
-            False when the slot is closed (the frame is not kept or counted).
-        """
-        with self._cond:
-            while wait and self._item is not None and not self._closed:
-                self._cond.wait(0.1)
-            if self._closed:
-                return False
-            if self._item is not None:
-                self.dropped += 1
-            self._item = packet
-            self.put_count += 1
-            self._cond.notify_all()
-            return True
-
-    def take(self, timeout: float | None = None) -> FramePacket | None:
-        """The newest frame not taken yet, waiting up to ``timeout`` seconds for one.
-
-        Returns:
-            ``None`` on timeout, or when the slot is closed and empty (see :attr:`finished`).
-        """
-        with self._cond:
-            if self._item is None and not self._closed:
-                self._cond.wait_for(lambda: self._item is not None or self._closed, timeout)
-            item, self._item = self._item, None
-            if item is not None:
-                self.taken += 1
-                self._cond.notify_all()
-            return item
-
-    def close(self, discard: bool = False) -> None:
-        """No more frames: wake both sides. ``discard`` drops (and counts) a frame still waiting."""
-        with self._cond:
-            self._closed = True
-            if discard and self._item is not None:
-                self._item = None
-                self.dropped += 1
-            self._cond.notify_all()
-
-    @property
-    def finished(self) -> bool:
-        """Closed and empty: the consumer can end."""
-        with self._cond:
-            return self._closed and self._item is None
-
-
 def _quiet_ffmpeg_logs() -> None:
     """Keep FFmpeg's own messages (connection refused, stream ended…) off stderr unless
     debugging: the source logs what happened in one line of its own. Read by OpenCV once,
@@ -183,9 +116,12 @@ class CaptureSource:
         retry_open: a stream that cannot be opened at all is retried like a lost one (up to
             ``reconnect`` times, each attempt logged) before :meth:`open` gives up. Cameras
             are not retried: a missing index fails at once.
+        rtsp_transport: ``"tcp"`` or ``"udp"``, for ``rtsp://`` URLs.
 
     Attributes:
         info: set by :meth:`open`; ``live`` is True.
+        state: ``"connecting"`` until it delivered its first frame, then ``"live"``, and
+            ``"reconnecting"`` while it is lost and tried again.
         reconnects: successful reconnections so far.
         failed_attempts: reconnect attempts that failed so far.
     """
@@ -195,11 +131,16 @@ class CaptureSource:
         source: int | str,
         reconnect: int = DEFAULT_RECONNECT,
         open_timeout_s: float = 10.0,
-        read_timeout_s: float = 5.0,
+        read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         retry_open: bool = False,
+        rtsp_transport: str = "tcp",
     ) -> None:
         if reconnect < 0:
             raise ValueError(f"reconnect: expected >= 0, got {reconnect}")
+        if rtsp_transport not in RTSP_TRANSPORTS:
+            raise ValueError(f"rtsp_transport: expected one of {', '.join(RTSP_TRANSPORTS)}, got {rtsp_transport!r}")
+        self.rtsp_transport = rtsp_transport
+        self.state = "connecting"
         self.source = source
         self.camera = isinstance(source, int) or is_device(source)
         self.name = f"camera {source}" if self.camera else redact_url(source)
@@ -237,7 +178,7 @@ class CaptureSource:
                     cv2.CAP_PROP_READ_TIMEOUT_MSEC,
                     int(self.read_timeout_s * 1000),
                 ]
-                cap = cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, params)
+                cap = self._open_stream(params)
         except cv2.error as exc:
             log.debug("opening %s failed: %s", self.name, exc)
             return None
@@ -247,6 +188,18 @@ class CaptureSource:
             cap.release()
             return None
         return cap
+
+    def _open_stream(self, params: list[int]) -> cv2.VideoCapture:
+        """Open a stream URL with OpenCV's FFmpeg backend (RTSP: over the transport asked for)."""
+        assert isinstance(self.source, str)
+        if not self.source.lower().startswith(("rtsp://", "rtsps://")) or CAPTURE_OPTIONS_ENV in os.environ:
+            return cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, params)
+        with _ENV_LOCK:  # the variable is read while the stream opens; other opens wait
+            os.environ[CAPTURE_OPTIONS_ENV] = f"rtsp_transport;{self.rtsp_transport}"
+            try:
+                return cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, params)
+            finally:
+                del os.environ[CAPTURE_OPTIONS_ENV]
 
     def open(self) -> CaptureSource:
         """Open the camera or stream and read one frame to learn its size.
@@ -283,6 +236,7 @@ class CaptureSource:
         h, w = image.shape[:2]
         self.info = SourceInfo(name=self.name, width=w, height=h, fps=fps, frames=None, time_base=None, live=True)
         self._cap = cap
+        self.state = "live"
         log.info("opened %s: %dx%d, %s", self.name, w, h, f"{fps:.3g} fps (nominal)" if fps else "rate unknown")
         return self
 
@@ -315,6 +269,7 @@ class CaptureSource:
         if self._cap is not None:
             self._cap.release()
             self._cap = None
+        self.state = "reconnecting"
         log.warning("lost %s (no frame)%s", self.name, "" if self.reconnect else "; reconnecting is off")
         for attempt in range(1, self.reconnect + 1):
             delay = backoff_s(attempt)
@@ -325,6 +280,7 @@ class CaptureSource:
             if cap is not None:
                 self._cap = cap
                 self.reconnects += 1
+                self.state = "live"
                 log.warning("reconnected to %s (attempt %d/%d)", self.name, attempt, self.reconnect)
                 return True
             self.failed_attempts += 1
@@ -369,7 +325,12 @@ class CaptureSource:
 
 
 def open_live_source(
-    spec: str | int, *, realtime: bool = False, reconnect: int = DEFAULT_RECONNECT
+    spec: str | int,
+    *,
+    realtime: bool = False,
+    reconnect: int = DEFAULT_RECONNECT,
+    rtsp_transport: str = "tcp",
+    read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
 ) -> CaptureSource | VideoFileSource:
     """The source ``--source`` names, not opened yet (use it as a context manager).
 
@@ -377,6 +338,8 @@ def open_live_source(
         spec: camera index, stream URL or video file (see :func:`parse_source`).
         realtime: for a file: deliver frames at their timestamps, like a camera.
         reconnect: for a camera or stream: reopen attempts after it is lost.
+        rtsp_transport: ``"tcp"`` or ``"udp"`` for an RTSP URL.
+        read_timeout_s: a stream that sends nothing for this long is lost (and reconnected).
 
     Raises:
         SourceError: a URL with an unsupported scheme.
@@ -384,4 +347,6 @@ def open_live_source(
     what = parse_source(spec)
     if isinstance(what, str) and "://" not in what and not is_device(what):
         return VideoFileSource(what, realtime=realtime)
-    return CaptureSource(what, reconnect=reconnect, retry_open=True)
+    return CaptureSource(
+        what, reconnect=reconnect, read_timeout_s=read_timeout_s, retry_open=True, rtsp_transport=rtsp_transport
+    )

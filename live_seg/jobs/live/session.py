@@ -1,31 +1,31 @@
-"""The ``live`` job: a camera, stream or video file in; its segmentation on screen, live.
+"""The ``live`` job: cameras, streams or video files in; their segmentation on screen, live.
 
-Three threads, and why the picture never falls behind:
+The threads are :class:`~live_seg.pipeline.live_run.LiveRun`'s: one capture thread per source, each
+into its newest-frame slot, one inference thread that batches the newest frame of every source
+(:class:`~live_seg.pipeline.multiplex.Multiplexer`), and each source's board. This module wires the
+real sources, model, window, browser page and recordings to them; the main thread runs the view
+(:class:`~live_seg.jobs.live.view.LiveView`).
 
-* ``live_seg-capture`` reads the source as fast as it delivers. Each frame goes into a
-  :class:`~live_seg.media.camera.LatestFrame` slot for the inference worker, which keeps only the
-  newest: a frame the worker has not taken when the next one arrives is replaced and counted
-  as dropped. The frame is also posted to the display as "the newest frame".
-* ``live_seg-infer`` takes the newest frame, runs the model (:func:`~live_seg.pipeline.infer.infer_loop`,
-  the inference step of every job) and posts "the newest mask". However slow the model, it
-  always starts on a frame at most one frame interval old, so a mask is at most one inference
-  (plus a frame interval) behind its capture.
-* The main thread runs the view (:class:`~live_seg.jobs.live.view.LiveView`): the window (OpenCV's
-  GUI must live there), the recorder and the keys. It repaints whenever a new frame arrives,
-  so the window refreshes at the source's rate, painting the newest frame with the newest mask
-  (``pairing="newest"``, the default) or only the frames masks were computed on
-  (``pairing="matched"``), and also as soon as a new mask arrives (so a mask is shown the
-  moment it is ready).
+Why the picture never falls behind: a source is read as fast as it delivers; the model always
+starts on a source's newest frame (a frame it has not taken when the next one arrives is replaced
+and counted as dropped), so a mask is at most one inference (plus a frame interval) behind its
+capture. The view repaints whenever a new frame arrives (``pairing="newest"``, the default) or
+only the frames masks were computed on (``pairing="matched"``), and as soon as a new mask arrives.
 
 Latency, as shown in the HUD and summarised in the stats (:mod:`live_seg.jobs.live.stats`), is
 measured per mask: from the capture of the frame the mask was computed on to the moment that
 mask is first shown.
 
-Analysis (``--smooth``, ``--masks``, ``--mask-video``, ``--coverage``): the inference worker's
-results are in frame order already (it always takes the newest frame; frames it never saw
-were dropped), so the smoother's state and the mask sinks live on that thread, right after
-the forward pass (:mod:`live_seg.analysis.run`): one smoothing step and one mask-file entry
-per *inferred* frame, timed by its capture. The coverage CSV is flushed every second.
+Analysis (``--smooth``, ``--masks``, ``--mask-video``, ``--coverage``): the inference thread's
+results for one source are in that source's frame order, so each source's smoother and mask
+sinks live on that thread, right after the forward pass (:mod:`live_seg.analysis.run`): one
+smoothing step and one mask-file entry per *inferred* frame, timed by its capture.
+
+With several sources (``sources``), the view is a grid of tiles; a source that is lost and does
+not come back is reported (state ``failed``) and the others go on; a stream offline at start is
+tried again in its own thread (its tile says ``connecting``) without holding back the others; a
+source that comes back at another size keeps its tile (each tile scales its picture into its
+cell) and its recording (scaled, with black bars, into the size of its first frame).
 
 Video files: with ``realtime`` they are paced at their timestamps and treated as a live
 source (newest frame, drops); without it they are read as fast as the model takes frames
@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import queue
 import time
 from array import array
@@ -45,24 +44,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ...analysis.run import AnalysisOptions, RunAnalysis
+from ...analysis.run import RunAnalysis
 from ...base.errors import LiveSegError, OutputError
 from ...base.frames import FramePacket, SegResult
-from ...base.registry import DISPLAYS, PAIRINGS, VIEWS
-from ...media.camera import DEFAULT_RECONNECT, CaptureSource, LatestFrame, open_live_source
-from ...media.file_source import SourceInfo, VideoFileSource
+from ...media.camera import CaptureSource, open_live_source
+from ...media.file_source import VideoFileSource
 from ...media.webview import PreviewServer
 from ...media.window import PreviewWindow, display_problem
-from ...pipeline.infer import infer_loop
-from ...pipeline.threads import POLL_S, Control, Stage, Take, join_all, raise_user_error
-from ...render.effects import EffectOptions
-from ...render.renderer import DEFAULT_ALPHA, Renderer
-from .stats import LiveMetrics
-from .view import Board, LiveView, Recorder
+from ...pipeline.live_run import Feed, LiveRun
+from ...pipeline.threads import Control, raise_user_error
+from ...render.renderer import Renderer
+from .options import LiveOptions, record_is_folder
+from .outputs import BrowserOutput, Recorder, WindowOutput, source_slug, unique_names
+from .stats import LiveMetrics, run_summary
+from .view import LiveView, Tile, ViewSettings
 
 if TYPE_CHECKING:
     from ...base.metrics import Stats
     from ...model.segmenter import Segmenter
+
+__all__ = ["LiveOptions", "LiveSession", "run_live"]
 
 log = logging.getLogger(__name__)
 
@@ -71,77 +72,26 @@ RECORD_FPS = 25.0
 """The recording's nominal rate when the source does not say its own."""
 
 
-@dataclass
-class LiveOptions:
-    """Settings of a live run (the CLI's flags).
+@dataclass(eq=False)
+class Source:
+    """One source of the run and what belongs to it alone."""
 
-    Attributes:
-        source: camera index (``"0"``), stream URL (RTSP, HTTP MJPEG…) or video file.
-        realtime: for a file: play it at its own pace, like a camera (frames may be dropped).
-        reconnect: for a camera or stream: reopen attempts after it is lost.
-        pairing: ``"newest"`` (newest frame + newest mask) or ``"matched"`` (each mask on
-            the frame it was computed on).
-        view: first view mode: ``"overlay"``, ``"mask"`` or ``"side"`` (key m cycles).
-        legend: show the legend of the classes present (key l toggles).
-        hud: draw the HUD.
-        palette, alpha, effect: rendering (:class:`~live_seg.render.renderer.Renderer`, :class:`EffectOptions`).
-        display: ``"auto"`` (a window if a display is available, else the browser view),
-            ``"window"``, ``"browser"`` or ``"none"`` (record and/or stats only).
-        host, port: where the browser view is served (``port`` 0: any free port).
-        record: an ``.mp4`` to record the rendered view into, or ``None``.
-        overwrite: replace an existing recording.
-        duration: stop by itself after this many seconds (``None``: run until stopped).
-        snapshot_dir: where key s saves PNG snapshots.
-        analysis: smoothing and per-frame mask outputs (see :mod:`live_seg.analysis.run`).
-    """
-
-    source: str = "0"
-    realtime: bool = False
-    reconnect: int = DEFAULT_RECONNECT
-    pairing: str = "newest"
-    view: str = "overlay"
-    legend: bool = True
-    hud: bool = True
-    palette: str = "voc"
-    alpha: float = DEFAULT_ALPHA
-    effect: EffectOptions = field(default_factory=EffectOptions)
-    display: str = "auto"
-    host: str = "127.0.0.1"
-    port: int | None = None
-    record: str | os.PathLike[str] | None = None
-    overwrite: bool = False
-    duration: float | None = None
-    snapshot_dir: str | os.PathLike[str] = "."
-    analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
-
-    def check(self) -> None:
-        """Raise ``ValueError`` for settings that cannot work together (``SourceError``: a bad background)."""
-        if self.pairing not in PAIRINGS:
-            raise ValueError(f"pairing: expected one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
-        if self.display not in DISPLAYS:
-            raise ValueError(f"display: expected one of {', '.join(DISPLAYS)}, got {self.display!r}")
-        if self.view not in VIEWS:
-            raise ValueError(f"view: expected one of {', '.join(VIEWS)}, got {self.view!r}")
-        if self.duration is not None and self.duration <= 0:
-            raise ValueError(f"duration: expected > 0 seconds, got {self.duration}")
-        if self.reconnect < 0:
-            raise ValueError(f"reconnect: expected >= 0, got {self.reconnect}")
-        self.analysis.check()
-        self.effect.check()
+    spec: str
+    name: str
+    reader: CaptureSource | VideoFileSource
+    analysis: RunAnalysis
+    recorder: Recorder | None
+    metrics: LiveMetrics
+    feed: Feed | None = None
 
 
 @dataclass
 class _Run:
     """What one run opened: released in :meth:`LiveSession._shut_down` whatever happened."""
 
-    source: CaptureSource | VideoFileSource
-    live: bool
+    sources: list[Source]
+    threads: LiveRun
     display: str
-    recorder: Recorder | None
-    analysis: RunAnalysis
-    slot: LatestFrame = field(default_factory=LatestFrame)
-    board: Board = field(default_factory=Board)
-    stages: list[Stage] = field(default_factory=list)
     window: PreviewWindow | None = None
     server: PreviewServer | None = None
     setup_s: float = 0.0
@@ -149,7 +99,7 @@ class _Run:
 
 
 class LiveSession:
-    """One live run: open the source, start capture and inference, display until stopped.
+    """One live run: open the sources, start capture and inference, display until stopped.
 
     Args:
         options: what to run (see :class:`LiveOptions`).
@@ -161,10 +111,10 @@ class LiveSession:
 
     Attributes:
         summary: the run's statistics (see :meth:`run`), set on every exit path once the
-            source was opened, also when :meth:`run` raises.
+            sources were opened, also when :meth:`run` raises.
         url: the browser view's address, when it is served.
         metrics: the run's counts and timings (see :class:`~live_seg.jobs.live.stats.LiveMetrics`).
-        slot: the inference worker's newest-frame slot (its counts: captured, dropped).
+        slot: the first source's newest-frame slot (its counts: ``frames_in``, ``dropped``).
         snapshots: paths of the PNGs key s saved.
         t_start: ``time.perf_counter()`` when capture and inference were both running.
     """
@@ -188,7 +138,7 @@ class LiveSession:
         self.url: str | None = None
         self.snapshots: list[str] = []
         self.metrics = LiveMetrics()
-        self.slot: LatestFrame | None = None
+        self.slot: Any = None
         self.t_start = 0.0
         self._keys: queue.SimpleQueue[int] = queue.SimpleQueue()
 
@@ -203,7 +153,7 @@ class LiveSession:
         return self.metrics.latency_s
 
     def handle_key(self, key: int | str) -> None:
-        """Act on a key as if it was pressed in the window (q / Esc, space, m, e, l, s).
+        """Act on a key as if it was pressed in the window (q / Esc, space, m, e, l, s; 0…9, t).
 
         Safe from any thread: the view acts on it in its next round (within a frame interval).
         """
@@ -212,58 +162,128 @@ class LiveSession:
     # -- the run --------------------------------------------------------------------------------
 
     def run(self) -> dict[str, Any]:
-        """Run until q / Esc, the duration, a stop request, the end of a file, or a lost source.
+        """Run until q / Esc, the duration, a stop request, the end of the input, or a lost source.
 
         Returns:
-            A JSON-ready summary (see :meth:`~live_seg.jobs.live.stats.LiveMetrics.summary`): the
-            ``video`` job's fields (``frames_in`` = captured, ``frames_out`` = shown, ``fps`` =
-            display fps, ``latency_ms``…), the source's and the run's (``input``, ``output``,
-            ``live``, ``pairing``, ``display``, ``url``, ``reconnects``, ``snapshots``, the
-            model's description), then the live figures (``frames_captured``, ``_inferred``,
-            ``_dropped`` = captured − inferred, ``_shown``, ``_recorded``, rates, inference,
-            overhead and their thirds).
+            A JSON-ready summary (see :func:`~live_seg.jobs.live.stats.run_summary`): the ``video``
+            job's fields (``frames_in`` = captured, ``frames_out`` = shown, ``fps`` = display fps,
+            ``latency_ms``…), the run's (``input``, ``output``, ``live``, ``pairing``, ``display``,
+            ``url``, ``reconnects``, ``snapshots``, the model's description), the live figures
+            (``frames_captured``, ``_inferred``, ``_dropped``, ``_shown``, ``_recorded``, rates,
+            inference, overhead and their thirds), and ``sources``: one entry per source.
 
         Raises:
-            SourceError: the source cannot be opened, or was lost and did not come back.
+            SourceError: a source cannot be opened, or was lost and did not come back (with
+                several sources: every source was lost).
             ModelError, OutputError, PipelineError: one-line, user-facing; raised after every
-                thread has stopped and the recording is closed.
+                thread has stopped and the recordings are closed.
         """
         opts, control = self.options, self.control
         t_setup = time.perf_counter()
-        recorder = Recorder(opts.record, opts.overwrite, RECORD_FPS) if opts.record else None
-        analysis = RunAnalysis(opts.analysis, overwrite=opts.overwrite, title=opts.source)
+        sources = self._prepare()
+        multi = len(sources) > 1
         try:
             display, reason = self._pick_display()
-            # The source first: a wrong camera index or URL is reported before seconds of model loading.
-            source = open_live_source(opts.source, realtime=opts.realtime, reconnect=opts.reconnect)
+            with contextlib.ExitStack() as opened:
+                for src in sources:
+                    # One source (and every file) opens now: a wrong camera index or URL is reported
+                    # before seconds of model loading. With several, streams open in their own thread.
+                    if not multi or isinstance(src.reader, VideoFileSource):
+                        opened.enter_context(src.reader)
+                run = self._start(sources, display)
+                opened.pop_all()
         except BaseException:
-            analysis.abort()
+            for src in sources:
+                src.reader.close()
+                src.analysis.abort()
             raise
-        with source:
-            info = source.info
-            assert info is not None
-            run = _Run(source, info.live or opts.realtime, display, recorder, analysis)
-            self.slot = run.slot
-            run.stages.append(Stage("capture", lambda: self._capture(run), control, None))
-            if info.live:
-                # A camera or stream is read (and dropped) from now on, so no backlog of stale
-                # frames builds up in its buffers while the model loads.
-                run.stages[0].start()
+        main_error: BaseException | None = None
+        try:
             if display == "window":
-                run.window = PreviewWindow(f"live_seg: {info.name}")
-            main_error: BaseException | None = None
-            try:
-                self._set_up(run, info, reason, t_setup)
-                self._view(run).run(run.stages, None if opts.duration is None else self.t_start + opts.duration)
-            except BaseException as exc:  # noqa: BLE001 - stop the threads first, raise below
-                main_error = exc
-                control.abort("display failed" if self.t_start else "setup failed")
-            finally:
-                main_error = self._shut_down(run, info, main_error)
+                run.window = PreviewWindow(f"live_seg: {_title(sources)}")
+            self._set_up(run, reason, t_setup)
+            view = self._view(run)
+            view.run(lambda: run.threads.finished, None if opts.duration is None else self.t_start + opts.duration)
+        except BaseException as exc:  # noqa: BLE001 - stop the threads first, raise below
+            main_error = exc
+            control.abort("display failed" if self.t_start else "setup failed")
+        finally:
+            main_error = self._shut_down(run, main_error)
         if main_error is not None:
             raise_user_error(main_error, "display" if self.t_start else "setup")
         assert self.summary is not None
         return self.summary
+
+    def _prepare(self) -> list[Source]:
+        """Every source's reader, analysis files and recording, checked before anything opens."""
+        opts = self.options
+        specs = opts.source_list
+        multi = len(specs) > 1
+        names = unique_names(specs) if multi else [source_slug(specs[0])]
+        made: list[Source] = []
+        if opts.record is not None and record_is_folder(opts.record):
+            Path(opts.record).mkdir(parents=True, exist_ok=True)  # --record DIR/: one file per source in it
+        try:
+            for spec, name in zip(specs, names, strict=True):
+                path = opts.recording(name)
+                recorder = Recorder(path, opts.overwrite, RECORD_FPS) if path is not None else None
+                analysis_opts = opts.analysis_for(name) if multi else opts.analysis
+                analysis = RunAnalysis(analysis_opts, overwrite=opts.overwrite, title=spec)
+                reader = open_live_source(
+                    spec,
+                    realtime=opts.realtime,
+                    reconnect=opts.reconnect,
+                    rtsp_transport=opts.rtsp_transport,
+                    read_timeout_s=opts.read_timeout,
+                )
+                metrics = self.metrics if not multi else LiveMetrics()
+                made.append(Source(spec, name, reader, analysis, recorder, metrics))
+        except BaseException:
+            for src in made:
+                src.analysis.abort()
+            raise
+        return made
+
+    def _start(self, sources: list[Source], display: str) -> _Run:
+        """The run's threads; live sources are read from now on, so no backlog of stale frames
+        builds up in their buffers while the model loads."""
+        multi = len(sources) > 1
+        threads = LiveRun(_LateModel(), self.control, keep_going=multi, max_batch=self.options.max_batch)
+        for src in sources:
+            src.feed = threads.add(
+                src.name,
+                src.reader,
+                wait=isinstance(src.reader, VideoFileSource) and not self.options.realtime,
+                refine=src.analysis.refine,
+                on_result=self._on_result(src),
+                on_frame=self._on_frame(src),
+            )
+        self.slot = sources[0].feed.slot if sources[0].feed else None
+        threads.start_capture([s.feed for s in sources if s.feed is not None and isinstance(s.reader, CaptureSource)])
+        return _Run(sources, threads, display)
+
+    def _on_frame(self, src: Source) -> Callable[[FramePacket], None]:
+        total, own, recorder, reader = self.metrics, src.metrics, src.recorder, src.reader
+
+        def on_frame(packet: FramePacket) -> None:
+            own.captured(packet)
+            if own is not total:
+                total.captured(packet)
+            if recorder is not None and recorder.writer is None and reader.info is not None and reader.info.fps:
+                recorder.fps = reader.info.fps
+
+        return on_frame
+
+    def _on_result(self, src: Source) -> Callable[[SegResult], None]:
+        total, own, analysis = self.metrics, src.metrics, src.analysis
+
+        def on_result(result: SegResult) -> None:
+            analysis.feed(result)
+            own.inferred_one(result)
+            if own is not total:
+                total.inferred_one(result)
+
+        return on_result
 
     def _pick_display(self) -> tuple[str, str | None]:
         """The display to use and, when a window was wanted but cannot open, why not."""
@@ -275,79 +295,78 @@ class LiveSession:
             display = "window" if reason is None else "browser"
         return display, reason
 
-    def _set_up(self, run: _Run, info: SourceInfo, reason: str | None, t_setup: float) -> None:
-        """Load the model, open the browser view, start the inference worker (and capture)."""
-        from ...model.select import build_segmenter, job_runtime  # the model loads here, after the source opened
+    def _set_up(self, run: _Run, reason: str | None, t_setup: float) -> None:
+        """Load the model, open the browser view, start the inference thread (and the captures)."""
+        from ...model.select import build_segmenter, job_runtime  # the model loads here, after the sources
 
         if self.segmenter is None:
             self.segmenter = build_segmenter(**self.model_args, mode="latency")
         run.runtime.enter_context(job_runtime(self.segmenter))
-        if run.recorder is not None and info.fps:
-            run.recorder.fps = info.fps
+        run.threads.mux.model.target = run.sources[0].analysis.model(self.segmenter)
         if run.display == "browser":
-            run.server = self._serve(info.name, reason)
+            run.server = self._serve(_title(run.sources), reason)
         if run.window is not None:
             log.info("keys in the window: q/Esc quit, space pause, m view, e effect, l legend, s snapshot")
         run.setup_s = time.perf_counter() - t_setup
-        run.stages.append(Stage("infer", lambda: self._infer(run), self.control, None))
         self.t_start = time.perf_counter()
-        for stage in run.stages:
-            if stage.ident is None:
-                stage.start()
+        run.threads.start_inference()
         duration = self.options.duration
         log.info("live: started%s", f", stopping after {duration:g} s" if duration else "; Ctrl-C to stop")
 
     def _view(self, run: _Run) -> LiveView:
         opts, seg = self.options, self.segmenter
         assert seg is not None
-        effect = run.runtime.enter_context(opts.effect.build(seg.categories, opts.palette, opts.alpha, flat=True))
-        renderer = Renderer(seg.categories, opts.palette, opts.alpha, opts.legend, opts.view, effect)
-        return LiveView(
-            run.board,
-            run.slot,
-            renderer,
-            seg,
-            self.metrics,
-            self.control,
-            self._keys,
-            pairing=opts.pairing,
-            hud=opts.hud,
-            snapshot_dir=opts.snapshot_dir,
-            snapshots=self.snapshots,
-            window=run.window,
-            server=run.server,
-            recorder=run.recorder,
-        )
+        multi = len(run.sources) > 1
+        tiles = []
+        for src in run.sources:
+            effect = run.runtime.enter_context(opts.effect.build(seg.categories, opts.palette, opts.alpha, flat=True))
+            renderer = Renderer(seg.categories, opts.palette, opts.alpha, opts.legend, opts.view, effect)
+            assert src.feed is not None
+            label = src.name if multi else None
+            tiles.append(Tile(src.feed, renderer, src.metrics, self.metrics, src.recorder, label))
+        outputs: list[Any] = []
+        if run.window is not None:
+            outputs.append(WindowOutput(run.window))
+        if run.server is not None:
+            outputs.append(BrowserOutput(run.server))
+        settings = ViewSettings(opts.pairing, opts.hud, opts.snapshot_dir, self.snapshots)
+        return LiveView(tiles, seg, self.metrics, self.control, self._keys, settings, outputs)
 
-    def _shut_down(self, run: _Run, info: SourceInfo, main_error: BaseException | None) -> BaseException | None:
+    def _shut_down(self, run: _Run, main_error: BaseException | None) -> BaseException | None:
         """Stop every thread, close the outputs and write the summary; returns the error to raise."""
         control = self.control
         control.stop("stopped")
-        run.source.stop()
-        run.slot.close(discard=True)  # a frame still waiting is dropped (and counted)
         self.stats.wall_s = time.perf_counter() - self.t_start if self.t_start else 0.0
+        for src in run.sources:
+            src.metrics.stats.wall_s = self.stats.wall_s
         self.stats.stop_reason = control.reason
         try:
-            join_all([stage for stage in run.stages if stage.ident is not None])
+            run.threads.close()
         except LiveSegError as exc:
+            main_error = main_error or exc
+        except BaseException as exc:  # noqa: BLE001 - every output is still closed below
             main_error = main_error or exc
         if run.window is not None:
             run.window.close()
         if run.server is not None:
             run.server.close()
-        output = None
-        if run.recorder is not None:
-            try:
-                output = run.recorder.close()
-            except LiveSegError as exc:
-                log.error("recording: %s", exc)
-        try:
-            run.analysis.close()
-        except LiveSegError as exc:
-            log.error("analysis: %s", exc)
-        self.summary = self._summarise(run, info, output)
+        for src in run.sources:
+            self._close_source(src)
+        self.summary = run_summary(self, run)
         run.runtime.close()  # torch's thread settings back as they were, after the summary read them
         return main_error
+
+    def _close_source(self, src: Source) -> None:
+        src.reader.close()
+        if src.recorder is not None:
+            try:
+                src.recorder.close()
+            except LiveSegError as exc:
+                log.error("recording %s: %s", src.name, exc)
+        try:
+            src.analysis.close()
+        except LiveSegError as exc:
+            log.error("analysis of %s: %s", src.name, exc)
 
     def _serve(self, title: str, reason: str | None) -> PreviewServer:
         """Start the browser view and announce its URL."""
@@ -363,85 +382,25 @@ class LiveSession:
             self.on_serve(self.url)
         return server
 
-    # -- the threads ----------------------------------------------------------------------------
 
-    def _capture(self, run: _Run) -> None:
-        """Capture thread: every frame into the slot (newest only when live) and to the display."""
-        control, slot, board = self.control, run.slot, run.board
-        try:
-            for packet in run.source:
-                if control.stopping.is_set():
-                    break
-                self.metrics.captured(packet)
-                if not slot.put(packet, wait=not run.live):
-                    break
-                board.post_frame(packet)
-        except LiveSegError:
-            control.abort("source lost")
-            raise
-        finally:
-            slot.close()  # end of input: the worker finishes what is in the slot
-            board.wake()
-
-    def _infer(self, run: _Run) -> None:
-        """Inference thread: the newest frame in, the newest mask out (smoothed and fed to the
-        mask files here, in order)."""
-        assert self.segmenter is not None
-        analysis = run.analysis
-        refine = analysis.refine
-
-        def give(result: SegResult) -> bool:
-            if refine is not None:
-                result = refine(result)
-            analysis.feed(result)
-            self.metrics.inferred_one(result)
-            run.board.post_result(result)
-            return True
-
-        infer_loop(analysis.model(self.segmenter), _newest(run.slot, self.control), give, self.control)
-
-    # -- the summary ----------------------------------------------------------------------------
-
-    def _summarise(self, run: _Run, info: SourceInfo, output: Path | None) -> dict[str, Any]:
-        source, slot = run.source, run.slot
-        return self.metrics.summary(
-            captured=slot.put_count,
-            dropped=slot.dropped,
-            recorded=run.recorder.frames if run.recorder else 0,
-            input=info.name,
-            output=str(output) if output else None,
-            width=info.width,
-            height=info.height,
-            source_fps=round(info.fps, 3),
-            audio=False,
-            skipped_packets=getattr(source, "skipped_packets", 0),
-            truncated_input=getattr(source, "truncated", False),
-            setup_s=round(run.setup_s, 3),
-            batch=1,
-            live=run.live,
-            pairing=self.options.pairing,
-            display=run.display,
-            url=self.url,
-            reconnects=getattr(source, "reconnects", 0),
-            snapshots=list(self.snapshots),
-            **(self.segmenter.describe() if self.segmenter is not None else {}),
-            **run.analysis.summary(),
-        )
+def _title(sources: list[Source]) -> str:
+    """The window's and the page's title: the source's name, or the sources' short names."""
+    info = sources[0].reader.info
+    if len(sources) == 1 and info is not None:
+        return info.name
+    return " + ".join(s.name for s in sources)
 
 
-def _newest(slot: LatestFrame, control: Control) -> Take:
-    """A :data:`~live_seg.pipeline.threads.Take` from the newest-frame slot: waits for a frame; ``None``
-    once the slot is closed and empty, or the run is aborted."""
+class _LateModel:
+    """The model of a run whose captures start before the model is loaded: set ``target`` first."""
 
-    def take() -> FramePacket | None:
-        while True:
-            packet = slot.take(timeout=POLL_S)
-            if packet is not None:
-                return packet
-            if slot.finished or control.aborted.is_set():
-                return None
+    target: Any = None
 
-    return take
+    def preprocess(self, frames: Any) -> Any:
+        return self.target.preprocess(frames)
+
+    def infer(self, batch: Any) -> Any:
+        return self.target.infer(batch)
 
 
 def run_live(options: LiveOptions, segmenter: Segmenter | None = None, **kwargs: Any) -> dict[str, Any]:

@@ -11,10 +11,13 @@ the worker, then for the display) is the *overhead*: what a queue would make gro
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from ...base.frames import FramePacket, SegResult
 from ...base.metrics import RateMeter, Stats, job_summary, samples, spread_ms, thirds_ms
+
+log = logging.getLogger(__name__)
 
 NORMAL_ENDS = frozenset({"duration", "quit", "window closed", "end of input"})
 """Stop reasons that are not an interruption."""
@@ -115,3 +118,89 @@ class LiveMetrics:
             infer_thirds_ms=thirds_ms(self.infer_s),
             overhead_thirds_ms=thirds_ms(self.overhead_s),
         )
+
+
+def source_entry(src: Any) -> dict[str, Any]:
+    """One source's figures for the summary's ``sources`` list (a :class:`~live_seg.jobs.live.session.Source`)."""
+    feed, info = src.feed, src.reader.info
+    slot = feed.slot if feed is not None else None
+    entry: dict[str, Any] = {
+        "source": getattr(src.reader, "name", src.spec),
+        "name": src.name,
+        "state": feed.state if feed is not None else "failed",
+        "frames_in": slot.frames_in if slot is not None else 0,
+        "frames_processed": slot.frames_processed if slot is not None else 0,
+        "dropped": slot.dropped if slot is not None else 0,
+        "reconnects": feed.reconnects if feed is not None else 0,
+        "latency_ms": {k: v for k, v in spread_ms(src.metrics.latency_s).items() if k != "max"},
+        "frames_shown": src.metrics.stats.frames_out,
+        "frames_recorded": src.recorder.frames if src.recorder is not None else 0,
+        "output": str(src.recorder.output) if src.recorder is not None and src.recorder.output else None,
+        "width": info.width if info is not None else None,
+        "height": info.height if info is not None else None,
+    }
+    if feed is not None and feed.error is not None:
+        entry["error"] = str(feed.error)
+    return entry
+
+
+def run_summary(session: Any, run: Any) -> dict[str, Any]:
+    """The summary of a live run (a :class:`~live_seg.jobs.live.session.LiveSession` and its run):
+    :meth:`LiveMetrics.summary` with the run's fields, then ``sources``.
+
+    One source: the fields are its own (``input``, ``output``, ``width``…, ``reconnects``). Several:
+    ``input`` names them all, ``output`` lists the recordings, counts and rates are totals, and the
+    analysis fields are in each source's entry.
+    """
+    sources, mux = run.sources, run.threads.mux
+    first = sources[0]
+    info = first.reader.info
+    multi = len(sources) > 1
+    own: dict[str, Any] = {}
+    if multi:
+        outputs = [str(s.recorder.output) for s in sources if s.recorder is not None and s.recorder.output]
+        own.update(input=" + ".join(getattr(s.reader, "name", s.spec) for s in sources), output=outputs or None)
+    else:
+        output = first.recorder.output if first.recorder is not None else None
+        own.update(
+            input=info.name if info is not None else first.spec,
+            output=str(output) if output else None,
+            width=info.width if info is not None else None,
+            height=info.height if info is not None else None,
+            source_fps=round(info.fps, 3) if info is not None else 0.0,
+            audio=False,
+            skipped_packets=getattr(first.reader, "skipped_packets", 0),
+            truncated_input=getattr(first.reader, "truncated", False),
+        )
+    seg = session.segmenter
+    summary = session.metrics.summary(
+        captured=sum(s.feed.slot.frames_in for s in sources if s.feed is not None),
+        dropped=sum(s.feed.slot.dropped for s in sources if s.feed is not None),
+        recorded=sum(s.recorder.frames for s in sources if s.recorder is not None),
+        **own,
+        setup_s=round(run.setup_s, 3),
+        batch=round(mux.batched_frames / mux.batches, 3) if multi and mux.batches else 1,
+        live=any(s.reader.info is None or s.reader.info.live for s in sources) or session.options.realtime,
+        pairing=session.options.pairing,
+        display=run.display,
+        url=session.url,
+        reconnects=sum(s.feed.reconnects for s in sources if s.feed is not None),
+        snapshots=list(session.snapshots),
+        **(seg.describe() if seg is not None else {}),
+        **({} if multi else first.analysis.summary()),
+    )
+    summary["sources"] = [source_entry(s) | ({"analysis": s.analysis.summary()} if multi else {}) for s in sources]
+    return summary
+
+
+def log_sources(summary: dict[str, Any]) -> None:
+    """Log one line per source of a run of several (nothing for one source): state, counts, latency, recording."""
+    if len(summary["sources"]) < 2:
+        return
+    for e in summary["sources"]:
+        lat = e["latency_ms"]
+        line = (
+            f"{e['name']}: {e['state']}, {e['frames_in']} in, {e['frames_processed']} processed, {e['dropped']} "
+            f"dropped, {e['reconnects']} reconnects, latency p50 {lat['p50']} ms, p95 {lat['p95']} ms"
+        )
+        log.info("  %s%s", line, f", recorded {e['output']}" if e["output"] else "")

@@ -1,9 +1,13 @@
-"""The live view: the main thread's loop that paints the newest frame with the newest mask.
+"""The live view: the main thread's loop that paints each source's newest frame with its newest mask.
 
-The capture and inference threads post to a :class:`Board` ("the newest frame", "the newest
-mask"); :class:`LiveView` repaints whenever either is new, so the picture refreshes at the
-source's rate and a mask is shown the moment it is ready. It owns what must live on the main
-thread: the window (OpenCV's GUI), the browser view's frames, the recording and the keys.
+The capture and inference threads post to each source's :class:`~live_seg.pipeline.live_run.Board`
+("the newest frame", "the newest mask"); :class:`LiveView` repaints a source's :class:`Tile` whenever
+either is new, so each picture refreshes at its source's rate and a mask is shown the moment it is
+ready. With one source the view is that source's picture; with several, a grid of tiles, each with
+its own HUD line (name, state). The view goes to its outputs (:class:`~live_seg.pipeline.live_run.ViewOutput`:
+window, browser page); each tile's own picture goes to its recording.
+
+Keys act on every tile, or on the selected one: 1…9 select a tile, 0 selects all again, t cycles.
 """
 
 from __future__ import annotations
@@ -12,25 +16,23 @@ import datetime as dt
 import logging
 import os
 import queue
-import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import cv2
 import numpy as np
 
 from ...base.errors import one_line
 from ...base.files import write_png
 from ...base.frames import Frame, FramePacket, SegResult
-from ...media.camera import LatestFrame
-from ...media.webview import PreviewServer
-from ...media.window import KEY_QUIT, PreviewWindow
-from ...media.writer import VideoWriter, check_output_path
-from ...pipeline.threads import POLL_S, Control, Stage
+from ...media.window import KEY_QUIT
+from ...pipeline.live_run import Feed, ViewOutput
+from ...pipeline.threads import POLL_S, Control
 from ...render.hud import HudInfo, draw_hud
 from ...render.renderer import Renderer, side_by_side
+from .outputs import Recorder, WindowOutput, compose_grid
 from .stats import LiveMetrics
 
 if TYPE_CHECKING:
@@ -42,273 +44,178 @@ HUD_REFRESH_S = 0.5
 """Without new frames (paused, stalled source), the HUD is still redrawn this often."""
 STALE_S = 1.0
 """A source that delivered nothing for this long is called out in the HUD."""
+TILE_KEYS = frozenset(ord(k) for k in " mels")
+"""Keys that act on the selected tile (or on every tile)."""
 
 
-class Board:
-    """The newest frame and the newest mask, posted by the threads, read by the display."""
+@dataclass
+class ViewSettings:
+    """How the view paints (see :class:`live_seg.jobs.live.options.LiveOptions`)."""
 
-    def __init__(self) -> None:
-        self.cond = threading.Condition()
-        self.frame: FramePacket | None = None
-        self.frame_seq = 0
-        self.result: SegResult | None = None
-        self.result_seq = 0
-
-    def post_frame(self, packet: FramePacket) -> None:
-        with self.cond:
-            self.frame, self.frame_seq = packet, self.frame_seq + 1
-            self.cond.notify_all()
-
-    def post_result(self, result: SegResult) -> None:
-        with self.cond:
-            self.result, self.result_seq = result, self.result_seq + 1
-            self.cond.notify_all()
-
-    def wait(
-        self, frame_seq: int, result_seq: int, timeout: float
-    ) -> tuple[int, FramePacket | None, int, SegResult | None]:
-        """Wait up to ``timeout`` for anything newer than the sequence numbers given."""
-        with self.cond:
-            if self.frame_seq == frame_seq and self.result_seq == result_seq:
-                self.cond.wait(timeout)
-            return self.frame_seq, self.frame, self.result_seq, self.result
-
-    def settled(self, frame_seq: int, result_seq: int) -> bool:
-        """Nothing was posted after the sequence numbers given."""
-        with self.cond:
-            return frame_seq == self.frame_seq and result_seq == self.result_seq
-
-    def wake(self) -> None:
-        with self.cond:
-            self.cond.notify_all()
+    pairing: str = "newest"
+    hud: bool = True
+    snapshot_dir: str | os.PathLike[str] = "."
+    snapshots: list[str] = field(default_factory=list)
 
 
-class Recorder:
-    """The rendered view into an MP4 (the ``video`` job's writer), timed by capture wall-clock.
-
-    Opened on the first frame at that frame's size; a view of another size (key m to
-    side-by-side) is scaled into that size with black bars.
-    """
-
-    def __init__(self, path: str | os.PathLike[str], overwrite: bool, fps: float) -> None:
-        self.path = check_output_path(path, overwrite)
-        self.overwrite = overwrite
-        self.fps = fps
-        self.writer: VideoWriter | None = None
-        self.t0 = 0.0
-        self.frames = 0
-
-    def write(self, view: Frame, t_capture: float) -> None:
-        if self.writer is None:
-            h, w = view.shape[:2]
-            self.writer = VideoWriter(self.path, w, h, fps=self.fps, overwrite=self.overwrite)
-            self.t0 = t_capture
-        size = (self.writer.width, self.writer.height)
-        if (view.shape[1], view.shape[0]) != size:
-            view = letterbox(view, size)
-        self.writer.write(view, t_capture - self.t0)
-        self.frames += 1
-
-    def close(self) -> Path | None:
-        return self.writer.close() if self.writer is not None else None
-
-
-def letterbox(image: Frame, size: tuple[int, int]) -> Frame:
-    """Scale ``image`` to fit ``size`` (width, height), centred on black."""
-    w, h = size
-    scale = min(w / image.shape[1], h / image.shape[0])
-    nw, nh = max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale))
-    out = np.zeros((h, w, 3), np.uint8)
-    x, y = (w - nw) // 2, (h - nh) // 2
-    out[y : y + nh, x : x + nw] = cv2.resize(image, (nw, nh), interpolation=cv2.INTER_AREA)
-    return out
-
-
-class LiveView:
-    """Shows what the threads post until a stop: paints, handles keys, records, snapshots.
+class Tile:
+    """One source in the view: what it shows, its renderer (view mode, legend, effect), pause,
+    figures and recording.
 
     Args:
-        board: where the newest frame and mask are posted.
-        slot: the inference worker's newest-frame slot (its counts go into the HUD).
-        renderer: how a frame and its mask become the view (key m and l change it).
-        segmenter: the model (its name, device and precision go into the HUD).
-        metrics: where the display's figures go.
-        control: stop requests (q / Esc, the duration, a closed window, the end of input).
-        keys: keys pressed elsewhere (:meth:`LiveSession.handle_key`), acted on each round.
-        pairing: ``"newest"`` or ``"matched"`` (see :class:`live_seg.jobs.live.session.LiveOptions`).
-        hud: draw the HUD.
-        snapshot_dir: where key s saves PNGs; their paths go into ``snapshots``.
-        window, server, recorder: where the view goes (each optional).
+        feed: the source's threads, board and counters.
+        renderer: how its frame and mask become its picture.
+        metrics: its own figures; ``total``: the run's (the same object with one source).
+        recorder: where its picture is recorded, or ``None``.
+        label: the HUD's source line (``None`` with one source: the HUD is today's).
     """
 
     def __init__(
         self,
-        board: Board,
-        slot: LatestFrame,
+        feed: Feed,
         renderer: Renderer,
-        segmenter: Segmenter,
         metrics: LiveMetrics,
-        control: Control,
-        keys: queue.SimpleQueue[int],
-        *,
-        pairing: str,
-        hud: bool,
-        snapshot_dir: str | os.PathLike[str],
-        snapshots: list[str],
-        window: PreviewWindow | None = None,
-        server: PreviewServer | None = None,
+        total: LiveMetrics,
         recorder: Recorder | None = None,
+        label: str | None = None,
     ) -> None:
-        self.board, self.slot, self.renderer, self.segmenter = board, slot, renderer, segmenter
-        self.metrics, self.control, self.keys = metrics, control, keys
-        self.pairing, self.hud, self.snapshot_dir, self.snapshots = pairing, hud, snapshot_dir, snapshots
-        self.window, self.server, self.recorder = window, server, recorder
+        self.feed, self.renderer, self.metrics, self.total = feed, renderer, metrics, total
+        self.recorder, self.label = recorder, label
         self.paused = False
-        self._dirty = self._snapshot_due = False
+        self.dirty = self.snapshot_due = False
+        self.view: Frame | None = None
+        self.seen = (0, 0)
         self._shown: FramePacket | None = None  # the frame on screen
         self._shown_result: SegResult | None = None  # the mask on screen
         self._last_counted = -1  # index of the newest frame counted as shown (and recorded)
         self._last_paint = 0.0
-        self._view: Frame | None = None
-        self._hud_latency_ms: float | None = None
+        self._latency_ms: float | None = None
+        self._fresh: FramePacket | None = None
+        self._first: SegResult | None = None
 
-    def run(self, stages: Sequence[Stage], deadline: float | None = None) -> None:
-        """Repaint on every new frame or mask until a stop; handle keys; record what is shown.
+    @property
+    def name(self) -> str:
+        return self.feed.name
 
-        Args:
-            stages: the capture and inference threads: once none is alive and everything
-                they posted is shown, the input has ended.
-            deadline: ``time.perf_counter()`` at which to stop (``None``: no limit).
-        """
-        control, board = self.control, self.board
-        seen_frame = seen_result = 0
-        wait_s = 0.01 if self.window is not None else POLL_S
-        while not control.stopping.is_set():
-            if deadline is not None and time.perf_counter() >= deadline:
-                control.stop("duration")
-                break
-            frame_seq, frame, result_seq, result = board.wait(seen_frame, seen_result, wait_s)
-            for key in self._pressed():
-                self.handle_key(key)
-            if control.stopping.is_set():
-                break
-            if self.window is not None and self.window.closed_by_user:
-                control.stop("window closed")
-                break
-            ended = not any(stage.is_alive() for stage in stages)
-            seen_frame, seen_result = frame_seq, result_seq
-            self._update(frame, result)
-            if self._snapshot_due and self._view is not None:
-                self._snapshot(self._view)
-                self._snapshot_due = False
-            if ended and board.settled(frame_seq, result_seq):
-                control.stop("end of input")
-                break
+    def settled(self) -> bool:
+        return self.feed.board.settled(*self.seen)
 
-    def handle_key(self, key: int) -> None:
-        """Act on one key: q / Esc quit, space pause, m next view mode, e next effect, l legend, s snapshot.
-
-        Call it from the thread that runs the view; other threads queue keys in ``keys``.
-        """
-        if key in KEY_QUIT:
-            self.control.stop("quit")
-        elif key == ord(" "):
-            self.paused, self._dirty = not self.paused, True
+    def key(self, key: int) -> None:
+        """space pause, m next view mode, e next effect, l legend, s snapshot."""
+        renderer = self.renderer
+        if key == ord(" "):
+            self.paused, self.dirty = not self.paused, True
         elif key == ord("m"):
             modes = Renderer.MODES
-            self.renderer.mode, self._dirty = modes[(modes.index(self.renderer.mode) + 1) % len(modes)], True
-        elif key == ord("e") and self.renderer.effect is not None:
-            log.info("effect: %s", self.renderer.effect.cycle())
-            self._dirty = True
+            renderer.mode, self.dirty = modes[(modes.index(renderer.mode) + 1) % len(modes)], True
+        elif key == ord("e") and renderer.effect is not None:
+            log.info("%s effect: %s", self.name, renderer.effect.cycle())
+            self.dirty = True
         elif key == ord("l"):
-            self.renderer.legend, self._dirty = not self.renderer.legend, True
+            renderer.legend, self.dirty = not renderer.legend, True
         elif key == ord("s"):
-            self._snapshot_due = True  # of the view as it is after this round's keys
+            self.snapshot_due = True  # of the view as it is after this round's keys
 
-    def _pressed(self) -> Iterator[int]:
-        """Keys pressed since the last round: in the window, on the page, or queued."""
-        if self.window is not None:
-            key = self.window.poll(1)
-            if key is not None:
-                yield key
-        if self.server is not None:
-            yield from (ord(k) for k in self.server.keys())
-        while True:
-            try:
-                yield self.keys.get_nowait()
-            except queue.Empty:
-                return
-
-    def _update(self, frame: FramePacket | None, result: SegResult | None) -> None:
-        """Repaint if there is something new (or the HUD is due); count and record new frames."""
+    def update(self, settings: ViewSettings, segmenter: Segmenter, now: float) -> bool:
+        """Repaint if there is something new (or the HUD is due); True when :attr:`view` changed."""
+        frame_seq, frame, result_seq, result = self.feed.board.read()
+        self.seen = (frame_seq, result_seq)
         if self.paused:
             packet, mask_result = self._shown, self._shown_result
-        elif self.pairing == "matched" and result is not None:
+        elif settings.pairing == "matched" and result is not None:
             packet, mask_result = result.packet, result
         else:
             packet, mask_result = frame, result
-        now = time.perf_counter()
         first_show = mask_result is not None and mask_result is not self._shown_result
         fresh = not self.paused and (packet is not self._shown or first_show)
-        if packet is None or not (fresh or self._dirty or now - self._last_paint >= HUD_REFRESH_S):
-            return
+        self._fresh = self._first = None
+        if packet is None:
+            if self.label is not None and (self.view is None or now - self._last_paint >= HUD_REFRESH_S):
+                self.view, self._last_paint = self._placeholder(now), now
+                return True
+            return False
+        if not (fresh or self.dirty or now - self._last_paint >= HUD_REFRESH_S):
+            return False
         status = None
         if mask_result is None:
             status = "waiting for the first mask"
         elif frame is not None and now - frame.t_capture > STALE_S:
             status = f"no new frame for {now - frame.t_capture:.0f} s"
-        view = self._view = self._paint(packet, mask_result, first_show, status)
-        t_shown = self._show(view, mask_result if first_show else None)
+        self.view = self._paint(packet, mask_result, first_show, status, settings, segmenter)
         # A new frame on screen counts as shown (and is recorded) once, in capture order;
         # with matched pairing, only frames that carry their own mask do.
-        if fresh and packet.index > self._last_counted and (mask_result is not None or self.pairing == "newest"):
+        if fresh and packet.index > self._last_counted and (mask_result is not None or settings.pairing == "newest"):
             self._last_counted = packet.index
-            self.metrics.stats.frames_out += 1
-            if self.recorder is not None:
-                self.recorder.write(view, packet.t_capture)
-                self.metrics.stats.add("encode", time.perf_counter() - t_shown)
+            self._fresh = packet
+        self._first = mask_result if first_show else None
         self._shown, self._shown_result = packet, mask_result
-        self._last_paint, self._dirty = now, False
+        self._last_paint, self.dirty = now, False
+        return True
 
-    def _show(self, view: Frame, first_result: SegResult | None) -> float:
-        """Put ``view`` on screen (window and/or page); returns when it was shown."""
-        t_painted = time.perf_counter()
-        if self.window is not None:
-            self.window.show(view)
-        if self.server is not None:
-            self.server.publish(view)
-        t_shown = time.perf_counter()
-        self.metrics.stats.add("show", t_shown - t_painted)
-        if first_result is not None:
-            self.metrics.shown(first_result, t_shown)
-        return t_shown
+    def shown(self, t_shown: float) -> None:
+        """The repainted view is on screen: count it, time its mask, record it."""
+        if self._first is not None:
+            self.metrics.shown(self._first, t_shown)
+            if self.total is not self.metrics:
+                self.total.shown(self._first, t_shown)
+        packet = self._fresh
+        if packet is None or self.view is None:
+            return
+        self.metrics.stats.frames_out += 1
+        if self.total is not self.metrics:
+            self.total.stats.frames_out += 1
+        if self.recorder is not None:
+            self.recorder.write(self.view, packet.t_capture)
+            self.total.stats.add("encode", time.perf_counter() - t_shown)
 
-    def _paint(self, packet: FramePacket, result: SegResult | None, first_show: bool, status: str | None) -> Frame:
+    def _hud_status(self, status: str | None) -> str | None:
+        if self.label is None:
+            return status
+        line = f"{self.label}: {self.feed.state}"
+        return f"{line} - {status}" if status else line
+
+    def _placeholder(self, now: float) -> Frame:
+        """A source without a frame yet (connecting, failed): a dark picture with its HUD."""
+        view = np.zeros((360, 640, 3), np.uint8)
+        draw_hud(view, self._hud(now, self._hud_status(None), None, "newest"))
+        return view
+
+    def _hud(self, now: float, status: str | None, segmenter: Segmenter | None, pairing: str) -> HudInfo:
+        slot = self.feed.slot
+        capture_fps, infer_fps = self.metrics.rates(now, slot.frames_in)
+        return HudInfo(
+            capture_fps=capture_fps,
+            infer_fps=infer_fps,
+            latency_ms=self._latency_ms,
+            dropped=slot.dropped,
+            model=segmenter.name if segmenter is not None else "",
+            device=segmenter.device if segmenter is not None else "",
+            precision=segmenter.precision if segmenter is not None else "",
+            untrained=bool(segmenter is not None and segmenter.untrained),
+            pairing=pairing,
+            paused=self.paused,
+            status=status,
+            effect=self.renderer.effect.name if self.renderer.effect is not None else None,
+        )
+
+    def _paint(
+        self,
+        packet: FramePacket,
+        result: SegResult | None,
+        first_show: bool,
+        status: str | None,
+        settings: ViewSettings,
+        segmenter: Segmenter,
+    ) -> Frame:
         """Render ``packet`` with ``result``'s mask and draw the HUD over it."""
         t0 = time.perf_counter()
         if first_show:
             assert result is not None
-            self._hud_latency_ms = (t0 - result.packet.t_capture) * 1000
+            self._latency_ms = (t0 - result.packet.t_capture) * 1000
         view = self._render(packet, result)
-        if self.hud:
-            seg, slot = self.segmenter, self.slot
-            capture_fps, infer_fps = self.metrics.rates(t0, slot.put_count)
-            info = HudInfo(
-                capture_fps=capture_fps,
-                infer_fps=infer_fps,
-                latency_ms=self._hud_latency_ms,
-                dropped=slot.dropped,
-                model=seg.name,
-                device=seg.device,
-                precision=seg.precision,
-                untrained=seg.untrained,
-                pairing=self.pairing,
-                paused=self.paused,
-                status=status,
-                effect=self.renderer.effect.name if self.renderer.effect is not None else None,
-            )
-            draw_hud(view, info)
-        self.metrics.stats.add("render", time.perf_counter() - t0)
+        if settings.hud:
+            draw_hud(view, self._hud(t0, self._hud_status(status), segmenter, settings.pairing))
+        self.total.stats.add("render", time.perf_counter() - t0)
         return view
 
     def _render(self, packet: FramePacket, result: SegResult | None) -> Frame:
@@ -322,13 +229,139 @@ class LiveView:
             return np.zeros_like(packet.image)
         return packet.image.copy()
 
-    def _snapshot(self, view: Frame) -> None:
+
+class LiveView:
+    """Shows what the threads post until a stop: paints, handles keys, records, snapshots.
+
+    Args:
+        tiles: one per source, in ``--source`` order.
+        segmenter: the model (its name, device and precision go into the HUD).
+        total: the run's figures (the display's timings go there).
+        control: stop requests (q / Esc, the duration, a closed window, the end of input).
+        keys: keys pressed elsewhere (:meth:`LiveSession.handle_key`), acted on each round.
+        settings: pairing, HUD, snapshots.
+        outputs: where the view goes (window, browser page).
+    """
+
+    def __init__(
+        self,
+        tiles: Sequence[Tile],
+        segmenter: Segmenter,
+        total: LiveMetrics,
+        control: Control,
+        keys: queue.SimpleQueue[int],
+        settings: ViewSettings,
+        outputs: Sequence[ViewOutput] = (),
+    ) -> None:
+        self.tiles, self.segmenter, self.total = list(tiles), segmenter, total
+        self.control, self.keys, self.settings, self.outputs = control, keys, settings, list(outputs)
+        self.selected: int | None = None  # None: keys act on every tile
+        self._grid_dirty = False
+
+    @property
+    def paused(self) -> bool:
+        return all(tile.paused for tile in self.tiles)
+
+    def run(self, finished: Callable[[], bool], deadline: float | None = None) -> None:
+        """Repaint on every new frame or mask until a stop; handle keys; record what is shown.
+
+        Args:
+            finished: True once every source ended and every frame read was processed; the view
+                stops when, besides, everything posted is shown.
+            deadline: ``time.perf_counter()`` at which to stop (``None``: no limit).
+        """
+        control = self.control
+        cond = self.tiles[0].feed.board.cond
+        wait_s = 0.01 if any(isinstance(o, WindowOutput) for o in self.outputs) else POLL_S
+        while not control.stopping.is_set():
+            if deadline is not None and time.perf_counter() >= deadline:
+                control.stop("duration")
+                break
+            with cond:
+                if all(tile.settled() for tile in self.tiles):
+                    cond.wait(wait_s)
+            for key in self._pressed():
+                self.handle_key(key)
+            if control.stopping.is_set():
+                break
+            if any(output.closed for output in self.outputs):
+                control.stop("window closed")
+                break
+            ended = finished()
+            self._update()
+            if ended and all(tile.settled() for tile in self.tiles):
+                control.stop("end of input")
+                break
+
+    def handle_key(self, key: int) -> None:
+        """Act on one key: q / Esc quit, space pause, m next view mode, e next effect, l legend,
+        s snapshot (on the selected tile, or every tile); 1…9 select a tile, 0 all, t the next.
+
+        Call it from the thread that runs the view; other threads queue keys in ``keys``.
+        """
+        n = len(self.tiles)
+        if key in KEY_QUIT:
+            self.control.stop("quit")
+        elif key in TILE_KEYS:
+            for tile in self.tiles if self.selected is None else [self.tiles[self.selected]]:
+                tile.key(key)
+        elif n > 1 and ord("0") <= key <= ord("9") and key - ord("0") <= n:
+            self.selected = None if key == ord("0") else key - ord("1")
+            self._grid_dirty = True
+        elif n > 1 and key == ord("t"):
+            self.selected = 0 if self.selected is None else None if self.selected == n - 1 else self.selected + 1
+            self._grid_dirty = True
+
+    def _pressed(self) -> Iterator[int]:
+        """Keys pressed since the last round: in the window, on the page, or queued."""
+        for output in self.outputs:
+            yield from output.keys()
+        while True:
+            try:
+                yield self.keys.get_nowait()
+            except queue.Empty:
+                return
+
+    def _update(self) -> None:
+        """Repaint the tiles with news, show the view, count and record what is new."""
+        now = time.perf_counter()
+        changed = [tile.update(self.settings, self.segmenter, now) for tile in self.tiles]
+        if any(changed) or self._grid_dirty:
+            if len(self.tiles) == 1:
+                view = self.tiles[0].view
+            else:
+                view = compose_grid([tile.view for tile in self.tiles], self.selected)
+            self._grid_dirty = False
+            if view is not None:
+                t_shown = self._show(view, now)
+                for tile, done in zip(self.tiles, changed, strict=True):
+                    if done:
+                        tile.shown(t_shown)
+        for tile in self.tiles:
+            if tile.snapshot_due and tile.view is not None:
+                self._snapshot(tile)
+            tile.snapshot_due = False
+
+    def _show(self, view: Frame, now: float) -> float:
+        """Put ``view`` on the outputs; returns when it was shown."""
+        t_painted = time.perf_counter()
+        packets = [t._shown for t in self.tiles if t._shown is not None]
+        t_capture = max((p.t_capture for p in packets), default=now)
+        for output in self.outputs:
+            output.show(view, t_capture)
+        t_shown = time.perf_counter()
+        self.total.stats.add("show", t_shown - t_painted)
+        return t_shown
+
+    def _snapshot(self, tile: Tile) -> None:
         stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S-%f")[:-3]
-        path = Path(self.snapshot_dir) / f"live_seg-{stamp}.png"
+        name = "live_seg" if len(self.tiles) == 1 else f"live_seg-{tile.name}"
+        path = Path(self.settings.snapshot_dir) / f"{name}-{stamp}.png"
+        assert tile.view is not None
         try:
-            write_png(path, view)
+            write_png(path, tile.view)
         except OSError as exc:
             log.error("cannot save the snapshot %s: %s", path, one_line(exc))
             return
-        self.snapshots.append(str(path))
+        self.settings.snapshots.append(str(path))
         log.info("saved %s", path)

@@ -1,0 +1,124 @@
+"""The live job's settings: one value that owns its defaults (the CLI's defaults come from here)."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ...analysis.run import FILE_OPTIONS, AnalysisOptions
+from ...base.registry import DEFAULT_READ_TIMEOUT_S, DISPLAYS, PAIRINGS, RTSP_TRANSPORTS, VIEWS
+from ...media.camera import DEFAULT_RECONNECT
+from ...render.effects import EffectOptions
+from ...render.renderer import DEFAULT_ALPHA
+
+DEFAULT_MAX_BATCH = 8
+"""Most frames (one per source) in one forward pass of a many-source run."""
+
+
+@dataclass
+class LiveOptions:
+    """Settings of a live run (the CLI's flags).
+
+    Attributes:
+        source: camera index (``"0"``), stream URL (RTSP, HTTP MJPEG…) or video file.
+        sources: several of those, in one run (a grid of tiles; ``source`` is then ignored).
+        realtime: for a file: play it at its own pace, like a camera (frames may be dropped).
+        reconnect: for a camera or stream: reopen attempts after it is lost (each source's own).
+        rtsp_transport: ``"tcp"`` (default) or ``"udp"`` for RTSP sources.
+        read_timeout: seconds without data after which a stream counts as lost.
+        pairing: ``"newest"`` (newest frame + newest mask) or ``"matched"`` (each mask on
+            the frame it was computed on).
+        view: first view mode: ``"overlay"``, ``"mask"`` or ``"side"`` (key m cycles).
+        legend: show the legend of the classes present (key l toggles).
+        hud: draw the HUD.
+        palette, alpha, effect: rendering (:class:`~live_seg.render.renderer.Renderer`, :class:`EffectOptions`).
+        display: ``"auto"`` (a window if a display is available, else the browser view),
+            ``"window"``, ``"browser"`` or ``"none"`` (record and/or stats only).
+        host, port: where the browser view is served (``port`` 0: any free port).
+        record: an ``.mp4`` to record the rendered view into, or a folder (``DIR/``: one file per
+            source, named after it; required with several sources), or ``None``.
+        overwrite: replace existing recordings and files.
+        duration: stop by itself after this many seconds (``None``: run until stopped).
+        snapshot_dir: where key s saves PNG snapshots.
+        analysis: smoothing and per-frame mask outputs (see :mod:`live_seg.analysis.run`); with
+            several sources each gets its own files (``masks/NAME/``, ``coverage-NAME.csv``…).
+        max_batch: most frames in one forward pass with several sources.
+    """
+
+    source: str = "0"
+    sources: tuple[str, ...] = ()
+    realtime: bool = False
+    reconnect: int = DEFAULT_RECONNECT
+    rtsp_transport: str = RTSP_TRANSPORTS[0]
+    read_timeout: float = DEFAULT_READ_TIMEOUT_S
+    pairing: str = "newest"
+    view: str = "overlay"
+    legend: bool = True
+    hud: bool = True
+    palette: str = "voc"
+    alpha: float = DEFAULT_ALPHA
+    effect: EffectOptions = field(default_factory=EffectOptions)
+    display: str = "auto"
+    host: str = "127.0.0.1"
+    port: int | None = None
+    record: str | os.PathLike[str] | None = None
+    overwrite: bool = False
+    duration: float | None = None
+    snapshot_dir: str | os.PathLike[str] = "."
+    analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
+    max_batch: int = DEFAULT_MAX_BATCH
+
+    @property
+    def source_list(self) -> list[str]:
+        """The sources of the run, in order."""
+        return [str(s) for s in self.sources] or [str(self.source)]
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for settings that cannot work together (``SourceError``: a bad background)."""
+        if self.pairing not in PAIRINGS:
+            raise ValueError(f"pairing: expected one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
+        if self.display not in DISPLAYS:
+            raise ValueError(f"display: expected one of {', '.join(DISPLAYS)}, got {self.display!r}")
+        if self.view not in VIEWS:
+            raise ValueError(f"view: expected one of {', '.join(VIEWS)}, got {self.view!r}")
+        if self.duration is not None and self.duration <= 0:
+            raise ValueError(f"duration: expected > 0 seconds, got {self.duration}")
+        if self.reconnect < 0:
+            raise ValueError(f"reconnect: expected >= 0, got {self.reconnect}")
+        if self.rtsp_transport not in RTSP_TRANSPORTS:
+            known = ", ".join(RTSP_TRANSPORTS)
+            raise ValueError(f"rtsp transport: expected one of {known}, got {self.rtsp_transport!r}")
+        if self.read_timeout <= 0:
+            raise ValueError(f"read timeout: expected > 0 seconds, got {self.read_timeout}")
+        if self.max_batch < 1:
+            raise ValueError(f"max batch: expected >= 1, got {self.max_batch}")
+        if len(self.source_list) > 1 and self.record is not None and not record_is_folder(self.record):
+            raise ValueError(f"--record with several sources takes a folder (DIR/), got {self.record}")
+        self.analysis.check()
+        self.effect.check()
+
+    def recording(self, name: str) -> Path | None:
+        """Where source ``name`` is recorded: ``record`` itself, or ``record/NAME.mp4`` for a folder."""
+        if self.record is None:
+            return None
+        return Path(self.record) / f"{name}.mp4" if record_is_folder(self.record) else Path(self.record)
+
+    def analysis_for(self, name: str) -> AnalysisOptions:
+        """Source ``name``'s analysis files in a run of several sources: ``masks/NAME/``,
+        ``FILE-NAME.EXT`` for the mask video, the coverage CSV and its chart."""
+        changes: dict[str, Path] = {}
+        for key in FILE_OPTIONS:
+            value = getattr(self.analysis, key)
+            if value is None:
+                continue
+            path = Path(value)
+            changes[key] = path / name if key == "masks" else path.with_name(f"{path.stem}-{name}{path.suffix}")
+        return dataclasses.replace(self.analysis, **changes)
+
+
+def record_is_folder(record: str | os.PathLike[str]) -> bool:
+    """``--record DIR/`` (a trailing slash, or an existing folder) rather than a file."""
+    text = os.fspath(record)
+    return text.endswith(("/", os.sep)) or Path(text).is_dir()

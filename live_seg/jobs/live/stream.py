@@ -1,0 +1,160 @@
+"""``live_seg.stream``: a generator over one or many live sources, for people who build their own app.
+
+It runs the ``live`` job's threads (:class:`~live_seg.pipeline.live_run.LiveRun`: a capture thread
+and newest-frame slot per source, one batched inference thread) and yields each source's results
+as they are ready, without a view::
+
+    for r in live_seg.stream(["rtsp://cam1/h264", "rtsp://cam2/h264"], model="lraspp_mobilenet_v3_large"):
+        print(r.source, r.index, r.latency_s, (r.mask == 15).mean())   # share of "person" pixels
+        if done:
+            break                                   # stops and joins every thread
+
+A consumer slower than the model holds back the inference thread (the results queue is bounded),
+so live sources drop their older frames in their slots, as in the ``live`` job, and files (read
+as fast as the model goes) lose nothing. Leaving the loop (``break``, an exception, ``close()``)
+stops every source and thread; so does the end of every source. Errors (a single source lost for
+good, the model's) are raised from the loop after every thread stopped.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ...base.frames import Frame, Mask, SegResult
+from ...media.camera import open_live_source
+from ...media.file_source import VideoFileSource
+from ...pipeline.live_run import LiveRun
+from ...pipeline.threads import POLL_S, Control, put
+from .options import LiveOptions
+
+if TYPE_CHECKING:
+    from ...model.segmenter import Segmenter
+
+
+@dataclass(frozen=True, slots=True)
+class StreamResult:
+    """One frame of one source with its mask.
+
+    Attributes:
+        source: the source as given (``"0"``, a URL, a file path).
+        index: the frame's position in that source (capture order; frames the model skipped are missing).
+        frame: ``(H, W, 3)`` uint8 BGR, as read.
+        mask: ``(size, size)`` uint8 class ids at the model's input size (resize it to the frame
+            with nearest neighbour: ``cv2.resize(mask, (W, H), interpolation=cv2.INTER_NEAREST)``).
+        t_capture: ``time.perf_counter()`` when the frame was read.
+        t_done: ``time.perf_counter()`` when its mask was ready.
+    """
+
+    source: str
+    index: int
+    frame: Frame
+    mask: Mask
+    t_capture: float
+    t_done: float
+
+    @property
+    def latency_s(self) -> float:
+        """Capture → mask ready, in seconds."""
+        return self.t_done - self.t_capture
+
+
+def stream(
+    sources: str | int | Sequence[str | int],
+    segmenter: Segmenter | None = None,
+    *,
+    options: LiveOptions | None = None,
+    control: Control | None = None,
+    **model_args: Any,
+) -> Iterator[StreamResult]:
+    """Segment one or many live sources; yield each result as it is ready.
+
+    Args:
+        sources: a camera index, stream URL or video file, or a list of them.
+        segmenter: a ready model; when ``None`` one is built from ``model_args`` (``model``,
+            ``weights``, ``device``, ``precision``, ``size``, ``threads``), after the sources opened.
+        options: the source settings of :class:`LiveOptions` (``realtime``, ``reconnect``,
+            ``rtsp_transport``, ``read_timeout``, ``max_batch``); the view's are not used.
+        control: stop requests from elsewhere (``control.stop()`` ends the loop).
+        **model_args: passed to :func:`~live_seg.model.select.build_segmenter`.
+
+    Yields:
+        :class:`StreamResult` s, each source's in its frame order.
+
+    Raises:
+        SourceError: one source that cannot be opened or is lost for good (with several: every
+            source lost); ModelError, PipelineError: as the ``live`` job.
+    """
+    specs = [str(sources)] if isinstance(sources, str | int) else [str(s) for s in sources]
+    if not specs:
+        raise ValueError("stream: expected at least one source")
+    opts = options or LiveOptions()
+    opts.check()
+    control = control or Control()
+    multi = len(specs) > 1
+    results: queue.Queue[StreamResult] = queue.Queue(maxsize=2 * len(specs))
+    closing = threading.Event()
+    with contextlib.ExitStack() as stack:
+        readers = [
+            open_live_source(
+                spec,
+                realtime=opts.realtime,
+                reconnect=opts.reconnect,
+                rtsp_transport=opts.rtsp_transport,
+                read_timeout_s=opts.read_timeout,
+            )
+            for spec in specs
+        ]
+        for reader in readers:
+            stack.callback(reader.close)
+            if not multi or isinstance(reader, VideoFileSource):
+                reader.open()
+        if segmenter is None:
+            from ...model.select import build_segmenter
+
+            segmenter = build_segmenter(**model_args, mode="latency")
+        from ...model.select import job_runtime
+
+        stack.enter_context(job_runtime(segmenter))
+        run = LiveRun(segmenter, control, keep_going=multi, max_batch=opts.max_batch)
+        for spec, reader in zip(specs, readers, strict=True):
+            run.add(
+                spec if spec not in (f.name for f in run.feeds) else f"{spec}#{len(run.feeds)}",
+                reader,
+                wait=isinstance(reader, VideoFileSource) and not opts.realtime,
+                on_result=_to_queue(spec, results, control, closing),
+            )
+        try:
+            run.start_inference()
+            yield from _drain(results, run, control)
+        finally:
+            closing.set()
+            run.close()
+
+
+def _to_queue(spec: str, results: queue.Queue[StreamResult], control: Control, closing: threading.Event) -> Any:
+    def on_result(result: SegResult) -> None:
+        p = result.packet
+        put(
+            results,
+            StreamResult(spec, p.index, p.image, result.mask, p.t_capture, time.perf_counter()),
+            control,
+            closing,
+        )
+
+    return on_result
+
+
+def _drain(results: queue.Queue[StreamResult], run: LiveRun, control: Control) -> Iterator[StreamResult]:
+    """Yield results until every source ended (and all were yielded), a stop, or an error."""
+    while not control.stopping.is_set():
+        try:
+            yield results.get(timeout=POLL_S)
+        except queue.Empty:
+            if run.finished and results.empty():
+                return

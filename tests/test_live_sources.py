@@ -1,0 +1,232 @@
+"""Several sources in one live run: per-source threads, states, counters, recordings and stats; the
+grid view; the ``live_seg.stream`` generator. Real loopback MJPEG cameras, LRASPP with random weights.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from media import make_video, probe
+from mjpeg import MJPEGServer
+
+import live_seg
+from live_seg.base.errors import SourceError
+from live_seg.jobs.live.options import LiveOptions
+from live_seg.jobs.live.outputs import compose_grid, grid_shape, source_slug, unique_names
+from live_seg.jobs.live.session import LiveSession
+
+ROOT = Path(__file__).resolve().parents[1]
+FAST_MODEL = ["--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--device", "cpu", "--size", "128"]
+
+
+@pytest.fixture(scope="module")
+def lraspp():
+    from live_seg.model.segmenter import Segmenter
+
+    return Segmenter("lraspp_mobilenet_v3_large", weights="random", device="cpu", size=128)
+
+
+def live_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("live_seg-") and t.is_alive()]
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def dead_url() -> str:
+    return f"http://127.0.0.1:{free_port()}/stream.mjpg"  # nothing listens there
+
+
+# -- small parts ----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("spec", "slug"),
+    [
+        ("0", "camera0"),
+        ("rtsp://admin:secret@10.0.0.2:554/h264", "10.0.0.2-554-h264"),
+        ("http://127.0.0.1:8080/stream.mjpg?x=1", "127.0.0.1-8080-stream.mjpg"),
+        ("clips/street cam.mp4", "street-cam"),
+        ("/dev/video2", "video2"),
+    ],
+)
+def test_source_names_are_file_safe_and_never_hold_a_password(spec, slug):
+    assert source_slug(spec) == slug
+
+
+def test_names_are_unique():
+    assert unique_names(["a.mp4", "x/a.mp4", "0", "b/a.mp4"]) == ["a", "a-2", "camera0", "a-3"]
+
+
+@pytest.mark.parametrize(("n", "cols", "rows"), [(1, 1, 1), (2, 2, 1), (3, 2, 2), (4, 2, 2), (5, 3, 2), (9, 3, 3)])
+def test_grid_holds_every_tile_in_16_9_cells(n, cols, rows):
+    c, r, (w, h) = grid_shape(n)
+    assert (c, r) == (cols, rows) and w % 2 == 0 and h % 2 == 0 and abs(w / h - 16 / 9) < 0.05
+    cells = [np.full((90 + 10 * i, 160, 3), 25 * i + 20, np.uint8) for i in range(n)]
+    grid = compose_grid(cells, selected=0)
+    assert grid.shape == (rows * h, cols * w, 3)
+    for i in range(n):  # each cell shows its own tile (its centre has the tile's grey)
+        y, x = (i // cols) * h + h // 2, (i % cols) * w + w // 2
+        assert abs(int(grid[y, x, 0]) - (25 * i + 20)) <= 2
+
+
+def test_record_with_several_sources_takes_a_folder(tmp_path):
+    with pytest.raises(ValueError, match="takes a folder"):
+        LiveOptions(sources=("a.mp4", "b.mp4"), record=tmp_path / "x.mp4").check()
+    opts = LiveOptions(sources=("a.mp4", "b.mp4"), record=f"{tmp_path}/rec/")
+    opts.check()
+    assert opts.recording("a") == tmp_path / "rec" / "a.mp4"
+
+
+# -- runs -----------------------------------------------------------------------------------------
+
+
+def test_two_cameras_and_one_that_never_comes(lraspp, tmp_path):
+    """One model for both cameras; the dead one is reported and the others go on; one recording each."""
+    rec = tmp_path / "rec"
+    with MJPEGServer(fps=25, size=(320, 180), duration=60) as a, MJPEGServer(fps=25, size=(256, 144), duration=60) as b:
+        dead = dead_url()
+        options = LiveOptions(
+            sources=(a.url, b.url, dead), display="none", duration=6.0, reconnect=1, record=f"{rec}/", legend=False
+        )
+        session = LiveSession(options, lraspp)
+        summary = session.run()
+    assert live_threads() == []
+    assert summary["stop_reason"] == "duration" and not summary["interrupted"]
+    entries = summary["sources"]
+    assert [e["source"] for e in entries] == [a.url, b.url, dead]
+    assert [e["state"] for e in entries] == ["ended", "ended", "failed"]
+    assert "could not open" in entries[2]["error"]
+    for entry, size in zip(entries[:2], [(320, 180), (256, 144)], strict=True):
+        assert entry["frames_in"] > 50 and entry["frames_processed"] > 10
+        assert entry["frames_in"] == entry["frames_processed"] + entry["dropped"]
+        assert entry["latency_ms"]["p50"] is not None
+        info = probe(entry["output"])["video"]
+        assert (info["width"], info["height"]) == size and info["frames"] == entry["frames_recorded"] > 10
+        assert Path(entry["output"]).parent == rec
+    assert entries[2]["output"] is None and entries[2]["frames_in"] == 0
+    assert summary["frames_captured"] == sum(e["frames_in"] for e in entries)
+    assert summary["frames_inferred"] == sum(e["frames_processed"] for e in entries)
+    assert summary["batch"] > 1.2  # the two live cameras mostly share a forward pass
+    assert sorted(p.name for p in rec.iterdir()) == sorted(Path(e["output"]).name for e in entries[:2])
+
+
+def test_a_camera_restarted_at_another_size_comes_back_and_the_recording_keeps_its_size(lraspp, tmp_path):
+    port = free_port()
+    first = MJPEGServer(fps=25, size=(320, 180), port=port, duration=60).start()
+    second: MJPEGServer | None = None
+
+    def restart() -> None:
+        nonlocal second
+        second = MJPEGServer(fps=25, size=(192, 144), port=port, duration=60).start()
+
+    other = MJPEGServer(fps=25, size=(256, 144), duration=60).start()
+    timers = [threading.Timer(2.5, first.kill), threading.Timer(3.5, restart)]
+    try:
+        options = LiveOptions(
+            sources=(first.url, other.url), display="none", duration=9.0, record=f"{tmp_path}/", legend=False
+        )
+        for timer in timers:
+            timer.start()
+        summary = LiveSession(options, lraspp).run()
+    finally:
+        for timer in timers:
+            timer.cancel()
+            timer.join()
+        other.stop()
+        first.stop()
+        if second is not None:
+            second.stop()
+    assert live_threads() == []
+    restarted, steady = summary["sources"]
+    assert restarted["reconnects"] >= 1 and restarted["state"] == "ended"
+    assert steady["reconnects"] == 0
+    info = probe(restarted["output"])["video"]
+    assert (info["width"], info["height"]) == (320, 180)  # frames of the new size are scaled into it
+    assert info["frames"] == restarted["frames_recorded"]
+    assert second is not None and second.connections >= 1
+
+
+def test_every_source_lost_is_a_source_error_and_no_thread_is_left(lraspp):
+    options = LiveOptions(sources=(dead_url(), dead_url()), display="none", duration=20.0, reconnect=1)
+    session = LiveSession(options, lraspp)
+    with pytest.raises(SourceError, match="could not open"):
+        session.run()
+    assert live_threads() == []
+    assert [e["state"] for e in session.summary["sources"]] == ["failed", "failed"]
+
+
+def test_a_file_and_a_camera_together_the_file_loses_nothing(lraspp, tmp_path):
+    clip = make_video(tmp_path / "clip.mp4", frames=30, width=160, height=96)
+    with MJPEGServer(fps=25, size=(320, 180), duration=60) as cam:
+        options = LiveOptions(sources=(str(clip), cam.url), display="none", duration=30.0, pairing="matched")
+        session = LiveSession(options, lraspp)
+        threading.Timer(4.0, session.control.stop, args=("quit",)).start()
+        summary = session.run()
+    file_entry, cam_entry = summary["sources"]
+    assert file_entry["frames_in"] == file_entry["frames_processed"] == 30 and file_entry["dropped"] == 0
+    assert file_entry["state"] == "ended"
+    assert cam_entry["frames_processed"] > 10
+
+
+def test_stream_yields_results_of_every_source_and_stops_its_threads_when_closed(lraspp):
+    with MJPEGServer(fps=25, size=(320, 180), duration=60) as a, MJPEGServer(fps=25, size=(256, 144), duration=60) as b:
+        got: dict[str, int] = {a.url: 0, b.url: 0}
+        gen = live_seg.stream([a.url, b.url], lraspp)
+        for result in gen:
+            got[result.source] += 1
+            assert result.mask.shape == (128, 128) and result.frame.ndim == 3
+            assert 0 <= result.latency_s < 5
+            if min(got.values()) >= 10:
+                break
+        gen.close()
+        assert live_threads() == []
+        assert min(got.values()) >= 10
+
+
+def test_stream_over_a_file_ends_with_the_file_and_keeps_every_frame(lraspp, tmp_path):
+    clip = make_video(tmp_path / "clip.mp4", frames=25, width=160, height=96)
+    indexes = [r.index for r in live_seg.stream(str(clip), lraspp)]
+    assert indexes == list(range(25))
+    assert live_threads() == []
+
+
+def test_stream_raises_a_lost_single_source_after_stopping(lraspp):
+    from live_seg.jobs.live.options import LiveOptions as Opts
+
+    with pytest.raises(SourceError):
+        list(live_seg.stream(dead_url(), lraspp, options=Opts(reconnect=0)))
+    assert live_threads() == []
+
+
+def test_cli_two_cameras_stats_list_sources_in_order(tmp_path):
+    with MJPEGServer(fps=25, size=(320, 180), duration=60) as a, MJPEGServer(fps=25, size=(256, 144), duration=60) as b:
+        stats = tmp_path / "stats.json"
+        args = ["--source", b.url, "--source", a.url, "--display", "none", "--duration", "5"]
+        args += ["--stats", str(stats), "--record", f"{tmp_path}/rec/", *FAST_MODEL]
+        proc = subprocess.run(
+            [sys.executable, str(ROOT / "run_live.py"), "live", *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr
+    summary = json.loads(stats.read_text())
+    assert [e["source"] for e in summary["sources"]] == [b.url, a.url]
+    for entry in summary["sources"]:
+        assert set(entry) >= {"source", "state", "frames_in", "frames_processed", "dropped", "reconnects"}
+        assert set(entry["latency_ms"]) == {"p50", "p95"}
+        assert entry["frames_processed"] > 5 and Path(entry["output"]).exists()
+    assert f"{summary['sources'][0]['name']}: ended" in proc.stderr
