@@ -5,11 +5,15 @@ grid view; the ``live_seg.stream`` generator. Real loopback MJPEG cameras, LRASP
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 from media import make_video, probe
@@ -106,7 +110,7 @@ def test_two_cameras_and_one_that_never_comes(lraspp, tmp_path):
     assert summary["stop_reason"] == "duration" and not summary["interrupted"]
     entries = summary["sources"]
     assert [e["source"] for e in entries] == [a.url, b.url, dead]
-    assert [e["state"] for e in entries] == ["ended", "ended", "failed"]
+    assert [e["state"] for e in entries] == ["live", "live", "failed"]
     assert "could not open" in entries[2]["error"]
     for entry, size in zip(entries[:2], [(320, 180), (256, 144)], strict=True):
         assert entry["frames_in"] > 50 and entry["frames_processed"] > 10
@@ -150,7 +154,7 @@ def test_a_camera_restarted_at_another_size_comes_back_and_the_recording_keeps_i
             second.stop()
     assert live_threads() == []
     restarted, steady = summary["sources"]
-    assert restarted["reconnects"] >= 1 and restarted["state"] == "ended"
+    assert restarted["reconnects"] >= 1 and restarted["state"] == "live"
     assert steady["reconnects"] == 0
     info = probe(restarted["output"])["video"]
     assert (info["width"], info["height"]) == (320, 180)  # frames of the new size are scaled into it
@@ -229,4 +233,73 @@ def test_cli_two_cameras_stats_list_sources_in_order(tmp_path):
         assert set(entry) >= {"source", "state", "frames_in", "frames_processed", "dropped", "reconnects"}
         assert set(entry["latency_ms"]) == {"p50", "p95"}
         assert entry["frames_processed"] > 5 and Path(entry["output"]).exists()
-    assert f"{summary['sources'][0]['name']}: ended" in proc.stderr
+    assert f"{summary['sources'][0]['name']}: live" in proc.stderr
+
+
+def test_grid_in_the_browser_and_keys_on_the_selected_tile(lraspp, tmp_path):
+    urls: list[str] = []
+    with MJPEGServer(fps=25, size=(320, 180), duration=60) as a, MJPEGServer(fps=25, size=(256, 144), duration=60) as b:
+        options = LiveOptions(
+            sources=(a.url, b.url), display="browser", port=0, duration=30.0, snapshot_dir=tmp_path, legend=False
+        )
+        session = LiveSession(options, lraspp, on_serve=urls.append)
+        runner = threading.Thread(target=session.run)
+        runner.start()
+        try:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not (urls and session.metrics.inferred >= 6):
+                time.sleep(0.1)
+            jpeg = urllib.request.urlopen(urls[0] + "frame.jpg", timeout=5).read()
+            grid = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
+            for key in ("2", "s", "0", "s"):  # the second tile's snapshot, then one of each tile
+                session.handle_key(key)
+                time.sleep(0.3)
+            request = urllib.request.Request(urls[0] + "key", data=b"t", method="POST")
+            assert urllib.request.urlopen(request, timeout=5).status == 204  # tile keys from the page too
+        finally:
+            session.control.stop("quit")
+            runner.join(30)
+    assert live_threads() == []
+    _, _, (cell_w, cell_h) = grid_shape(2)
+    assert grid.shape == (cell_h, 2 * cell_w, 3)
+    names = unique_names([a.url, b.url])
+    shots = sorted(Path(p).name for p in session.snapshots)
+    assert len(shots) == 3
+    assert sum(s.startswith(f"live_seg-{names[1]}-") for s in shots) == 2
+    assert sum(s.startswith(f"live_seg-{names[0]}-") for s in shots) == 1
+
+
+def own_udp_sockets() -> int:
+    """UDP sockets this process holds (its socket inodes found in /proc/net/udp)."""
+    inodes = set()
+    for fd in Path("/proc/self/fd").iterdir():
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    rows = [line.split() for line in Path("/proc/net/udp").read_text().splitlines()[1:]]
+    return sum(row[9] in inodes for row in rows)
+
+
+@pytest.mark.parametrize("transport", ["tcp", "udp"])
+def test_rtsp_over_the_transport_asked_for(transport):
+    from rtsp import RTSPCamera, system_python_problem
+
+    if problem := system_python_problem():
+        pytest.skip(problem)
+    from live_seg.media.camera import CaptureSource
+
+    camera = RTSPCamera((320, 180)).start()
+    try:
+        before = own_udp_sockets()
+        with CaptureSource(camera.url, rtsp_transport=transport) as source:
+            for packet in source:
+                if packet.index == 10:
+                    during = own_udp_sockets()
+                    break
+    finally:
+        camera.stop()
+    assert packet.image.shape == (180, 320, 3)
+    assert (during > before) == (transport == "udp")  # RTP and RTCP over UDP only when asked for

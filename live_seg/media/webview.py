@@ -35,17 +35,20 @@ nav{{text-align:center;padding:8px}}
 <button data-k="l">legend (l)</button>
 <button data-k="e">effect (e)</button>
 <button data-k="s">snapshot (s)</button>
+<button data-k="t">next tile (t)</button>
+<button data-k="0">all tiles (0)</button>
 </nav>
 <script>
 const send = k => fetch("/key", {{method: "POST", body: k}});
 for (const b of document.querySelectorAll("button")) b.onclick = () => send(b.dataset.k);
-document.onkeydown = e => {{ if (" mels".includes(e.key)) {{ send(e.key); e.preventDefault(); }} }};
+document.onkeydown = e => {{ if (" mels0123456789t".includes(e.key)) {{ send(e.key); e.preventDefault(); }} }};
 </script>
 </body></html>
 """
 
-PAGE_KEYS = frozenset(" mels")
-"""Keys the browser page may send (never quit: stop the tool where it runs)."""
+PAGE_KEYS = frozenset(" mels0123456789t")
+"""Keys the browser page may send (never quit: stop the tool where it runs); with several sources,
+1-9 select a tile, 0 all tiles, t the next one (keys then act on the selected tile)."""
 
 MJPEG_BOUNDARY = "live_seg_frame"
 

@@ -132,6 +132,7 @@ class Feed:
         on_frame: called with every frame read, on the capture thread (counters).
         error: why it failed, once it did.
         ended: its capture thread has finished (end of input, stop, or failure).
+        exhausted: its input ended by itself (a file's end, a stream that closed for good).
     """
 
     name: str
@@ -142,14 +143,16 @@ class Feed:
     on_frame: Callable[[FramePacket], None] | None = None
     error: LiveSegError | None = None
     ended: bool = False
+    exhausted: bool = False
     stage: Stage | None = field(default=None, repr=False)
 
     @property
     def state(self) -> str:
-        """``connecting``, ``live``, ``reconnecting``, ``failed`` or ``ended``."""
+        """``connecting``, ``live``, ``reconnecting``, ``failed`` or ``ended`` (its input ended by
+        itself); a source stopped with the run keeps the state it had."""
         if self.error is not None:
             return "failed"
-        if self.ended:
+        if self.exhausted:
             return "ended"
         return getattr(self.source, "state", "live")
 
@@ -290,6 +293,8 @@ class LiveRun:
                     break
                 slot.offer(packet)
                 feed.board.post_frame(packet)
+            else:
+                feed.exhausted = not control.stopping.is_set()
         except SourceError as exc:
             if control.stopping.is_set():
                 return  # stopped while it was still trying to (re)connect: not a failure

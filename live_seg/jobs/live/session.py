@@ -300,7 +300,10 @@ class LiveSession:
         from ...model.select import build_segmenter, job_runtime  # the model loads here, after the sources
 
         if self.segmenter is None:
-            self.segmenter = build_segmenter(**self.model_args, mode="latency")
+            # OpenVINO: one source runs one frame at a time (latency mode); several run N frames a step,
+            # fastest over throughput mode's infer requests (scripts/ov_batching.py; README).
+            mode = "latency" if len(run.sources) == 1 else "throughput"
+            self.segmenter = build_segmenter(**self.model_args, mode=mode)
         run.runtime.enter_context(job_runtime(self.segmenter))
         run.threads.mux.model.target = run.sources[0].analysis.model(self.segmenter)
         if run.display == "browser":

@@ -117,7 +117,7 @@ def stream(
         if segmenter is None:
             from ...model.select import build_segmenter
 
-            segmenter = build_segmenter(**model_args, mode="latency")
+            segmenter = build_segmenter(**model_args, mode="throughput" if multi else "latency")
         from ...model.select import job_runtime
 
         stack.enter_context(job_runtime(segmenter))
