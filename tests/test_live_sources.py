@@ -233,7 +233,8 @@ def test_cli_two_cameras_stats_list_sources_in_order(tmp_path):
         assert set(entry) >= {"source", "state", "frames_in", "frames_processed", "dropped", "reconnects"}
         assert set(entry["latency_ms"]) == {"p50", "p95"}
         assert entry["frames_processed"] > 5 and Path(entry["output"]).exists()
-    assert f"{summary['sources'][0]['name']}: live" in proc.stderr
+    for entry in summary["sources"]:  # one log line per source
+        assert f"{entry['name']}: {entry['state']}, {entry['frames_in']} in" in proc.stderr
 
 
 def test_grid_in_the_browser_and_keys_on_the_selected_tile(lraspp, tmp_path):
@@ -303,3 +304,19 @@ def test_rtsp_over_the_transport_asked_for(transport):
         camera.stop()
     assert packet.image.shape == (180, 320, 3)
     assert (during > before) == (transport == "udp")  # RTP and RTCP over UDP only when asked for
+
+
+def test_smoothing_and_coverage_per_source(lraspp, tmp_path):
+    from live_seg.analysis.run import AnalysisOptions
+
+    analysis = AnalysisOptions(smooth="ema", coverage=tmp_path / "cov.csv", masks=tmp_path / "masks")
+    with MJPEGServer(fps=25, size=(320, 180), duration=60) as a, MJPEGServer(fps=25, size=(256, 144), duration=60) as b:
+        options = LiveOptions(sources=(a.url, b.url), display="none", duration=4.0, analysis=analysis)
+        summary = LiveSession(options, lraspp).run()
+    assert live_threads() == []
+    for entry in summary["sources"]:
+        name, fields = entry["name"], entry["analysis"]
+        assert fields["smooth"] == "ema" and fields["coverage"] == str(tmp_path / f"cov-{name}.csv")
+        rows = (tmp_path / f"cov-{name}.csv").read_text().splitlines()
+        assert len(rows) - 1 == entry["frames_processed"] > 5  # one row per inferred frame of that source
+        assert len(list((tmp_path / "masks" / name).glob("*.png"))) == entry["frames_processed"]

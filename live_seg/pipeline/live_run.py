@@ -194,7 +194,6 @@ class LiveRun:
         self.mux = Multiplexer(model, control, max_batch=max_batch, window_s=window_s)
         self.feeds: list[Feed] = []
         self.cond = threading.Condition()
-        self._started = False
 
     def add(
         self,
@@ -241,7 +240,6 @@ class LiveRun:
         """Start the capture threads not started yet and the inference thread."""
         self.start_capture()
         self.mux.start()
-        self._started = True
 
     @property
     def finished(self) -> bool:
@@ -308,7 +306,8 @@ class LiveRun:
             feed.board.wake()
 
     def _wait_taken(self, slot: Slot) -> bool:
+        """Wait until the model took the slot's frame; False when the run stops meanwhile."""
         while not slot.wait_taken(POLL_S):
-            if self.control.aborted.is_set() or (self.control.stopping.is_set() and not self._started):
+            if self.control.stopping.is_set():
                 return False
-        return not self.control.aborted.is_set()
+        return True

@@ -223,6 +223,11 @@ class LiveSession:
         made: list[Source] = []
         if opts.record is not None and record_is_folder(opts.record):
             Path(opts.record).mkdir(parents=True, exist_ok=True)  # --record DIR/: one file per source in it
+        masks = opts.analysis.masks
+        if multi and masks is not None and Path(masks).parent.is_dir():
+            Path(masks).mkdir(
+                exist_ok=True
+            )  # --masks DIR: DIR/NAME/ per source (a missing parent: one-line error below)
         try:
             for spec, name in zip(specs, names, strict=True):
                 path = opts.recording(name)

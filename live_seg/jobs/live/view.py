@@ -257,6 +257,7 @@ class LiveView:
         self.control, self.keys, self.settings, self.outputs = control, keys, settings, list(outputs)
         self.selected: int | None = None  # None: keys act on every tile
         self._grid_dirty = False
+        self._cells: dict[int, tuple[Frame, Frame]] = {}  # each tile's view scaled into its cell
 
     @property
     def paused(self) -> bool:
@@ -327,16 +328,17 @@ class LiveView:
         now = time.perf_counter()
         changed = [tile.update(self.settings, self.segmenter, now) for tile in self.tiles]
         if any(changed) or self._grid_dirty:
+            self._grid_dirty = False
             if len(self.tiles) == 1:
                 view = self.tiles[0].view
+            elif self.outputs:  # the grid only when someone looks (--display none: recordings only)
+                view = compose_grid([tile.view for tile in self.tiles], self.selected, self._cells)
             else:
-                view = compose_grid([tile.view for tile in self.tiles], self.selected)
-            self._grid_dirty = False
-            if view is not None:
-                t_shown = self._show(view, now)
-                for tile, done in zip(self.tiles, changed, strict=True):
-                    if done:
-                        tile.shown(t_shown)
+                view = None
+            t_shown = self._show(view, now) if view is not None else time.perf_counter()
+            for tile, done in zip(self.tiles, changed, strict=True):
+                if done:
+                    tile.shown(t_shown)
         for tile in self.tiles:
             if tile.snapshot_due and tile.view is not None:
                 self._snapshot(tile)
