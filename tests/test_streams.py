@@ -12,6 +12,7 @@ module; each of its claims is a test of its own.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -361,6 +362,33 @@ def test_stream_api_yields_every_source_and_leaves_no_thread(rtsp_ok):
             assert r.mask.shape == (128, 128) and r.t_done >= r.t_capture
     served = [mjpeg.produced_at(i) for i in stamps([(0.0, r.frame) for r in seen[mjpeg.url]], SIZE)]
     assert all(t is not None for t in served)  # real frames of that camera, in order
+
+
+def test_stream_api_leaves_no_thread_after_an_error(rtsp_ok):
+    """Both ways a ``stream()`` ends in an error: the caller's code raises while iterating, and
+    every source is lost (``SourceError`` from the generator)."""
+    import live_seg
+    from live_seg.base.errors import SourceError
+
+    model = {"model": "lraspp_mobilenet_v3_large", "weights": "random", "device": "cpu", "size": 128}
+    live_seg.build_segmenter(**model, mode="throughput")  # libraries' process-wide threads first
+    before = set(threading.enumerate())
+    with MJPEGServer(fps=FPS, size=SIZE, duration=60) as mjpeg, RTSPCamera(size=SIZE, duration=60) as camera:
+        with pytest.raises(RuntimeError, match="the caller's own error"):
+            with contextlib.closing(live_seg.stream([mjpeg.url, camera.url], **model)) as results:
+                for n, _ in enumerate(results):
+                    if n == 3:
+                        raise RuntimeError("the caller's own error")
+        left = [t.name for t in threading.enumerate() if t not in before and not t.name.startswith("mjpeg-test")]
+        assert not left, left
+    never = [f"http://127.0.0.1:{free_port()}/stream.mjpg", f"rtsp://127.0.0.1:{free_port()}/cam"]
+    options = live_seg.LiveOptions(reconnect=1)
+    with pytest.raises(SourceError):
+        with contextlib.closing(live_seg.stream(never, options=options, **model)) as results:
+            for _ in results:
+                pytest.fail("a result from a source that does not exist")
+    left = [t.name for t in threading.enumerate() if t not in before]
+    assert not left, left
 
 
 # -- the acceptance run: four cameras, three of them faulty ------------------------------------
