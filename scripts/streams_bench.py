@@ -9,16 +9,20 @@ between rounds so the machine's load hits them alike. Each ``live`` runs with ``
 * processed fps: frames that got a mask, over all cameras, divided by the run's wall time
   (``sources[*].frames_processed``, or ``frames_inferred`` of a single-source run, over
   ``wall_s``); the separate processes' figure is the sum of theirs;
-* latency p95: the worst camera's p95 capture → shown latency, in ms.
+* latency p95: the worst camera's p95 capture → shown latency, in ms, over the cameras that
+  got a mask; a camera that got none in a run (FCN-ResNet101 in a run too short for it) has no
+  latency and is counted in its own column instead.
 
-Medians over the rounds are printed as a Markdown table with each command and ``uptime``'s load
-average beside them. Cameras are the test suite's :class:`mjpeg.MJPEGServer` (frames stamped with
-their index), started in this process on 127.0.0.1.
+Medians over the rounds are printed as a Markdown table, a configuration's two rows as soon as
+it is done, with each command and ``uptime``'s load average beside them. Cameras are the test
+suite's :class:`mjpeg.MJPEGServer` (frames stamped with their index), started in this process on
+127.0.0.1.
 
 Examples::
 
     python scripts/streams_bench.py                                  # LRASPP 1, 2, 4 cameras; FCN 2
     python scripts/streams_bench.py --duration 20 --rounds 3
+    python scripts/streams_bench.py --configs lraspp_mobilenet_v3_large:2 fcn_resnet101:2:90
     python scripts/streams_bench.py --configs lraspp_mobilenet_v3_large:4 -- --size 256
 """
 
@@ -27,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import shlex
 import statistics
@@ -47,30 +52,46 @@ DEFAULT_CONFIGS = (
     "lraspp_mobilenet_v3_large:1",
     "lraspp_mobilenet_v3_large:2",
     "lraspp_mobilenet_v3_large:4",
-    "fcn_resnet101:2",
+    "fcn_resnet101:2:60",
 )
+"""``MODEL:CAMERAS[:SECONDS]``; FCN-ResNet101 takes seconds a frame on a CPU, so it runs longer."""
 MODES = ("one", "separate")
 """``one``: one process with every camera; ``separate``: one process per camera, all at once."""
 
 
 @dataclass
 class Figures:
-    """One run's result: aggregate processed fps and the worst camera's latency p95 (ms)."""
+    """One run's result: aggregate processed fps, the worst camera's latency p95 (ms, ``nan``
+    when no camera got a mask) and how many cameras got no mask at all."""
 
     fps: float
     p95_ms: float
+    starved: int = 0
 
 
-def parse_config(text: str) -> tuple[str, int]:
-    """``MODEL:CAMERAS`` → ``(model, cameras)``."""
-    model, _, count = text.rpartition(":")
+@dataclass(frozen=True)
+class Config:
+    """What one table block measures: a model, a number of cameras, seconds per run."""
+
+    model: str
+    cameras: int
+    duration: float | None = None
+    """Seconds each run lasts; ``None``: the ``--duration`` given for all."""
+
+
+def parse_config(text: str) -> Config:
+    """``MODEL:CAMERAS`` or ``MODEL:CAMERAS:SECONDS`` → :class:`Config`."""
+    model, _, rest = text.partition(":")
+    count, _, seconds = rest.partition(":")
     try:
-        cameras = int(count)
+        config = Config(model, int(count), float(seconds) if seconds else None)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected MODEL:CAMERAS, got {text!r}") from None
-    if not model or cameras < 1:
-        raise argparse.ArgumentTypeError(f"expected MODEL:CAMERAS with CAMERAS >= 1, got {text!r}")
-    return model, cameras
+        raise argparse.ArgumentTypeError(f"expected MODEL:CAMERAS[:SECONDS], got {text!r}") from None
+    if not model or config.cameras < 1 or (config.duration is not None and config.duration <= 0):
+        raise argparse.ArgumentTypeError(
+            f"expected MODEL:CAMERAS[:SECONDS] with CAMERAS >= 1, SECONDS > 0, got {text!r}"
+        )
+    return config
 
 
 def live_command(urls: list[str], model: str, stats: Path, duration: float, extra: list[str]) -> list[str]:
@@ -101,7 +122,7 @@ def shown(cmd: list[str]) -> str:
 
 def read_figures(stats_files: list[Path]) -> Figures:
     """Aggregate fps and worst p95 from the stats files of the processes of one run."""
-    fps, p95 = 0.0, 0.0
+    fps, p95s, starved = 0.0, [], 0
     for path in stats_files:
         stats = json.loads(path.read_text())
         wall = float(stats["wall_s"])
@@ -109,8 +130,12 @@ def read_figures(stats_files: list[Path]) -> Figures:
             {"frames_processed": stats["frames_inferred"], "latency_ms": stats["latency_ms"]}
         ]
         fps += sum(s["frames_processed"] for s in sources) / wall
-        p95 = max([p95, *(float(s["latency_ms"]["p95"]) for s in sources)])
-    return Figures(fps, p95)
+        for s in sources:
+            if s["frames_processed"] and s["latency_ms"]["p95"] is not None:
+                p95s.append(float(s["latency_ms"]["p95"]))
+            else:  # no mask in the whole run: it has no latency (a run too short for the model)
+                starved += 1
+    return Figures(fps, max(p95s, default=math.nan), starved)
 
 
 def run_mode(mode: str, urls: list[str], model: str, work: Path, duration: float, extra: list[str]) -> Figures:
@@ -146,48 +171,51 @@ def load_average() -> str:
     return f"{one:.2f}, {five:.2f}, {fifteen:.2f}"
 
 
-def bench(configs: list[tuple[str, int]], rounds: int, duration: float, extra: list[str]) -> list[str]:
-    """Run every configuration (both modes, alternating over ``rounds``); Markdown table rows."""
-    rows = []
-    with tempfile.TemporaryDirectory(prefix="streams_bench.") as tmp:
-        work = Path(tmp)
-        for model, count in configs:
-            servers = [MJPEGServer(fps=25, size=(640, 360), duration=None).start() for _ in range(count)]
-            try:
-                urls = [s.url for s in servers]
-                results: dict[str, list[Figures]] = {mode: [] for mode in MODES}
-                for r in range(rounds):
-                    for mode in MODES if r % 2 == 0 else MODES[::-1]:
-                        figures = run_mode(mode, urls, model, work, duration, extra)
-                        log.info(
-                            "%s x%d %s round %d: %.2f fps, p95 %.0f ms",
-                            model,
-                            count,
-                            mode,
-                            r + 1,
-                            figures.fps,
-                            figures.p95_ms,
-                        )
-                        results[mode].append(figures)
-            finally:
-                for server in servers:
-                    server.stop()
-            med = {
-                m: Figures(statistics.median(f.fps for f in v), statistics.median(f.p95_ms for f in v))
-                for m, v in results.items()
-            }
-            ratio = med["one"].fps / med["separate"].fps if med["separate"].fps else float("nan")
-            for mode in MODES:
-                group = urls if mode == "one" else urls[:1]
-                cmd = shown(live_command(group, model, Path("STATS.json"), duration, extra))
-                if mode == "separate":
-                    cmd = f"{count} x `{cmd}` at once"
-                else:
-                    cmd = f"`{cmd}`"
-                rows.append(
-                    f"| {model} | {count} | {mode} | {med[mode].fps:.2f} | {med[mode].p95_ms:.0f} | "
-                    f"{ratio if mode == 'one' else 1.0:.2f} | {load_average()} | {cmd} |"
+def median_figures(runs: list[Figures]) -> Figures:
+    """Medians over rounds (p95 over the rounds that have one); the most starved cameras."""
+    p95s = [f.p95_ms for f in runs if not math.isnan(f.p95_ms)]
+    return Figures(
+        statistics.median(f.fps for f in runs),
+        statistics.median(p95s) if p95s else math.nan,
+        max(f.starved for f in runs),
+    )
+
+
+def measure(config: Config, rounds: int, duration: float, work: Path, extra: list[str]) -> dict[str, Figures]:
+    """Both modes over ``config.cameras`` fresh cameras, alternating over ``rounds``; medians."""
+    servers = [MJPEGServer(fps=25, size=(640, 360), duration=None).start() for _ in range(config.cameras)]
+    results: dict[str, list[Figures]] = {mode: [] for mode in MODES}
+    try:
+        urls = [s.url for s in servers]
+        for r in range(rounds):
+            for mode in MODES if r % 2 == 0 else MODES[::-1]:
+                figures = run_mode(mode, urls, config.model, work, duration, extra)
+                log.info(
+                    "%s x%d %s round %d: %.2f fps, p95 %.0f ms, %d camera(s) without a mask",
+                    *(config.model, config.cameras, mode, r + 1),
+                    *(figures.fps, figures.p95_ms, figures.starved),
                 )
+                results[mode].append(figures)
+    finally:
+        for server in servers:
+            server.stop()
+    return {mode: median_figures(runs) for mode, runs in results.items()}
+
+
+def table_rows(config: Config, duration: float, med: dict[str, Figures], extra: list[str]) -> list[str]:
+    """The two Markdown rows (one process, separate processes) of one configuration."""
+    ratio = med["one"].fps / med["separate"].fps if med["separate"].fps else math.nan
+    urls = [f"http://127.0.0.1:{i}/stream.mjpg" for i in range(config.cameras)]
+    rows = []
+    for mode in MODES:
+        cmd = shown(live_command(urls if mode == "one" else urls[:1], config.model, Path("S.json"), duration, extra))
+        cmd = f"{config.cameras} x `{cmd}` at once" if mode == "separate" else f"`{cmd}`"
+        fig = med[mode]
+        p95 = "n/a" if math.isnan(fig.p95_ms) else f"{fig.p95_ms:.0f}"
+        rows.append(
+            f"| {config.model} | {config.cameras} | {duration:g} | {mode} | {fig.fps:.2f} | {p95} | {fig.starved} "
+            f"| {ratio if mode == 'one' else 1.0:.2f} | {load_average()} | {cmd} |"
+        )
     return rows
 
 
@@ -198,7 +226,7 @@ def main() -> int:
         nargs="+",
         type=parse_config,
         default=[parse_config(c) for c in DEFAULT_CONFIGS],
-        metavar="MODEL:CAMERAS",
+        metavar="MODEL:CAMERAS[:SECONDS]",
         help=f"what to measure (default: {' '.join(DEFAULT_CONFIGS)})",
     )
     parser.add_argument("--duration", type=float, default=20.0, help="seconds each live run lasts (default 20)")
@@ -208,17 +236,17 @@ def main() -> int:
     if opts.duration <= 0 or opts.rounds < 1:
         parser.error("--duration must be > 0 and --rounds >= 1")
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    rows = bench(opts.configs, opts.rounds, opts.duration, opts.extra)
+    print(f"\n{opts.rounds} round(s) per mode, medians; load average (1, 5, 15 min) after each configuration\n")
     print(
-        f"\n{opts.rounds} round(s) of {opts.duration:g} s per mode; "
-        "load average (1, 5, 15 min) after each configuration\n"
+        "| model | cameras | s per run | mode | processed fps (all cameras) | latency p95 ms (worst camera) "
+        "| cameras without a mask | one / separate fps | load | command |"
     )
-    print(
-        "| model | cameras | mode | processed fps (all cameras) | latency p95 ms (worst camera) "
-        "| one / separate fps | load | command |"
-    )
-    print("|---|---:|---|---:|---:|---:|---|---|")
-    print("\n".join(rows))
+    print("|---|---:|---:|---|---:|---:|---:|---:|---|---|", flush=True)
+    with tempfile.TemporaryDirectory(prefix="streams_bench.") as tmp:
+        for config in opts.configs:
+            duration = config.duration or opts.duration
+            med = measure(config, opts.rounds, duration, Path(tmp), opts.extra)
+            print("\n".join(table_rows(config, duration, med, opts.extra)), flush=True)
     return 0
 
 
