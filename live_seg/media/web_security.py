@@ -280,8 +280,9 @@ def self_signed_certificate(names: Iterable[str], folder: Path | None = None) ->
         folder.mkdir(parents=True, exist_ok=True, mode=0o700)
         with written_beside(key_path) as tmp:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            os.fchmod(fd, 0o600)  # the temporary name already exists with the usual permissions
             with os.fdopen(fd, "wb") as f:
-                f.write(key_pem)
+                f.write(key_pem)  # written only once the key is private
         with written_beside(cert_path) as tmp:
             tmp.write_bytes(cert_pem)
     except OSError as exc:
