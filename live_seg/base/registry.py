@@ -82,6 +82,8 @@ RTSP_TRANSPORTS = ("tcp", "udp")
 """How RTSP's media travel (``--rtsp-transport``): TCP (the default: no loss, passes NATs) or UDP."""
 DEFAULT_READ_TIMEOUT_S = 5.0
 """A stream that sends nothing for this long is lost and reconnected (``--read-timeout``)."""
+DEFAULT_RECONNECT = 5
+"""Reconnect attempts after a live source is lost (``--reconnect``)."""
 
 
 def auto_device_text() -> str:

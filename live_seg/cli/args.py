@@ -27,6 +27,7 @@ from ..base.registry import (
     AUTO,
     BACKENDS,
     DEFAULT_READ_TIMEOUT_S,
+    DEFAULT_RECONNECT,
     DEFAULT_WEIGHTS,
     DEVICES,
     DISPLAYS,
@@ -201,7 +202,7 @@ def _live_source_options(live: argparse.ArgumentParser) -> None:
     s.add_argument(
         "--reconnect",
         type=non_negative_int,
-        default=5,
+        default=DEFAULT_RECONNECT,
         metavar="N",
         help="camera/stream: reopen attempts after it is lost, waiting 0.5, 1, 2, 4, 8, 8… s (default: %(default)s); "
         "with several sources each has its own, and one that gives up is reported while the others go on",

@@ -23,16 +23,13 @@ import cv2
 
 from ..base.errors import SourceError
 from ..base.frames import FramePacket
-from ..base.registry import DEFAULT_READ_TIMEOUT_S, RTSP_TRANSPORTS
+from ..base.registry import DEFAULT_READ_TIMEOUT_S, DEFAULT_RECONNECT, RTSP_TRANSPORTS
 from .file_source import SourceInfo, VideoFileSource
 
 log = logging.getLogger(__name__)
 
 STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"})
 """URL schemes opened as network streams (anything else with ``://`` is refused)."""
-
-DEFAULT_RECONNECT = 5
-"""Reconnect attempts after a live source is lost (``--reconnect``)."""
 
 CAPTURE_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
 _ENV_LOCK = threading.Lock()

@@ -37,6 +37,7 @@ import numpy as np
 
 from ..base.errors import ModelError, one_line
 from ..base.frames import Frame, check_frame
+from ..base.options import ModelOptions
 from ..base.registry import INT8
 from ..base.registry import OPENVINO_MODES as MODES
 from . import quantize
@@ -233,7 +234,7 @@ class OpenVinoSegmenter:
         weights: str = "default",
         build: Callable[[], nn.Module] | None = None,
         weights_key: str | None = None,
-        size: int = 512,
+        size: int = ModelOptions.size,
         precision: str = "auto",
         mode: str = "throughput",
         cache_dir: str | os.PathLike[str] | None = None,

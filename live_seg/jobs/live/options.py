@@ -8,10 +8,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...analysis.run import FILE_OPTIONS, AnalysisOptions
-from ...base.registry import DEFAULT_READ_TIMEOUT_S, DISPLAYS, PAIRINGS, RTSP_TRANSPORTS, VIEWS
-from ...media.camera import DEFAULT_RECONNECT
+from ...base.options import IMAGE_RENDER
+from ...base.registry import DEFAULT_READ_TIMEOUT_S, DEFAULT_RECONNECT, DISPLAYS, PAIRINGS, RTSP_TRANSPORTS, VIEWS
 from ...render.effects import EffectOptions
-from ...render.renderer import DEFAULT_ALPHA
 
 DEFAULT_MAX_BATCH = 8
 """Most frames (one per source) in one forward pass of a many-source run."""
@@ -53,14 +52,14 @@ class LiveOptions:
     reconnect: int = DEFAULT_RECONNECT
     rtsp_transport: str = RTSP_TRANSPORTS[0]
     read_timeout: float = DEFAULT_READ_TIMEOUT_S
-    pairing: str = "newest"
-    view: str = "overlay"
-    legend: bool = True
+    pairing: str = PAIRINGS[0]
+    view: str = IMAGE_RENDER.view
+    legend: bool = IMAGE_RENDER.legend
     hud: bool = True
-    palette: str = "voc"
-    alpha: float = DEFAULT_ALPHA
+    palette: str = IMAGE_RENDER.palette
+    alpha: float = IMAGE_RENDER.alpha
     effect: EffectOptions = field(default_factory=EffectOptions)
-    display: str = "auto"
+    display: str = DISPLAYS[0]
     host: str = "127.0.0.1"
     port: int | None = None
     record: str | os.PathLike[str] | None = None
