@@ -28,6 +28,7 @@ from __future__ import annotations
 import itertools
 import os
 import struct
+import time
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -542,3 +543,23 @@ def make_clip_tree(
             make_video(path, frames=frames, width=width, height=height)
         paths.append(path)
     return paths
+
+
+class SlowModel:
+    """A real model made deliberately slow: each forward pass takes at least ``delay`` seconds.
+
+    The delay is a sleep, so a test sees a model slower than its source without loading the CPU
+    it shares with the other threads.
+    """
+
+    def __init__(self, model, delay: float) -> None:
+        self.model, self.delay = model, delay
+
+    def __getattr__(self, name: str):
+        return getattr(self.model, name)
+
+    def infer(self, batch):
+        t0 = time.perf_counter()
+        masks = self.model.infer(batch)
+        time.sleep(max(0.0, self.delay - (time.perf_counter() - t0)))
+        return masks

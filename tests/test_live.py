@@ -26,7 +26,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from media import CODE_BITS, make_video, probe, read_index
+from media import CODE_BITS, SlowModel, make_video, probe, read_index
 from mjpeg import MJPEGServer, read_parts
 
 from live_seg.base.errors import ModelError, SourceError
@@ -68,26 +68,6 @@ def lraspp():
     from live_seg.model.segmenter import Segmenter
 
     return Segmenter("lraspp_mobilenet_v3_large", weights="random", device="cpu", size=128)
-
-
-class SlowModel:
-    """A real model made deliberately slow: each forward pass takes at least ``delay`` seconds.
-
-    The delay is a sleep, so the test sees a model slower than the source (10 frame intervals)
-    without loading the CPU it shares with the other threads.
-    """
-
-    def __init__(self, model, delay: float) -> None:
-        self.model, self.delay = model, delay
-
-    def __getattr__(self, name: str):
-        return getattr(self.model, name)
-
-    def infer(self, batch):
-        t0 = time.perf_counter()
-        masks = self.model.infer(batch)
-        time.sleep(max(0.0, self.delay - (time.perf_counter() - t0)))
-        return masks
 
 
 def live_threads() -> list[str]:

@@ -22,6 +22,7 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from cdp import CHROMIUM, Chromium, fake_camera_clip, page_state_json, video_box
+from media import SlowModel
 from test_effects_cli import PERSON, one_class_weights
 from test_live import Lines
 
@@ -324,22 +325,6 @@ def test_serve_bad_arguments_are_one_line(args):
 def camera(tmp_path_factory) -> Path:
     folder = tmp_path_factory.mktemp("camera")
     return fake_camera_clip(folder / "clip.y4m", ROOT / "samples" / "sample.mp4", seconds=2.0)
-
-
-class SlowModel:
-    """A model whose every forward pass takes at least ``delay`` seconds (a sleep: no CPU taken)."""
-
-    def __init__(self, model, delay: float) -> None:
-        self.model, self.delay = model, delay
-
-    def __getattr__(self, name: str):
-        return getattr(self.model, name)
-
-    def infer(self, batch):
-        t0 = time.perf_counter()
-        masks = self.model.infer(batch)
-        time.sleep(max(0.0, self.delay - (time.perf_counter() - t0)))
-        return masks
 
 
 def web_threads() -> set[int]:

@@ -355,7 +355,13 @@ def _cmd_live(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"video": _cmd_video, "image": _cmd_image, "bench": _cmd_bench, "live": _cmd_live}
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from .serve import cmd_serve  # aiohttp and aiortc load only for serve
+
+    return cmd_serve(args)
+
+
+COMMANDS = {"video": _cmd_video, "image": _cmd_image, "bench": _cmd_bench, "live": _cmd_live, "serve": _cmd_serve}
 
 
 class _Terminated(KeyboardInterrupt):
