@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import queue
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from ..base.frames import FramePacket, SegResult
 from .threads import END, Control, Give, MaskModel, Take, get, put
@@ -69,6 +69,21 @@ def to_queue(q: queue.Queue, control: Control) -> Give:
     return lambda result: put(q, result, control)
 
 
+def segment(model: MaskModel, packets: Sequence[FramePacket]) -> list[SegResult]:
+    """One forward pass over ``packets`` (one batch): a result per packet, in order, each charged its
+    share of the batch's preprocess and forward time."""
+    t0 = time.perf_counter()
+    tensor = model.preprocess([p.image for p in packets])
+    t1 = time.perf_counter()
+    masks = model.infer(tensor)
+    t2 = time.perf_counter()
+    n = len(packets)
+    return [
+        SegResult(packet, mask, preprocess_s=(t1 - t0) / n, infer_s=(t2 - t1) / n)
+        for packet, mask in zip(packets, masks, strict=True)
+    ]
+
+
 def infer_loop(
     model: MaskModel,
     take: Take,
@@ -104,12 +119,6 @@ def infer_loop(
             packets.append(packet)
         if not packets:
             return
-        t0 = time.perf_counter()
-        tensor = model.preprocess([p.image for p in packets])
-        t1 = time.perf_counter()
-        masks = model.infer(tensor)
-        t2 = time.perf_counter()
-        n = len(packets)
-        for packet, mask in zip(packets, masks, strict=True):
-            if not give(SegResult(packet, mask, preprocess_s=(t1 - t0) / n, infer_s=(t2 - t1) / n)):
+        for result in segment(model, packets):
+            if not give(result):
                 return

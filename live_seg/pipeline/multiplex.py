@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 from ..base.frames import FramePacket, SegResult
+from .infer import segment
 from .threads import POLL_S, Control, MaskModel, Stage, join_all
 
 log = logging.getLogger(__name__)
@@ -255,20 +256,15 @@ class Multiplexer:
     def _run(self, picked: list[tuple[Slot, FramePacket]]) -> None:
         """One batch through the model; each result to its slot (unless it was removed meanwhile)."""
         try:
-            t0 = time.perf_counter()
-            batch = self.model.preprocess([packet.image for _, packet in picked])
-            t1 = time.perf_counter()
-            masks = self.model.infer(batch)
-            t2 = time.perf_counter()
-            n = len(picked)
+            results = segment(self.model, [packet for _, packet in picked])
             self.batches += 1
-            self.batched_frames += n
-            for (slot, packet), mask in zip(picked, masks, strict=True):
+            self.batched_frames += len(picked)
+            for (slot, _), result in zip(picked, results, strict=True):
                 with self._cond:
                     if self._slots.get(slot.name) is not slot:
                         continue  # removed while its frame was in the model
                     slot.frames_processed += 1
-                slot.deliver(SegResult(packet, mask, preprocess_s=(t1 - t0) / n, infer_s=(t2 - t1) / n))
+                slot.deliver(result)
         finally:
             with self._cond:
                 self._busy = False
