@@ -24,6 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from .errors import ModelError
 from .registry import (
     ALPHA_EXTENSIONS,
     AUTO,
@@ -38,6 +39,7 @@ from .registry import (
     SMOOTH_MODES,
     VIEWS,
 )
+from .specs import ModelSpec, resolve_spec
 
 PathLike = str | os.PathLike[str]
 
@@ -51,16 +53,26 @@ MP4_SUFFIX = ".mp4"
 
 @dataclass(frozen=True)
 class ModelOptions:
-    """Which model a job runs, and how (see :func:`live_seg.model.select.build_segmenter`).
+    """Which model a job runs, and how (see :func:`live_seg.model.select.build_segmenter`): the one value
+    that carries every model setting from the parser (or a Python caller) into every job.
 
     Attributes:
-        model: a :data:`~live_seg.base.registry.MODEL_NAMES` name.
-        weights: ``"default"`` (official VOC weights), ``"random"`` (untrained) or a state_dict path.
+        model: a built-in model's name (:data:`~live_seg.base.specs.SPECS`), or the path of your own
+            ``.onnx`` / OpenVINO ``.xml`` network.
+        weights: ``"default"`` (the model's trained weights, fetched once), ``"random"`` (untrained) or
+            a weights file (a state_dict, or a ``.tflite`` for the selfie models).
         device: ``"auto"``, ``"cpu"``, ``"cuda"`` or ``"mps"``.
-        precision: ``"auto"``, ``"fp32"``, ``"fp16"`` or ``"bf16"``.
+        precision: ``"auto"``, ``"fp32"``, ``"fp16"``, ``"bf16"`` or ``"int8"``.
         backend: ``"auto"``, ``"torch"`` or ``"openvino"``.
-        size: the model's input is ``size x size``.
+        size: the model's input is ``size x size`` (``None``: the model's own input size).
         threads: torch CPU threads (``None``: torch decides; OpenVINO runs its own).
+        calibration: int8's calibration frames (a video or a folder of images; ``None``: the job's input
+            or the bundled sample).
+        labels: your own model's class names file (one per line).
+        mean, std: your own model's per-channel normalisation (``None``: ImageNet's).
+        rgb: your own model's channel order (``None``: RGB).
+        threshold: for a model that outputs a probability (the selfie models), the probability above
+            which a pixel is the foreground class.
     """
 
     model: str = DEFAULT_MODEL
@@ -68,9 +80,23 @@ class ModelOptions:
     device: str = AUTO
     precision: str = AUTO
     backend: str = AUTO
-    size: int = 512
+    size: int | None = None
     threads: int | None = None
     calibration: PathLike | None = None
+    labels: PathLike | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    rgb: bool | None = None
+    threshold: float = 0.5
+
+    def spec(self) -> ModelSpec:
+        """The :class:`~live_seg.base.specs.ModelSpec` these options ask for (see
+        :func:`~live_seg.base.specs.resolve_spec`).
+
+        Raises:
+            ModelError: an unknown model, a size it cannot take, a bad labels file.
+        """
+        return resolve_spec(self)
 
 
 @dataclass(frozen=True)
@@ -151,6 +177,13 @@ def check_strength(strength: float) -> float:
     return float(strength)
 
 
+def check_threshold(threshold: float) -> float:
+    """``threshold`` if it is strictly between 0 and 1, else :class:`~live_seg.base.errors.ModelError`."""
+    if not 0.0 < threshold < 1.0:
+        raise ModelError(f"threshold must be between 0 and 1 (exclusive), got {threshold}")
+    return float(threshold)
+
+
 def check_key_interval(interval: object) -> int:
     """``interval`` if it is an integer >= 1, else ``ValueError``."""
     if not isinstance(interval, int) or isinstance(interval, bool) or interval < 1:
@@ -214,7 +247,7 @@ class BenchOptions:
     """
 
     source: str | None = None
-    size: int = ModelOptions.size
+    size: int | None = ModelOptions.size
     frames: int = 10
     warmup: int = 1
     repeat: int = 3

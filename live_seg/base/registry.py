@@ -7,29 +7,11 @@ or a typo fails in a fraction of a second.
 
 from __future__ import annotations
 
-MODEL_NAMES = (
-    "fcn_resnet101",
-    "fcn_resnet50",
-    "deeplabv3_resnet50",
-    "deeplabv3_resnet101",
-    "deeplabv3_mobilenet_v3_large",
-    "lraspp_mobilenet_v3_large",
-)
-"""torchvision segmentation models (PASCAL VOC, 21 classes), by their torchvision builder name."""
 DEFAULT_MODEL = "fcn_resnet101"
-OFFICIAL_WEIGHTS_FILES = {
-    "fcn_resnet101": "fcn_resnet101_coco-7ecb50ca.pth",
-    "fcn_resnet50": "fcn_resnet50_coco-1167a1af.pth",
-    "deeplabv3_resnet50": "deeplabv3_resnet50_coco-cd0a2569.pth",
-    "deeplabv3_resnet101": "deeplabv3_resnet101_coco-586e9e4e.pth",
-    "deeplabv3_mobilenet_v3_large": "deeplabv3_mobilenet_v3_large-fc3c493d.pth",
-    "lraspp_mobilenet_v3_large": "lraspp_mobilenet_v3_large-d234d4ea.pth",
-}
-"""The file of each model's official weights (its name carries the start of its hash), as torchvision
-names it: what identifies ``--weights default`` without importing torchvision (a test checks them)."""
+"""``--model``'s default (every built-in model has a spec in :data:`live_seg.base.specs.SPECS`)."""
 
 DEFAULT_WEIGHTS = "default"
-"""``--weights``: the official PASCAL VOC weights, downloaded once."""
+"""``--weights``: the model's trained weights (torchvision's VOC weights, MediaPipe's selfie files), fetched once."""
 RANDOM_WEIGHTS = "random"
 """``--weights``: untrained and seeded, for benchmarks and tests (any other value is a file path)."""
 

@@ -7,7 +7,7 @@ reported in a fraction of a second.
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, fields
+from dataclasses import fields
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..base.options import (
@@ -31,7 +31,6 @@ from ..base.registry import (
     DEFAULT_WEIGHTS,
     DEVICES,
     DISPLAYS,
-    MODEL_NAMES,
     PAIRINGS,
     PRECISIONS,
     RANDOM_WEIGHTS,
@@ -39,11 +38,13 @@ from ..base.registry import (
     VIEWS,
     auto_backend_text,
 )
+from ..base.specs import MODEL_NAMES
 from .groups import (
     analysis_arguments,
     effect_arguments,
     global_flags,
     model_arguments,
+    model_name,
     non_negative_int,
     port,
     positive_float,
@@ -143,7 +144,7 @@ def _bench_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
         "--model",
         nargs="+",
         default=[ModelOptions.model],
-        choices=MODEL_NAMES,
+        type=model_name,
         metavar="NAME",
         help=f"one or more of {', '.join(MODEL_NAMES)} (default: {ModelOptions.model})",
     )
@@ -304,11 +305,6 @@ Options = TypeVar("Options")
 def options_from(cls: type[Options], args: argparse.Namespace) -> Options:
     """An options dataclass from the parsed arguments named like its fields (the others: its defaults)."""
     return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})  # type: ignore[arg-type]
-
-
-def model_args(args: argparse.Namespace) -> dict[str, Any]:
-    """The parsed model arguments as :func:`~live_seg.model.select.build_segmenter` keywords."""
-    return asdict(options_from(ModelOptions, args))
 
 
 def effect_options(args: argparse.Namespace) -> EffectOptions:

@@ -24,7 +24,6 @@ from ..base.registry import (
     EFFECTS,
     INT8,
     MASK_SIZES,
-    MODEL_NAMES,
     PALETTES,
     PRECISIONS,
     PROPAGATE_MODES,
@@ -34,6 +33,7 @@ from ..base.registry import (
     auto_device_text,
     auto_precision_text,
 )
+from ..base.specs import CUSTOM_SUFFIXES, MODEL_NAMES, SPECS, is_custom
 
 
 def arg_type(convert: Callable[[str], Any], ok: Callable[[Any], bool], what: str) -> Callable[[str], Any]:
@@ -58,6 +58,35 @@ strength = arg_type(float, lambda v: 0.0 <= v < 1.0, "a number with 0 <= S < 1")
 seconds = arg_type(float, lambda v: v > 0, "a number of seconds > 0")
 non_negative_float = arg_type(float, lambda v: v >= 0, "a number >= 0")
 positive_float = arg_type(float, lambda v: v > 0, "a number > 0")
+open_unit = arg_type(float, lambda v: 0.0 < v < 1.0, "a number between 0 and 1 (exclusive)")
+
+
+def model_name(text: str) -> str:
+    """``--model``: a built-in model's name, or the path of your own ``.onnx`` / ``.xml`` network."""
+    if text in SPECS or is_custom(text):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"expected one of {', '.join(MODEL_NAMES)}, or your own model file "
+        f"({' or '.join(CUSTOM_SUFFIXES)}); got {text!r}"
+    )
+
+
+def channel_values(text: str) -> tuple[float, ...]:
+    """``--mean`` / ``--std``: three numbers, comma-separated (e.g. ``0.5,0.5,0.5``)."""
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers, got {text!r}") from None
+    if len(values) != 3:
+        raise argparse.ArgumentTypeError(f"expected three comma-separated numbers (one per channel), got {text!r}")
+    return values
+
+
+def models_help() -> str:
+    """The built-in models in one line each, with what to know about them (the spec's note)."""
+    return "; ".join(f"{name}" + (f" ({spec.note})" if spec.note else "") for name, spec in SPECS.items())
+
+
 port = arg_type(int, lambda v: 0 <= v <= 65535, "a TCP port 0..65535 (0 = any free port)")
 
 
@@ -79,7 +108,11 @@ def global_flags(parser: argparse.ArgumentParser, *, after_command: bool) -> Non
 
 def size_and_threads(g: Any, defaults: ModelOptions | BenchOptions) -> None:
     g.add_argument(
-        "--size", type=positive_int, default=defaults.size, help="model input is SIZE x SIZE (default: %(default)s)"
+        "--size",
+        type=positive_int,
+        default=defaults.size,
+        help="model input is SIZE x SIZE (default: the model's own, 512 for torchvision's; "
+        "the selfie models take their fixed size only)",
     )
     g.add_argument(
         "--threads", type=positive_int, default=defaults.threads, help="torch CPU threads (default: torch decides)"
@@ -89,14 +122,36 @@ def size_and_threads(g: Any, defaults: ModelOptions | BenchOptions) -> None:
 def model_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
     g.add_argument(
-        "--model", default=ModelOptions.model, choices=MODEL_NAMES, help="segmentation model (default: %(default)s)"
+        "--model",
+        default=ModelOptions.model,
+        type=model_name,
+        metavar="NAME|FILE",
+        help=f"segmentation model (default: %(default)s): {models_help()}; or your own network "
+        f"({' or '.join(CUSTOM_SUFFIXES)}, run by OpenVINO) with --labels",
     )
     g.add_argument(
         "--weights",
         default=ModelOptions.weights,
-        help=f"{DEFAULT_WEIGHTS!r} = official VOC weights (downloaded once, then cached), "
-        f"{RANDOM_WEIGHTS!r} = untrained (benchmarks, tests), or a state_dict file PATH",
+        help=f"{DEFAULT_WEIGHTS!r} = the model's trained weights (fetched once, then cached), "
+        f"{RANDOM_WEIGHTS!r} = untrained (benchmarks, tests), or a file PATH (a state_dict; a .tflite for selfie)",
     )
+    g.add_argument(
+        "--threshold",
+        type=open_unit,
+        default=ModelOptions.threshold,
+        help="for a model that outputs a probability (selfie): foreground above it (default: %(default)s)",
+    )
+    own = parser.add_argument_group("your own model (--model FILE.onnx|FILE.xml)")
+    own.add_argument("--labels", metavar="FILE", help="class names, one per line, in the output's channel order")
+    own.add_argument(
+        "--mean", type=channel_values, metavar="R,G,B", help="per-channel mean of [0, 1] inputs (default: ImageNet's)"
+    )
+    own.add_argument(
+        "--std", type=channel_values, metavar="R,G,B", help="per-channel std of [0, 1] inputs (default: ImageNet's)"
+    )
+    order = own.add_mutually_exclusive_group()
+    order.add_argument("--rgb", dest="rgb", action="store_const", const=True, help="the network takes RGB (default)")
+    order.add_argument("--bgr", dest="rgb", action="store_const", const=False, help="the network takes BGR")
     g.add_argument("--device", default=ModelOptions.device, choices=DEVICES, help=f"default: {auto_device_text()}")
     g.add_argument(
         "--precision",

@@ -25,7 +25,7 @@ from ..base.metrics import Stats
 from ..base.options import AnalysisOptions, BenchOptions, ModelOptions, RenderOptions
 from ..base.registry import RANDOM_WEIGHTS
 from ..pipeline.threads import Control
-from .args import effect_options, get_args_parser, model_args, options_from, video_options
+from .args import effect_options, get_args_parser, options_from, video_options
 
 __all__ = ["SignalGate", "get_args_parser", "main", "write_stats"]
 
@@ -324,7 +324,8 @@ def _cmd_live(args: argparse.Namespace) -> int:
     def on_serve(url: str) -> None:
         print(f"live view: {url}", flush=True)
 
-    session = LiveSession(_live_options(args), control=control, on_serve=on_serve, **model_args(args))
+    model = options_from(ModelOptions, args)
+    session = LiveSession(_live_options(args), control=control, on_serve=on_serve, model=model)
     try:
         with gate.installed():
             summary = session.run()

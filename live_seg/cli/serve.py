@@ -15,14 +15,11 @@ from typing import Any
 
 from ..base.errors import one_line
 from ..base.files import written_beside
-from .args import effect_options
+from ..base.options import ModelOptions
+from .args import effect_options, options_from
 from .main import SIGNAL_EXIT, SignalGate
 
 log = logging.getLogger(__name__)
-
-MODEL_ARGS = ("model", "weights", "device", "precision", "size", "threads", "backend")
-"""The arguments of the ``model`` group (``args._model_options``), for ``build_segmenter``."""
-
 
 def serve_options(args: argparse.Namespace) -> Any:
     """The :class:`~live_seg.jobs.serve.ServeOptions` of parsed ``serve`` arguments."""
@@ -60,7 +57,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from ..pipeline.threads import Control
 
     gate = SignalGate(Control())
-    model_args = {name: getattr(args, name) for name in MODEL_ARGS}
+    model = options_from(ModelOptions, args)
 
     def ready(url: str) -> None:
         print(f"serve: open {url}", flush=True)
@@ -69,7 +66,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     summary: dict[str, Any] = {}
     try:
         with gate.installed():
-            run_serve(options, control=gate.control, on_ready=ready, summary=summary, **model_args)
+            run_serve(options, control=gate.control, on_ready=ready, summary=summary, model=model)
     finally:
         if args.stats and summary:  # also when it failed while serving
             _write_stats(args.stats, {**summary, "interrupted": gate.signum is not None})

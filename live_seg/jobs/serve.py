@@ -19,6 +19,7 @@ from typing import Any
 
 from ..base.errors import LiveSegError, PipelineError, UsageError, one_line
 from ..base.frames import Frame, FramePacket, SegResult
+from ..base.options import ModelOptions
 from ..base.registry import DEFAULT_ALPHA, EFFECTS, VIEWS
 from ..media.serve_page import serve_page
 from ..media.web_security import WebPolicy
@@ -215,18 +216,18 @@ def run_serve(
     control: Control | None = None,
     on_ready: Callable[[str], None] | None = None,
     summary: dict[str, Any] | None = None,
-    **model_args: Any,
+    model: ModelOptions | None = None,
 ) -> dict[str, Any]:
     """Serve until stopped (``control.stop()``, e.g. by Ctrl-C) or ``options.duration`` is over.
 
     Args:
         options: what to serve (see :class:`ServeOptions`).
-        segmenter: a ready model; ``None``: built from ``model_args``.
+        segmenter: a ready model; ``None``: built from ``model``.
         control: stop requests.
         on_ready: called with the page's URL (with the token) once it is served.
         summary: filled with the run's summary on every exit path once it served, also when it
             raises (for ``--stats``).
-        **model_args: for :func:`~live_seg.model.select.build_segmenter`.
+        model: the model to build (:class:`~live_seg.base.options.ModelOptions`; default: its defaults).
 
     Returns:
         The run's summary: ``clients`` (one entry per client: ``frames_received``,
@@ -236,13 +237,13 @@ def run_serve(
     Raises:
         LiveSegError: the model, the address or the certificate; an inference failure.
     """
-    from ..model.select import build_segmenter, job_runtime
+    from ..model.select import job_runtime, segmenter_for
 
     options.check()
     require()
     control = control or Control()
     options.effect.check()  # a bad class name fails before the model loads
-    seg = segmenter or build_segmenter(**model_args, mode="latency")
+    seg = segmenter or segmenter_for(model or ModelOptions(), mode="latency")
     summary = {} if summary is None else summary
     with job_runtime(seg):
         job = ServeJob(options, seg, control)

@@ -13,21 +13,23 @@ import torch
 import torch.nn.functional as F
 
 
-def resize_bilinear_u8(images: torch.Tensor, size: int) -> torch.Tensor:
-    """Resize uint8 images to ``size`` x ``size``, bilinear with half-pixel centres (as ``cv2.INTER_LINEAR``).
+def resize_bilinear_u8(images: torch.Tensor, size: int | tuple[int, int]) -> torch.Tensor:
+    """Resize uint8 images to ``size`` (a side, or ``(height, width)``), bilinear with half-pixel centres
+    (as ``cv2.INTER_LINEAR``).
 
     Args:
         images: ``(N, H, W, 3)`` uint8, any channel order (kept).
-        size: the output side.
+        size: the output side, or ``(height, width)``.
 
     Returns:
-        ``(N, size, size, 3)`` uint8 on the same device. Computed in float and rounded once;
+        ``(N, h, w, 3)`` uint8 on the same device. Computed in float and rounded once;
         OpenCV works in fixed point, so the two differ by at most one grey level.
     """
-    if tuple(images.shape[1:3]) == (size, size):
+    hw = (size, size) if isinstance(size, int) else tuple(size)
+    if tuple(images.shape[1:3]) == hw:
         return images
     x = images.permute(0, 3, 1, 2).float()
-    x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    x = F.interpolate(x, size=hw, mode="bilinear", align_corners=False)
     return x.round_().clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1)
 
 
@@ -37,20 +39,27 @@ def normalise(
     std: torch.Tensor,
     memory_format: torch.memory_format = torch.contiguous_format,
     dtype: torch.dtype | None = None,
+    rgb: bool = True,
+    scale: float = 1 / 255,
 ) -> torch.Tensor:
-    """``(N, H, W, 3)`` uint8 BGR → ``(N, 3, H, W)`` RGB model input, ``(x / 255 - mean) / std``.
+    """``(N, H, W, 3)`` uint8 BGR → ``(N, 3, H, W)`` model input, ``(x * scale - mean) / std``.
 
-    The same float operations as torchvision's ``ToTensor`` then ``Normalize``, in float32; the
-    result is cast to ``dtype`` (fp16 / bf16 weights) when given.
+    With the defaults, the same float operations as torchvision's ``ToTensor`` then ``Normalize``, in
+    float32; the result is cast to ``dtype`` (fp16 / bf16 weights) when given.
 
     Args:
         images: uint8 BGR batch on any device.
-        mean, std: ``(1, 3, 1, 1)`` float32 on the same device, RGB order.
+        mean, std: ``(1, 3, 1, 1)`` float32 on the same device, in the network's channel order.
         memory_format: ``torch.channels_last`` for the fast paths.
         dtype: the model's input dtype, ``None`` for float32.
+        rgb: the network takes RGB (the channels are flipped); ``False``: BGR as decoded.
+        scale: pixel values are multiplied by it first (``1/255``: [0, 1]).
     """
-    x = images.permute(0, 3, 1, 2).flip(1)  # NHWC BGR -> NCHW RGB
-    x = x.to(torch.float32, memory_format=memory_format).div_(255).sub_(mean).div_(std)
+    x = images.permute(0, 3, 1, 2)
+    if rgb:
+        x = x.flip(1)  # NCHW BGR -> RGB
+    x = x.to(torch.float32, memory_format=memory_format)
+    x = (x.div_(255) if scale == 1 / 255 else x.mul_(scale)).sub_(mean).div_(std)
     return x if dtype is None else x.to(dtype)
 
 

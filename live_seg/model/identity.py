@@ -11,40 +11,31 @@ import hashlib
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from ..base.errors import ModelError
-from ..base.registry import DEFAULT_WEIGHTS, MODEL_NAMES, OFFICIAL_WEIGHTS_FILES, RANDOM_WEIGHTS, VOC_CLASSES
+from ..base.registry import DEFAULT_WEIGHTS, RANDOM_WEIGHTS
+from ..base.specs import CORNERS, ModelSpec, get_spec
 
 UNTRAINED_NOTE = "untrained weights: masks are meaningless, for benchmarks and tests"
 """What a run with ``--weights random`` logs as a warning, whichever runtime it uses."""
 
-NETWORK_FORMAT = 1
+NETWORK_FORMAT = 2
 """Part of every key: raise it when the converted network changes for the same weights (the
-preprocessing traced in front of it, the seeded random initialisation)."""
+preprocessing traced in front of it, the seeded random initialisation, the output heads)."""
 
 
 def categories(model: str) -> tuple[str, ...]:
-    """The class names (index = class id) a registry model predicts: every model of the registry is
-    trained on PASCAL VOC's 21 classes (torchvision's weights carry the same list in their metadata)."""
-    if model not in MODEL_NAMES:
-        raise ModelError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
-    return VOC_CLASSES
-
-
-def check_model(model: str, size: object) -> None:
-    """Either runtime's checks of its arguments before any work: a registry model, an input size.
+    """The class names (index = class id) a built-in model predicts, from its spec.
 
     Raises:
-        ModelError: an unknown model name, or a size that is not an integer >= 32.
+        ModelError: an unknown model.
     """
-    if model not in MODEL_NAMES:
-        raise ModelError(f"unknown model {model!r}; choose one of {', '.join(MODEL_NAMES)}")
-    if not isinstance(size, int) or size < 32:
-        raise ModelError(f"model input size must be an integer >= 32, got {size!r}")
+    return get_spec(model).categories
 
 
 def describe_model(seg: Any) -> dict[str, Any]:
     """The fields every runtime's ``describe()`` starts with: model, weights, backend, device,
-    precision and input size."""
+    precision, input size and what the spec says of the network."""
+    spec: ModelSpec = seg.spec
+    h, w = spec.input_hw
     return {
         "model": seg.name,
         "weights": seg.weights,
@@ -52,7 +43,8 @@ def describe_model(seg: Any) -> dict[str, Any]:
         "backend": seg.backend,
         "device": seg.device,
         "precision": seg.precision,
-        "size": seg.size,
+        "size": seg.size if h == w else f"{w}x{h}",
+        "spec": spec.describe(),
     }
 
 
@@ -75,17 +67,27 @@ def _file_digest(path: str) -> str | None:
     return h.hexdigest()
 
 
-def weights_key(model: str, weights: str) -> str | None:
-    """A key that changes whenever ``model``'s network with ``weights`` would, computed without torch.
+def weights_key(spec: ModelSpec, weights: str) -> str | None:
+    """A key that changes whenever ``spec``'s network with ``weights`` would, computed without torch.
 
-    ``"default"``: the official file's name (it carries its hash); ``"random"``: the seeded
-    initialisation of the installed torch and torchvision; a path: the file's contents.
+    ``"default"``: the trained file's name and hash; ``"random"``: the seeded initialisation of the
+    installed torch and torchvision; a path: the file's contents; your own model: its file's (and an
+    IR's ``.bin``'s) contents. The spec's input size, colour order, normalisation and resize are part of
+    it (they are traced into the converted network).
 
     Returns:
         A short hex key, or ``None`` for a file that cannot be read (building the network reports it).
     """
-    if weights == DEFAULT_WEIGHTS:
-        what = f"default:{OFFICIAL_WEIGHTS_FILES.get(model, model)}"
+    if spec.custom:
+        parts = [_file_digest(str(spec.path))]
+        if spec.family == "openvino_ir":
+            parts.append(_file_digest(str(spec.path)[: -len(".xml")] + ".bin"))
+        if None in parts:
+            return None
+        what = "own:" + ":".join(str(p) for p in parts)
+    elif weights == DEFAULT_WEIGHTS:
+        source = spec.weights
+        what = f"default:{source.file}:{source.sha256}" if source is not None else "default"
     elif weights == RANDOM_WEIGHTS:
         what = f"random:seed0:torch-{_package('torch')}:torchvision-{_package('torchvision')}"
     else:
@@ -93,4 +95,7 @@ def weights_key(model: str, weights: str) -> str | None:
         if digest is None:
             return None
         what = f"file:{digest}"
-    return hashlib.blake2b(f"{NETWORK_FORMAT}|{model}|{what}".encode(), digest_size=8).hexdigest()
+    h, w = spec.input_hw
+    shape = f"{h}x{w}:{'rgb' if spec.rgb else 'bgr'}:{spec.scale}:{spec.mean}:{spec.std}:{spec.resize == CORNERS}"
+    text = f"{NETWORK_FORMAT}|{spec.name}|{spec.output}|{shape}|{what}"
+    return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()

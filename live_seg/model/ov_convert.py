@@ -14,21 +14,25 @@ import openvino as ov
 import torch
 from torch import nn
 
-from .segmenter import MEAN, STD
+from ..base.specs import ModelSpec
 
 
 class _FromFrames(nn.Module):
-    """The network behind the preprocessing: uint8 NHWC BGR frames in, ``out`` logits out."""
+    """The network behind its spec's preprocessing: uint8 NHWC BGR frames in, the network's output out."""
 
-    def __init__(self, module: nn.Module) -> None:
+    def __init__(self, module: nn.Module, spec: ModelSpec) -> None:
         super().__init__()
         self.module = module
-        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1) * 255)
-        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1) * 255)
+        self.rgb = spec.rgb
+        # (x * scale - mean) / std  ==  (x - mean / scale) / (std / scale)
+        self.register_buffer("mean", torch.tensor(spec.mean).view(1, 3, 1, 1) / spec.scale)
+        self.register_buffer("std", torch.tensor(spec.std).view(1, 3, 1, 1) / spec.scale)
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        x = frames.permute(0, 3, 1, 2).flip(1).float()  # NHWC BGR uint8 -> NCHW RGB float
-        return self.module((x - self.mean) / self.std)["out"]
+        x = frames.permute(0, 3, 1, 2)  # NHWC -> NCHW
+        if self.rgb:
+            x = x.flip(1)  # BGR -> RGB
+        return self.module((x.float() - self.mean) / self.std)
 
 
 def weights_digest(module: nn.Module) -> str:
@@ -42,18 +46,21 @@ def weights_digest(module: nn.Module) -> str:
     return h.hexdigest()
 
 
-def convert(module: nn.Module, size: int) -> Any:
-    """Convert ``module`` (eval mode, fp32, on the CPU) to an OpenVINO model.
+def convert(module: nn.Module, spec: ModelSpec) -> Any:
+    """Convert ``module`` (eval mode, fp32, on the CPU; ``spec``'s network) to an OpenVINO model.
 
     Returns:
-        An ``openvino.Model``: input ``frames`` ``(1, size, size, 3)`` uint8 BGR, output ``logits``
-        ``(1, C, size, size)`` f32.
+        An ``openvino.Model``: input ``frames`` ``(1, h, w, 3)`` uint8 BGR, output ``logits``
+        ``(1, C, h, w)`` f32 (``(1, 1, h, w)`` probabilities for a probability model).
     """
-    example = torch.zeros((1, size, size, 3), dtype=torch.uint8)
+    h, w = spec.input_hw
+    example = torch.zeros((1, h, w, 3), dtype=torch.uint8)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", FutureWarning)  # torch.jit.trace's deprecation notes, inside the converter
         model = ov.convert_model(
-            _FromFrames(module).eval(), example_input=example, input=[(ov.PartialShape([1, size, size, 3]), ov.Type.u8)]
+            _FromFrames(module, spec).eval(),
+            example_input=example,
+            input=[(ov.PartialShape([1, h, w, 3]), ov.Type.u8)],
         )
     model.input(0).get_tensor().set_names({"frames"})
     model.output(0).get_tensor().set_names({"logits"})

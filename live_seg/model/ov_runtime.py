@@ -32,22 +32,22 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
 from ..base.errors import ModelError, one_line
-from ..base.frames import Frame, check_frame
-from ..base.options import ModelOptions
+from ..base.frames import Frame
+from ..base.options import ModelOptions, check_threshold
 from ..base.registry import INT8
 from ..base.registry import OPENVINO_MODES as MODES
+from ..base.specs import PROBABILITY, ModelSpec
 from . import quantize
 from .identity import UNTRAINED_NOTE, describe_model
+from .ov_heads import with_head
+from .preprocess import resize_batch
 from .quantize import Calibration
 
 try:
     import openvino as ov
-    from openvino import opset13 as ops
-    from openvino.preprocess import PrePostProcessor
 except ImportError as _exc:  # a regular dependency, but a broken install should say what to do
     ov = None
     _IMPORT_ERROR: ImportError | None = _exc
@@ -62,8 +62,6 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": "f32", "bf16": "bf16", INT8: "f32"}
 """live_seg precision → OpenVINO ``INFERENCE_PRECISION_HINT`` (for int8: of the layers left in float)."""
-HEADS = ("ids", "scores", "logits")
-"""What a compiled model returns: uint8 class ids, softmax probabilities, or raw logits."""
 FIX = "use --backend torch"
 
 
@@ -111,32 +109,19 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
+def cache_name(spec: ModelSpec) -> str:
+    """The start of a cache entry's folder name: the model's name, or ``own-<file stem>`` for your own
+    file (its contents are in the key)."""
+    if spec.custom:
+        stem = "".join(c if c.isalnum() or c in "-_" else "_" for c in Path(str(spec.path)).stem)[:40]
+        return f"own-{stem}"
+    return spec.name
+
+
 def cache_root() -> Path:
     """``$XDG_CACHE_HOME/live_seg/openvino`` (``~/.cache/live_seg/openvino`` when unset)."""
     base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "live_seg" / "openvino"
-
-
-def with_head(model: Any, head: str) -> Any:
-    """``model`` (logits out) with ``head`` appended: ``ids`` → ``(1, s, s)`` u8 argmax over classes,
-    ``scores`` → ``(1, C, s, s)`` f32 softmax, ``logits`` → unchanged."""
-    if head not in HEADS:
-        raise ValueError(f"head: expected one of {HEADS}, got {head!r}")
-    if head == "logits":
-        return model
-    model = model.clone()
-    ppp = PrePostProcessor(model)
-
-    def argmax(out: Any) -> Any:
-        top = ops.topk(out, ops.constant(np.int64(1)), axis=1, mode="max", sort="none", index_element_type="i32")
-        ids = ops.squeeze(top.output(1), ops.constant(np.array([1], dtype=np.int64)))
-        return ops.convert(ids, "u8").output(0)
-
-    def softmax(out: Any) -> Any:
-        return ops.softmax(out, 1).output(0)
-
-    ppp.output().postprocess().custom(argmax if head == "ids" else softmax)
-    return ppp.build()
 
 
 def save_model_atomic(model: Any, xml: Path) -> None:
@@ -201,20 +186,22 @@ class _Compiled:
 
 
 class OpenVinoSegmenter:
-    """A torchvision segmentation network run by OpenVINO on the CPU: BGR frames → VOC class masks.
+    """A segmentation network run by OpenVINO on the CPU: BGR frames → class masks.
 
     The same interface as :class:`live_seg.model.segmenter.Segmenter` where callers use it.
 
     Attributes:
-        name: registry name of the model.
+        spec: what the network is (:class:`~live_seg.base.specs.ModelSpec`).
+        name: the model's name.
         weights: the weights argument as given (``"default"``, ``"random"`` or a path).
         untrained: ``True`` for random weights.
         backend: ``"openvino"``.
         device: ``"cpu"``.
         precision: ``"fp32"``, ``"bf16"`` or ``"int8"``; ``calibration``: int8's calibration source.
         mode: ``"throughput"`` or ``"latency"``.
-        size: side of the square model input, in pixels.
+        size: the input's longer side, in pixels; ``input_hw``: ``(h, w)``.
         categories: class names, index = class id; ``num_classes`` their count.
+        threshold: for a probability model, the foreground threshold.
         setup_s: seconds to convert / load and compile; ``converted``: whether the network was
             converted this time; ``cache_hit``: whether the compiled model came from the cache.
         requests: infer requests that run at once (OpenVINO's optimal number for ``mode``).
@@ -229,34 +216,35 @@ class OpenVinoSegmenter:
         self,
         module: nn.Module | None = None,
         *,
-        name: str,
-        categories: Sequence[str],
+        spec: ModelSpec,
         weights: str = "default",
         build: Callable[[], nn.Module] | None = None,
+        network: Any = None,
         weights_key: str | None = None,
-        size: int = ModelOptions.size,
         precision: str = "auto",
         mode: str = "throughput",
         cache_dir: str | os.PathLike[str] | None = None,
         calibration: Calibration | None = None,
+        threshold: float = ModelOptions.threshold,
     ) -> None:
         """Load the network from the cache (no torch involved), or convert it; then compile it.
 
         Args:
             module: the network with its weights loaded, eval mode, fp32, on the CPU; its forward
-                takes ``(N, 3, s, s)`` normalised RGB and returns ``{"out": (N, C, s, s) logits}``.
-            name: registry name (for the cache key and reports).
-            categories: class names, index = class id.
+                takes the spec's normalised ``(N, 3, h, w)`` input and returns its output tensor.
+            spec: what the network is (name, categories, input size, normalisation, output kind).
             weights: the weights argument as given, for reports; ``"random"`` marks it untrained.
             build: instead of ``module``, a function that builds it, called only when the cache has
                 no converted network (with ``weights_key``).
+            network: instead of either, a ready ``openvino.Model`` (uint8 NHWC BGR ``frames`` in, the
+                output out): the user's own network file, read by :mod:`live_seg.model.own_model`.
             weights_key: what identifies the weights (:func:`live_seg.model.identity.weights_key`); ``None``:
                 a hash of ``module``'s tensors.
-            size: model input side in pixels.
             precision: ``"auto"``, ``"fp32"``, ``"bf16"`` or ``"int8"``.
             mode: ``"throughput"`` (file runs) or ``"latency"`` (live).
             cache_dir: cache root (default :func:`cache_root`); ``""`` disables the cache.
             calibration: int8's calibration frames (default: the bundled sample clip).
+            threshold: for a probability model, the probability above which a pixel is class 1.
 
         Raises:
             ModelError: OpenVINO missing, a precision it cannot run, or a network it cannot convert or
@@ -266,22 +254,26 @@ class OpenVinoSegmenter:
         require()
         if mode not in MODES:
             raise ModelError(f"unknown OpenVINO mode {mode!r}; choose one of {', '.join(MODES)}")
-        if (module is None) == (build is None) or (build is not None and weights_key is None):
-            raise ValueError("pass module, or build with weights_key")
+        if sum(x is not None for x in (module, build, network)) != 1 or (build is not None and weights_key is None):
+            raise ValueError("pass module, network, or build with weights_key")
         t0 = time.perf_counter()
-        self.name, self.weights, self.size, self.mode = name, weights, size, mode
+        self.spec, self.name, self.weights, self.mode = spec, spec.name, weights, mode
+        self.input_hw, self.size = spec.input_hw, spec.size
+        self.threshold = check_threshold(threshold)
         self.untrained = weights == "random"
-        self.categories = list(categories)
+        self.categories = list(spec.categories)
         self.num_classes = len(self.categories)
         self.precision = resolve_precision(precision)
         root = cache_root() if cache_dir is None else (Path(cache_dir) if cache_dir != "" else None)
-        if root is not None and weights_key is None:
+        if root is not None and weights_key is None and module is not None:
             from .ov_convert import weights_digest
 
             weights_key = weights_digest(module)
-        self.cache: Path | None = None if root is None else root / f"{name}-{size}-{weights_key}"
+        h, w = spec.input_hw
+        folder = f"{cache_name(spec)}-{h}x{w}-{weights_key}"
+        self.cache: Path | None = None if root is None or weights_key is None else root / folder
         self.converted = False
-        self._model = self._load_or_convert(module if build is None else build)
+        self._model = network if network is not None else self._load_or_convert(module if build is None else build)
         self.compiled_dir = None if self.cache is None else self.cache / f"compiled-{self.precision}"
         self.calibration: str | None = None
         if self.precision == INT8:
@@ -297,7 +289,7 @@ class OpenVinoSegmenter:
         how = "compiled model from the cache" if self.cache_hit else "converted and compiled" if self.converted else ""
         log.info(
             "model %s (%s weights) on OpenVINO %s, %s, %s mode (%d requests), input %dx%d; setup %.1f s (%s)",
-            *(name, weights, ov.__version__.split("-")[0], self.precision, mode, self.requests, size, size),
+            *(spec.name, weights, ov.__version__.split("-")[0], self.precision, mode, self.requests, w, h),
             *(self.setup_s, how or "compiled"),
         )
 
@@ -307,7 +299,7 @@ class OpenVinoSegmenter:
         folder = None if self.cache is None else self.cache / calib.cache_name()
         self.compiled_dir = None if folder is None else folder / "compiled"
         self._model, _ = quantize.load_or_quantize(
-            self._model, calib, self.size, folder, _core().read_model, save_model_atomic
+            self._model, calib, self.spec, folder, _core().read_model, save_model_atomic
         )
 
     def _load_or_convert(self, network: nn.Module | Callable[[], nn.Module]) -> Any:
@@ -327,7 +319,7 @@ class OpenVinoSegmenter:
 
         module = network if isinstance(network, nn.Module) else network()
         try:
-            model = convert(module, self.size)
+            model = convert(module, self.spec)
         except Exception as exc:
             raise ModelError(
                 f"OpenVINO could not convert {self.name} ({one_line(exc, with_type=True, limit=200)}); {FIX}"
@@ -352,7 +344,8 @@ class OpenVinoSegmenter:
                 if self.compiled_dir is not None:
                     config["CACHE_DIR"] = str(self.compiled_dir)
                 try:
-                    compiled = _core().compile_model(with_head(self._model, head), "CPU", config)
+                    model = with_head(self._model, head, self.spec.output, self.threshold)
+                    compiled = _core().compile_model(model, "CPU", config)
                 except Exception as exc:
                     raise ModelError(
                         f"OpenVINO could not compile {self.name} for the CPU ({one_line(exc, limit=200)}); {FIX}"
@@ -373,59 +366,50 @@ class OpenVinoSegmenter:
         }
 
     def preprocess(self, frames: Sequence[Frame]) -> np.ndarray:
-        """Resize frames to the model input (``cv2.INTER_LINEAR``, as the torch backend does).
+        """Resize frames to the model input as the spec says (:func:`live_seg.model.preprocess.resize_batch`,
+        the same pixels as the torch backend's).
 
         Args:
             frames: ``(H, W, 3)`` uint8 BGR images; their sizes may differ.
 
         Returns:
-            ``(N, size, size, 3)`` uint8 BGR; the rest of the preprocessing runs in the graph.
+            ``(N, h, w, 3)`` uint8 BGR; the rest of the preprocessing runs in the graph.
 
         Raises:
             ValueError: a frame that is not ``(H, W, 3)`` uint8, or no frames at all.
         """
-        if len(frames) == 0:
-            raise ValueError("frames: expected at least one frame, got 0")
-        s = self.size
-        batch = np.empty((len(frames), s, s, 3), dtype=np.uint8)
-        for i, frame in enumerate(frames):
-            frame = check_frame(frame, f"frames[{i}]")
-            if frame.shape[:2] == (s, s):
-                batch[i] = frame
-            else:
-                cv2.resize(frame, (s, s), dst=batch[i])
-        return batch
+        return resize_batch(frames, self.spec)
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
-        """Class ids of each pixel.
+        """Class ids of each pixel (argmax of the logits, or ``probability > threshold``).
 
         Args:
-            batch: the output of :meth:`preprocess`, ``(N, size, size, 3)`` uint8 BGR.
+            batch: the output of :meth:`preprocess`, ``(N, h, w, 3)`` uint8 BGR.
 
         Returns:
-            ``(N, size, size)`` uint8 class ids.
+            ``(N, h, w)`` uint8 class ids.
         """
         return self._ids.run(batch)
 
     def infer_scores(self, batch: np.ndarray) -> torch.Tensor:
-        """Class probabilities of each pixel (softmax over classes), for temporal smoothing.
+        """Class probabilities of each pixel (softmax over classes, or ``(1 - p, p)``), for temporal smoothing.
 
         Args:
-            batch: the output of :meth:`preprocess`, ``(N, size, size, 3)`` uint8 BGR.
+            batch: the output of :meth:`preprocess`, ``(N, h, w, 3)`` uint8 BGR.
 
         Returns:
-            ``(N, num_classes, size, size)`` float32 CPU tensor; sums to 1 over dim 1.
+            ``(N, num_classes, h, w)`` float32 CPU tensor; sums to 1 over dim 1.
         """
         import torch  # smoothing computes on torch tensors: it loads torch, a plain run does not
 
         return torch.from_numpy(self._head("scores").run(batch))
 
     def predict(self, frames: Sequence[Frame]) -> list[np.ndarray]:
-        """Segment frames: one ``(size, size)`` uint8 mask of class ids per ``(H, W, 3)`` uint8 BGR frame."""
+        """Segment frames: one ``(h, w)`` uint8 mask of class ids per ``(H, W, 3)`` uint8 BGR frame."""
         return list(self.infer(self.preprocess(frames)))
 
     def logits(self, frames: Sequence[Frame]) -> torch.Tensor:
-        """Raw class scores for numerical comparisons: ``(N, num_classes, size, size)`` float32 CPU tensor."""
+        """The network's raw output for numerical comparisons: ``(N, C, h, w)`` float32 CPU tensor."""
         import torch
 
         return torch.from_numpy(self._head("logits").run(self.preprocess(frames)))
@@ -438,5 +422,6 @@ class OpenVinoSegmenter:
         return np.ascontiguousarray(image_rgb[None, :, :, ::-1])
 
     def naive_infer(self, x: np.ndarray) -> np.ndarray:
-        """Logits out of the runtime, argmax in NumPy (a first script's way): ``(size, size)`` int64 ids."""
-        return self._head("logits").run(x)[0].argmax(0)
+        """The output of the runtime, argmax (or threshold) in NumPy (a first script's way): ``(h, w)`` int64 ids."""
+        out = self._head("logits").run(x)[0]
+        return (out[0] > self.threshold).astype(np.int64) if self.spec.output == PROBABILITY else out.argmax(0)

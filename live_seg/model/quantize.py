@@ -34,6 +34,8 @@ import numpy as np
 
 from ..base.errors import ModelError, one_line
 from ..base.frames import Frame, check_frame
+from ..base.specs import ModelSpec
+from .preprocess import resize_batch
 
 log = logging.getLogger(__name__)
 
@@ -170,9 +172,9 @@ def calibration(
     return Calibration(key, str(path), lambda: _video_frames(path, count), tail)
 
 
-def model_frames(frames: Sequence[Frame], size: int) -> list[np.ndarray]:
-    """Calibration frames as the network's input: ``(1, size, size, 3)`` uint8 BGR each, resized with
-    ``cv2.INTER_LINEAR`` as the runtime's ``preprocess`` does.
+def model_frames(frames: Sequence[Frame], spec: ModelSpec) -> list[np.ndarray]:
+    """Calibration frames as the network's input: ``(1, h, w, 3)`` uint8 BGR each, resized as the
+    runtime's ``preprocess`` does (the spec's input size and resize).
 
     Raises:
         ModelError: no frames, or a frame that is not ``(H, W, 3)`` uint8.
@@ -185,19 +187,17 @@ def model_frames(frames: Sequence[Frame], size: int) -> list[np.ndarray]:
             frame = check_frame(frame, f"calibration frame {i}")
         except ValueError as exc:
             raise ModelError(str(exc)) from exc
-        if frame.shape[:2] != (size, size):
-            frame = cv2.resize(frame, (size, size), interpolation=cv2.INTER_LINEAR)
-        out.append(np.ascontiguousarray(frame[None]))
+        out.append(resize_batch([frame], spec))
     return out
 
 
-def quantize(model: Any, frames: Sequence[Frame], size: int, tail: str = TAILS[0]) -> Any:
+def quantize(model: Any, frames: Sequence[Frame], spec: ModelSpec, tail: str = TAILS[0]) -> Any:
     """The int8 version of ``model`` (an ``openvino.Model``, uint8 frames in, logits out).
 
     Args:
         model: the converted float network (:func:`live_seg.model.ov_convert.convert`).
         frames: calibration frames, ``(H, W, 3)`` uint8 BGR, any size.
-        size: the network's input side.
+        spec: the network's spec (its input size and resize).
         tail: ``"float"`` keeps the final upsampling in float; ``"int8"`` lets NNCF quantise it.
 
     Returns:
@@ -215,7 +215,7 @@ def quantize(model: Any, frames: Sequence[Frame], size: int, tail: str = TAILS[0
         raise ModelError(
             f"--precision int8 needs NNCF ({one_line(exc)}); pip install nncf, or use --precision fp32"
         ) from exc
-    batch = model_frames(frames, size)
+    batch = model_frames(frames, spec)
     ignored = nncf.IgnoredScope(types=list(TAIL_TYPES), validate=False) if tail == "float" else None
     t0 = time.perf_counter()
     log.info("quantising to int8 on %d calibration frames (NNCF %s, tail in %s)", len(batch), nncf.__version__, tail)
@@ -237,7 +237,7 @@ def quantize(model: Any, frames: Sequence[Frame], size: int, tail: str = TAILS[0
 def load_or_quantize(
     model: Any,
     calib: Calibration,
-    size: int,
+    spec: ModelSpec,
     folder: Path | None,
     read: Callable[[Path], Any],
     save: Callable[[Any, Path], None],
@@ -245,7 +245,7 @@ def load_or_quantize(
     """The int8 network for ``calib``: read from ``folder`` (the cache), or quantised and saved there.
 
     Args:
-        model: the float network; calib: the calibration frames; size: the input side.
+        model: the float network; calib: the calibration frames; spec: the network's spec.
         folder: where the int8 network is cached (``None``: no cache).
         read, save: read an ``openvino.Model`` from an ``.xml``; write one to an ``.xml`` (atomically).
 
@@ -259,7 +259,7 @@ def load_or_quantize(
         except Exception as exc:  # noqa: BLE001 - a damaged cache entry is rebuilt, not fatal
             log.warning("int8 cache entry %s unreadable (%s); quantising again", xml, one_line(exc))
     log.info("int8: calibration frames from %s", calib.source)
-    quantized = quantize(model, calib.load(), size, calib.tail)
+    quantized = quantize(model, calib.load(), spec, calib.tail)
     if xml is not None:
         try:
             save(quantized, xml)

@@ -14,7 +14,6 @@ import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
-import cv2
 import numpy as np
 import torch
 from torch import nn
@@ -22,7 +21,7 @@ from torchvision.models import WeightsEnum, get_model_builder, get_model_weights
 
 from ..base.errors import ModelError, one_line
 from ..base.frames import check_frame
-from ..base.options import ModelOptions
+from ..base.options import ModelOptions, check_threshold
 from ..base.registry import (
     AUTO,
     AUTO_DEVICE_ORDER,
@@ -30,23 +29,31 @@ from ..base.registry import (
     DEFAULT_MODEL,
     DEVICES,
     INT8,
-    MODEL_NAMES,
     NATIVE_CPU_PRECISION,
     PRECISIONS,
     RANDOM_WEIGHTS,
 )
+from ..base.specs import (
+    HALF_PIXEL,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    MODEL_NAMES,
+    PROBABILITY,
+    SPECS,
+    TORCHVISION,
+    ModelSpec,
+)
 from . import device_ops
-from .identity import UNTRAINED_NOTE, check_model, describe_model
-from .weights import build_network
+from .identity import UNTRAINED_NOTE, describe_model
+from .networks import build_module
+from .preprocess import resize_batch
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["DEFAULT_MODEL", "DEVICES", "MODELS", "PRECISIONS", "Segmenter", "torch_runtime"]
 
-MEAN = (0.485, 0.456, 0.406)
-"""ImageNet channel means, RGB order, for inputs scaled to [0, 1]."""
-STD = (0.229, 0.224, 0.225)
-"""ImageNet channel standard deviations, RGB order."""
+MEAN = IMAGENET_MEAN
+STD = IMAGENET_STD
 
 _DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 _NATIVE_BF16_FLAGS = ("avx512_bf16", "amx_bf16")
@@ -77,17 +84,20 @@ def auto_precision(device: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class ModelSpec:
+class TorchvisionModel:
     """A torchvision segmentation model: its builder and its weights enum."""
 
     builder: Callable[..., nn.Module]
     weights: type[WeightsEnum]
 
 
-MODELS: dict[str, ModelSpec] = {
-    name: ModelSpec(get_model_builder(name), get_model_weights(name)) for name in MODEL_NAMES
+MODELS: dict[str, TorchvisionModel] = {
+    name: TorchvisionModel(get_model_builder(name), get_model_weights(name))
+    for name in MODEL_NAMES
+    if SPECS[name].family == TORCHVISION
 }
-"""The registry's models (:data:`live_seg.base.registry.MODEL_NAMES`) with torchvision's builders."""
+"""The registry's torchvision models with torchvision's builders and weights (a test checks their
+categories and weights files against the specs)."""
 
 
 def _available(device: str) -> bool:
@@ -199,17 +209,19 @@ def _fold_batchnorm(module: nn.Module, name: str) -> nn.Module:
 
 
 class Segmenter:
-    """A torchvision segmentation network that turns BGR frames into VOC class masks.
+    """A segmentation network on torch that turns BGR frames into class masks.
 
     Attributes:
-        name: registry name of the model.
+        spec: what the network is (:class:`~live_seg.base.specs.ModelSpec`): categories, input size,
+            normalisation, output kind.
+        name: the model's name (``--model``).
         weights: the weights argument as given (``"default"``, ``"random"`` or a path).
         untrained: ``True`` for random weights (the masks are meaningless).
         device: ``"cpu"``, ``"cuda"`` or ``"mps"``.
         precision: ``"fp32"``, ``"fp16"`` or ``"bf16"``.
-        size: side of the square model input, in pixels.
-        categories: the 21 PASCAL VOC class names, index = class id.
-        num_classes: ``len(categories)``.
+        size: the input's longer side, in pixels (the side of a square input); ``input_hw``: ``(h, w)``.
+        categories: class names, index = class id; ``num_classes``: their count.
+        threshold: for a probability model, the probability above which a pixel is the foreground class.
         threads: torch CPU threads asked for the jobs that run this model (``None``: torch's
             default); a process-wide setting, so jobs apply it with :func:`torch_runtime`.
         module: the ``torch.nn.Module``, in eval mode, on ``device``.
@@ -224,52 +236,57 @@ class Segmenter:
         weights: str = ModelOptions.weights,
         device: str = ModelOptions.device,
         precision: str = ModelOptions.precision,
-        size: int = ModelOptions.size,
+        size: int | None = ModelOptions.size,
         threads: int | None = ModelOptions.threads,
+        threshold: float = ModelOptions.threshold,
+        spec: ModelSpec | None = None,
     ) -> None:
         """Build the model and load its weights.
 
         Args:
-            model: a :data:`~live_seg.base.registry.MODEL_NAMES` name.
-            weights: ``"default"`` (official, downloaded once), ``"random"`` or a state_dict path
+            model: a built-in model's name (:data:`~live_seg.base.specs.SPECS`).
+            weights: ``"default"`` (the trained weights, fetched once), ``"random"`` or a weights file
                 (see :mod:`live_seg.model.weights`).
             device: a :data:`~live_seg.base.registry.DEVICES` name (``"auto"``: the best available).
             precision: a :data:`~live_seg.base.registry.PRECISIONS` name (``"auto"``: per device).
-            size: side of the square model input, in pixels.
+            size: side of the square model input (``None``: the model's own).
             threads: torch CPU threads for the jobs that run this model (kept in
                 :attr:`threads`; torch's setting is left alone here).
+            threshold: for a probability model, the foreground threshold (0 < t < 1).
+            spec: the spec to run, instead of ``model`` and ``size`` (see :meth:`ModelOptions.spec`).
 
         Raises:
             ModelError: unknown model, device or precision; weights that cannot be had or do not fit.
         """
-        check_model(model, size)
+        spec = spec or ModelOptions(model=model, size=size).spec()
         _check_threads(threads)
-        spec = MODELS[model]
-        self.name, self.weights, self.size, self.threads = model, weights, size, threads
+        check_threshold(threshold)
+        self.spec, self.name, self.weights, self.threads, self.threshold = spec, spec.name, weights, threads, threshold
+        self.input_hw, self.size = spec.input_hw, spec.size
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.untrained = weights == RANDOM_WEIGHTS
-        self.categories: list[str] = list(spec.weights.DEFAULT.meta["categories"])
+        self.categories: list[str] = list(spec.categories)
         self.num_classes = len(self.categories)
 
-        module = build_network(model, spec.builder, spec.weights.DEFAULT, weights, self.num_classes)
+        module = build_module(spec, weights)
         if self.untrained:
             logger.warning(UNTRAINED_NOTE)
-        module.aux_classifier = None  # FCN / DeepLab skip it when None; LRASPP has none
 
         # fp16 / bf16 cast the weights and the input, not autocast (faster on the CPU, same error).
         self._cast = _DTYPES[self.precision] if self.precision != "fp32" else None
         self._memory_format = torch.contiguous_format if self.precision == "fp32" else torch.channels_last
         module = module.to(self.device, dtype=self._cast, memory_format=self._memory_format).eval()
-        if self.precision != "fp32":
+        if self.precision != "fp32" and spec.family == TORCHVISION:
             # fp32 stays the plain reference network; the fast paths fold BatchNorm into convs.
-            module = _fold_batchnorm(module, model)
+            module = _fold_batchnorm(module, spec.name)
         self.module = module
-        self._mean = torch.tensor(MEAN, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._std = torch.tensor(STD, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
+        self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._pinned: dict[tuple[int, ...], tuple[torch.Tensor, torch.cuda.Event]] = {}
+        h, w = spec.input_hw
         logger.info(
-            "model %s (%s weights) on %s, %s, input %dx%d", model, weights, self.device, self.precision, size, size
+            "model %s (%s weights) on %s, %s, input %dx%d", spec.name, weights, self.device, self.precision, w, h
         )
 
     def describe(self) -> dict:
@@ -283,27 +300,25 @@ class Segmenter:
             frames: ``(H, W, 3)`` uint8 BGR images; their sizes may differ.
 
         Returns:
-            ``(N, 3, size, size)`` RGB tensor on ``device``, ImageNet-normalised, float32
-            (fp16 / bf16 when the weights are cast to it).
+            ``(N, 3, h, w)`` tensor on ``device`` in the network's channel order, normalised as its spec
+            says, float32 (fp16 / bf16 when the weights are cast to it).
 
         Raises:
             ValueError: a frame that is not ``(H, W, 3)`` uint8, or no frames at all.
         """
         if len(frames) == 0:
             raise ValueError("frames: expected at least one frame, got 0")
-        if self.device == "cuda":
+        if self.device == "cuda" and self.spec.resize == HALF_PIXEL:
             return self._preprocess_cuda(frames)
-        s = self.size
-        buf = np.empty((len(frames), s, s, 3), dtype=np.uint8)
-        for i, frame in enumerate(frames):
-            cv2.resize(check_frame(frame, f"frames[{i}]"), (s, s), dst=buf[i])  # INTER_LINEAR, uint8 BGR
+        buf = resize_batch(frames, self.spec)  # uint8 BGR at the input size
         with torch.inference_mode():
             x = torch.from_numpy(buf).to(self.device)  # move uint8: a quarter of the float bytes
             return self._normalise(x)
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
-        """``(N, H, W, 3)`` uint8 BGR on the device → normalised ``(N, 3, H, W)`` RGB model input."""
-        return device_ops.normalise(x, self._mean, self._std, self._memory_format, self._cast)
+        """``(N, H, W, 3)`` uint8 BGR on the device → normalised ``(N, 3, H, W)`` model input."""
+        spec = self.spec
+        return device_ops.normalise(x, self._mean, self._std, self._memory_format, self._cast, spec.rgb, spec.scale)
 
     def _preprocess_cuda(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
         """GPU preprocessing: upload uint8 frames from pinned memory, resize and normalise on the GPU.
@@ -311,8 +326,8 @@ class Segmenter:
         The resize is bilinear with half-pixel centres, as ``cv2.INTER_LINEAR`` is, but in float
         (OpenCV rounds to uint8 first): inputs differ from the CPU path by less than one grey level.
         """
-        s = self.size
-        out = torch.empty((len(frames), s, s, 3), dtype=torch.uint8, device=self.device)
+        h, w = self.input_hw
+        out = torch.empty((len(frames), h, w, 3), dtype=torch.uint8, device=self.device)
         for i, frame in enumerate(frames):
             frame = check_frame(frame, f"frames[{i}]")
             staging, done = self._staging(frame.shape)
@@ -320,7 +335,7 @@ class Segmenter:
             staging.numpy()[...] = frame
             gpu = staging.to(self.device, non_blocking=True)
             done.record()
-            out[i] = device_ops.resize_bilinear_u8(gpu.unsqueeze(0), s)[0]
+            out[i] = device_ops.resize_bilinear_u8(gpu.unsqueeze(0), (h, w))[0]
         with torch.inference_mode():
             return self._normalise(out)
 
@@ -335,46 +350,51 @@ class Segmenter:
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return self.module(batch)["out"]
+            return self.module(batch)
 
     def infer(self, batch: torch.Tensor) -> np.ndarray:
-        """Forward pass and per-pixel argmax.
+        """Forward pass and the class of each pixel: the argmax of the logits, or for a probability
+        model ``probability > threshold`` (class 1, else 0).
 
-        In fp16, logits that overflow (inf/NaN) switch the model to fp32 for good, with a
+        In fp16, outputs that overflow (inf/NaN) switch the model to fp32 for good, with a
         warning, and the batch is computed again.
 
         Args:
-            batch: the output of :meth:`preprocess`, ``(N, 3, size, size)``.
+            batch: the output of :meth:`preprocess`, ``(N, 3, h, w)``.
 
         Returns:
-            ``(N, size, size)`` uint8 class ids on the CPU (only uint8 leaves the device).
+            ``(N, h, w)`` uint8 class ids on the CPU (only uint8 leaves the device).
         """
         with torch.inference_mode():
-            return self._checked_logits(batch).argmax(1).to(torch.uint8).cpu().numpy()
+            out = self._checked_output(batch)
+            ids = (out[:, 0] > self.threshold) if self.spec.output == PROBABILITY else out.argmax(1)
+            return ids.to(torch.uint8).cpu().numpy()
 
-    def _checked_logits(self, batch: torch.Tensor) -> torch.Tensor:
-        """The forward pass; in fp16, logits that overflow switch the model to fp32 and run again."""
-        logits = self._forward(batch)
-        if self.precision == "fp16" and not bool(torch.isfinite(logits).all()):
+    def _checked_output(self, batch: torch.Tensor) -> torch.Tensor:
+        """The forward pass; in fp16, outputs that overflow switch the model to fp32 and run again."""
+        out = self._forward(batch)
+        if self.precision == "fp16" and not bool(torch.isfinite(out).all()):
             self._fall_back_to_fp32()
-            logits = self._forward(batch.float())
-        return logits
+            out = self._forward(batch.float())
+        return out
 
     def infer_scores(self, batch: torch.Tensor) -> torch.Tensor:
-        """Forward pass and per-pixel softmax: class probabilities, for temporal smoothing.
+        """Forward pass and each class's probability per pixel, for temporal smoothing: the softmax of
+        the logits, or for a probability model ``(1 - p, p)``.
 
         Args:
-            batch: the output of :meth:`preprocess`, ``(N, 3, size, size)``.
+            batch: the output of :meth:`preprocess`, ``(N, 3, h, w)``.
 
         Returns:
-            ``(N, num_classes, size, size)`` float32 probabilities on the model's device
+            ``(N, num_classes, h, w)`` float32 probabilities on the model's device
             (they stay there: the smoother averages them on the device).
         """
         with torch.inference_mode():
-            return self._checked_logits(batch).float().softmax(1)
+            out = self._checked_output(batch).float()
+            return torch.cat([1 - out, out], 1) if self.spec.output == PROBABILITY else out.softmax(1)
 
     def _fall_back_to_fp32(self) -> None:
-        logger.warning("fp16 overflowed (inf/NaN logits) with %s: switching to fp32", self.name)
+        logger.warning("fp16 overflowed (inf/NaN outputs) with %s: switching to fp32", self.name)
         self.module = self.module.float()
         self._cast = None
         self.precision = "fp32"
@@ -386,18 +406,19 @@ class Segmenter:
             frames: ``(H, W, 3)`` uint8 BGR images; their sizes may differ.
 
         Returns:
-            One ``(size, size)`` uint8 mask of class ids per frame.
+            One ``(h, w)`` uint8 mask of class ids per frame (the model's input size).
         """
         return list(self.infer(self.preprocess(frames)))
 
     def logits(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
-        """Raw class scores, for numerical comparisons.
+        """The network's raw output, for numerical comparisons.
 
         Args:
             frames: ``(H, W, 3)`` uint8 BGR images.
 
         Returns:
-            ``(N, num_classes, size, size)`` float32 tensor on the CPU.
+            ``(N, num_classes, h, w)`` float32 logits, or ``(N, 1, h, w)`` probabilities for a probability
+            model, on the CPU.
         """
         with torch.inference_mode():
             return self._forward(self.preprocess(frames)).float().cpu()

@@ -8,7 +8,6 @@ CPU, torch on CUDA and MPS, see :data:`live_seg.base.registry.AUTO_BACKEND`) and
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import sys
@@ -16,7 +15,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..base.errors import ModelError
-from ..base.options import ModelOptions
+from ..base.options import ModelOptions, check_threshold
 from ..base.registry import (
     AUTO,
     AUTO_BACKEND,
@@ -26,7 +25,8 @@ from ..base.registry import (
     OPENVINO_DEVICES,
     OPENVINO_MODES,
 )
-from .identity import categories, check_model, weights_key
+from ..base.specs import ModelSpec
+from .identity import weights_key
 
 if TYPE_CHECKING:
     from torch import nn
@@ -97,14 +97,19 @@ def build_segmenter(
     weights: str = ModelOptions.weights,
     device: str = ModelOptions.device,
     precision: str = ModelOptions.precision,
-    size: int = ModelOptions.size,
+    size: int | None = ModelOptions.size,
     threads: int | None = ModelOptions.threads,
     backend: str = ModelOptions.backend,
     mode: str = "throughput",
     cache_dir: str | None = None,
     calibration: str | os.PathLike[str] | Any | None = None,
+    **spec_options: Any,
 ) -> Any:
     """A segmenter on the chosen runtime, with :class:`live_seg.model.segmenter.Segmenter`'s interface.
+
+    The keywords are :class:`~live_seg.base.options.ModelOptions`' fields (``spec_options``: ``labels``,
+    ``mean``, ``std``, ``rgb``, ``threshold``), plus ``mode`` and ``cache_dir``; jobs call
+    :func:`segmenter_for` with the options value itself.
 
     Args:
         model, weights, device, precision, size, threads: as for :class:`~live_seg.model.segmenter.Segmenter`
@@ -124,51 +129,72 @@ def build_segmenter(
         ModelError: a bad name, weights that cannot be had, OpenVINO missing or unable to compile
             (one line naming ``--backend torch``).
     """
-    concrete = resolve_backend(backend, resolve_device(device))
+    options = ModelOptions(
+        model=model, weights=weights, device=device, precision=precision, size=size, threads=threads,
+        backend=backend, calibration=calibration, **spec_options,
+    )  # fmt: skip
+    return segmenter_for(options, mode=mode, cache_dir=cache_dir)
+
+
+def segmenter_for(options: ModelOptions, mode: str = "throughput", cache_dir: str | None = None) -> Any:
+    """The segmenter a job's :class:`~live_seg.base.options.ModelOptions` ask for (see :func:`build_segmenter`).
+
+    Raises:
+        ModelError: as :func:`build_segmenter`.
+    """
+    spec = options.spec()
+    check_threshold(options.threshold)
+    device = resolve_device(options.device)
+    backend = options.backend
+    if spec.custom and backend == AUTO:
+        backend = "openvino"  # your own files run on OpenVINO; asking for another device says so below
+    concrete = resolve_backend(backend, device)
+    if concrete not in spec.runtimes:
+        raise ModelError(f"{spec.name} runs on {' or '.join(spec.runtimes)}, not {concrete}; use --device cpu")
     if concrete == "torch":
         from .segmenter import Segmenter
 
-        return Segmenter(model, weights=weights, device=device, precision=precision, size=size, threads=threads)
-    check_model(model, size)
+        o = options
+        return Segmenter(
+            weights=o.weights,
+            device=o.device,
+            precision=o.precision,
+            threads=o.threads,
+            threshold=o.threshold,
+            spec=spec,
+        )
     if mode not in OPENVINO_MODES:
         raise ModelError(f"unknown mode {mode!r}; choose one of {', '.join(OPENVINO_MODES)}")
     from . import ov_runtime as ov_backend  # imports openvino: only when it runs
 
     ov_backend.require()
-    precision = ov_backend.resolve_precision(precision)
+    precision = ov_backend.resolve_precision(options.precision)
     calib = None
     if precision == INT8:  # a bad path fails here, before the network is built
         q = ov_backend.quantize
+        calibration = options.calibration
         calib = calibration if isinstance(calibration, q.Calibration) else q.calibration(calibration)
-    key = weights_key(model, weights)
-    network = _reference_network(model, weights, size)
+    common = {
+        "spec": spec, "weights": options.weights, "precision": precision, "mode": mode, "cache_dir": cache_dir,
+        "calibration": calib, "threshold": options.threshold,
+    }  # fmt: skip
+    if spec.custom:
+        from .own_model import read_own_model
+
+        network = read_own_model(spec)
+        return ov_backend.OpenVinoSegmenter(network=network, weights_key=weights_key(spec, options.weights), **common)
+    key = weights_key(spec, options.weights)
+    network = _reference_network(spec, options.weights)
     module = network() if key is None else None  # a weights file it cannot read: loading it says why
-    return ov_backend.OpenVinoSegmenter(
-        module,
-        name=model,
-        categories=categories(model),
-        weights=weights,
-        build=None if key is None else network,
-        weights_key=key,
-        size=size,
-        precision=precision,
-        mode=mode,
-        cache_dir=cache_dir,
-        calibration=calib,
-    )
+    return ov_backend.OpenVinoSegmenter(module, build=None if key is None else network, weights_key=key, **common)
 
 
-def segmenter_for(options: ModelOptions, mode: str = "throughput") -> Any:
-    """:func:`build_segmenter` for a job's :class:`~live_seg.base.options.ModelOptions` (``mode``: as there)."""
-    return build_segmenter(**dataclasses.asdict(options), mode=mode)
-
-
-def _reference_network(model: str, weights: str, size: int) -> Callable[[], nn.Module]:
+def _reference_network(spec: ModelSpec, weights: str) -> Callable[[], nn.Module]:
     """What OpenVINO converts when its cache has no network for these weights: torch's fp32 network."""
 
     def build() -> nn.Module:
-        from .segmenter import Segmenter  # torch and torchvision load here
+        from .networks import build_module  # torch and torchvision load here
 
-        return Segmenter(model, weights=weights, device="cpu", precision="fp32", size=size).module
+        return build_module(spec, weights)
 
     return build

@@ -21,7 +21,8 @@ import torch
 
 from ...base.errors import OutputError, SourceError
 from ...base.metrics import STAGES, Stats
-from ...model.segmenter import MEAN, STD, Segmenter
+from ...base.specs import PROBABILITY
+from ...model.segmenter import Segmenter
 from ...pipeline.threads import Control
 from ...render.renderer import DEFAULT_ALPHA, voc_palette
 from ..video import process_video
@@ -45,14 +46,15 @@ def naive_preprocess(seg: Segmenter, image_rgb: np.ndarray) -> torch.Tensor:
     """
     from torchvision import transforms
 
-    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean=MEAN, std=STD)])
+    spec = seg.spec
+    transform = transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean=spec.mean, std=spec.std)])
     x = transform(image_rgb).unsqueeze(0).to(seg.device)
     dtype = next(seg.module.parameters()).dtype
     return x if dtype == torch.float32 else x.to(dtype)
 
 
 def naive_infer(seg: Segmenter, x: torch.Tensor) -> np.ndarray:
-    """Forward, ``["out"]``, argmax and ``.cpu().numpy()`` as the original scripts did.
+    """Forward, argmax (or a probability's threshold) and ``.cpu().numpy()`` as the original scripts did.
 
     Args:
         seg: the segmenter whose network runs.
@@ -62,7 +64,9 @@ def naive_infer(seg: Segmenter, x: torch.Tensor) -> np.ndarray:
         ``(size, size)`` int64 class ids.
     """
     with torch.no_grad():
-        out = seg.module(x)["out"]
+        out = seg.module(x)
+    if seg.spec.output == PROBABILITY:
+        return (out[0, 0] > seg.threshold).long().cpu().numpy()
     return torch.argmax(out.squeeze(0), dim=0).cpu().numpy()
 
 
@@ -117,7 +121,7 @@ def naive_run(seg: Segmenter, src: Path, frames: int, out_dir: Path, control: Co
                 break
             t1 = time.perf_counter()
             rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-            rgb = cv2.resize(rgb, (seg.size, seg.size))
+            rgb = cv2.resize(rgb, seg.input_hw[::-1])
             x = naive_preprocess(seg, rgb)
             seg.synchronize()
             t2 = time.perf_counter()

@@ -37,11 +37,12 @@ from pathlib import Path
 from typing import Any
 
 from ...base.errors import LiveSegError, one_line
-from ...base.options import BenchOptions, fold
-from ...base.registry import AUTO, RANDOM_WEIGHTS
+from ...base.options import BenchOptions, ModelOptions, fold
+from ...base.registry import AUTO, DEFAULT_WEIGHTS, RANDOM_WEIGHTS
+from ...base.specs import SPECS, TFLITE
 from ...media.file_source import VideoFileSource
 from ...model.segmenter import DEFAULT_MODEL, Segmenter, torch_runtime
-from ...model.select import build_segmenter
+from ...model.select import segmenter_for
 from ...pipeline.infer import plan_workers
 from ...pipeline.threads import Control
 from .baselines import agreement, model_only_runner, naive_run, pipeline_run
@@ -170,6 +171,16 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b else None
 
 
+def bench_weights(model: str, weights: str) -> str:
+    """``bench``'s weights for ``model``: ``"random"`` (speed does not depend on the weights) becomes
+    ``"default"`` for a model that has no untrained variant (the selfie models, whose network is read
+    from their trained file), and says so."""
+    if weights == RANDOM_WEIGHTS and model in SPECS and SPECS[model].family == TFLITE:
+        log.info("%s has no untrained variant: benchmarking its trained weights", model)
+        return DEFAULT_WEIGHTS
+    return weights
+
+
 def bench_config(
     device: str,
     precision: str,
@@ -197,21 +208,13 @@ def bench_config(
     try:
         with torch_runtime(threads, device):
             with quiet(QUIET):
-                seg = build_segmenter(
-                    model,
-                    weights,
-                    device,
-                    precision,
-                    size,
-                    threads,
-                    backend=backend,
-                    mode="throughput",
-                    calibration=src,
-                )
+                weights = bench_weights(model, weights)
+                options = ModelOptions(model, weights, device, precision, backend, size, threads, calibration=src)
+                seg = segmenter_for(options, mode="throughput")
                 naive_seg = (
                     seg
                     if seg.precision == "fp32" and seg.backend == "torch"
-                    else Segmenter(model, weights=weights, device=device, precision="fp32", size=size)
+                    else Segmenter(weights=weights, device=device, precision="fp32", spec=seg.spec)
                 )
                 naive = None
                 for batch in batches:

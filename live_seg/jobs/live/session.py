@@ -48,6 +48,7 @@ from ...analysis.propagate import MaskPropagator
 from ...analysis.run import RunAnalysis
 from ...base.errors import LiveSegError, OutputError
 from ...base.frames import FramePacket, SegResult
+from ...base.options import ModelOptions
 from ...media.camera import CaptureSource, open_live_source
 from ...media.file_source import VideoFileSource
 from ...media.webview import PreviewServer
@@ -104,11 +105,10 @@ class LiveSession:
 
     Args:
         options: what to run (see :class:`LiveOptions`).
-        segmenter: a ready model; when ``None`` one is built from ``model_args``
-            (``model``, ``weights``, ``device``, ``precision``, ``size``, ``threads``).
+        segmenter: a ready model; when ``None`` one is built from ``model``.
         control: stop requests (the CLI's signal handlers call ``control.stop()``).
         on_serve: called with the page's URL once the browser view is up.
-        **model_args: passed to :class:`~live_seg.model.segmenter.Segmenter`.
+        model: the model to build (:class:`~live_seg.base.options.ModelOptions`; default: its defaults).
 
     Attributes:
         summary: the run's statistics (see :meth:`run`), set on every exit path once the
@@ -127,12 +127,12 @@ class LiveSession:
         *,
         control: Control | None = None,
         on_serve: Callable[[str], None] | None = None,
-        **model_args: Any,
+        model: ModelOptions | None = None,
     ) -> None:
         options.check()
         self.options = options
         self.segmenter = segmenter
-        self.model_args = model_args
+        self.model_options = model or ModelOptions()
         self.control = control or Control()
         self.on_serve = on_serve
         self.summary: dict[str, Any] | None = None
@@ -303,13 +303,13 @@ class LiveSession:
 
     def _set_up(self, run: _Run, reason: str | None, t_setup: float) -> None:
         """Load the model, open the browser view, start the inference thread (and the captures)."""
-        from ...model.select import build_segmenter, job_runtime  # the model loads here, after the sources
+        from ...model.select import job_runtime, segmenter_for  # the model loads here, after the sources
 
         if self.segmenter is None:
             # OpenVINO: one source runs one frame at a time (latency mode); several run N frames a step,
             # fastest over throughput mode's infer requests (scripts/ov_batching.py; README).
             mode = "latency" if len(run.sources) == 1 else "throughput"
-            self.segmenter = build_segmenter(**self.model_args, mode=mode)
+            self.segmenter = segmenter_for(self.model_options, mode=mode)
         run.runtime.enter_context(job_runtime(self.segmenter))
         run.threads.mux.model.target = run.sources[0].analysis.model(self.segmenter)
         if run.display == "browser":

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...base.frames import Frame, Mask, SegResult
+from ...base.options import ModelOptions
 from ...media.camera import open_live_source
 from ...media.file_source import VideoFileSource
 from ...pipeline.live_run import LiveRun
@@ -70,18 +71,17 @@ def stream(
     *,
     options: LiveOptions | None = None,
     control: Control | None = None,
-    **model_args: Any,
+    model: ModelOptions | None = None,
 ) -> Iterator[StreamResult]:
     """Segment one or many live sources; yield each result as it is ready.
 
     Args:
         sources: a camera index, stream URL or video file, or a list of them.
-        segmenter: a ready model; when ``None`` one is built from ``model_args`` (``model``,
-            ``weights``, ``device``, ``precision``, ``size``, ``threads``), after the sources opened.
+        segmenter: a ready model; when ``None`` one is built from ``model`` after the sources opened.
         options: the source settings of :class:`LiveOptions` (``realtime``, ``reconnect``,
             ``rtsp_transport``, ``read_timeout``, ``max_batch``); the view's are not used.
         control: stop requests from elsewhere (``control.stop()`` ends the loop).
-        **model_args: passed to :func:`~live_seg.model.select.build_segmenter`.
+        model: the model to build (:class:`~live_seg.base.options.ModelOptions`; default: its defaults).
 
     Yields:
         :class:`StreamResult` s, each source's in its frame order.
@@ -115,9 +115,9 @@ def stream(
             if not multi or isinstance(reader, VideoFileSource):
                 reader.open()
         if segmenter is None:
-            from ...model.select import build_segmenter
+            from ...model.select import segmenter_for
 
-            segmenter = build_segmenter(**model_args, mode="throughput" if multi else "latency")
+            segmenter = segmenter_for(model or ModelOptions(), mode="throughput" if multi else "latency")
         from ...model.select import job_runtime
 
         stack.enter_context(job_runtime(segmenter))

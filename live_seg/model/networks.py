@@ -1,0 +1,75 @@
+"""A spec's network as a torch module: what both runtimes run (OpenVINO converts it).
+
+Every network built here takes the spec's normalised ``(N, 3, h, w)`` input in its channel order and
+returns one tensor: ``(N, C, h, w)`` logits, or ``(N, 1, h, w)`` probabilities for a
+:data:`~live_seg.base.specs.PROBABILITY` model. Imports torch: only the runtimes load this module.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+from torchvision.models import get_model_builder, get_model_weights
+
+from ..base.errors import ModelError
+from ..base.registry import DEFAULT_WEIGHTS, RANDOM_WEIGHTS
+from ..base.specs import TFLITE, TORCHVISION, ModelSpec
+from .weights import build_network
+
+logger = logging.getLogger(__name__)
+
+
+class MainOutput(nn.Module):
+    """A torchvision segmentation network that returns its ``out`` tensor alone (the auxiliary head
+    dropped: FCN and DeepLab skip it when ``None``; LRASPP has none)."""
+
+    def __init__(self, module: nn.Module) -> None:
+        super().__init__()
+        module.aux_classifier = None
+        self.module = module
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)["out"]
+
+
+def _torchvision(spec: ModelSpec, weights: str) -> nn.Module:
+    official = get_model_weights(spec.name).DEFAULT
+    module = build_network(spec.name, get_model_builder(spec.name), official, weights, spec.num_classes)
+    return MainOutput(module)
+
+
+def _tflite(spec: ModelSpec, weights: str) -> nn.Module:
+    from .selfie import build_selfie  # the tflite reader loads with the model that needs it
+    from .wheel_weights import fetch
+
+    if weights == RANDOM_WEIGHTS:
+        raise ModelError(
+            f"{spec.name} has no untrained variant (its trained weights ship in a package); use --weights default"
+        )
+    path = fetch(spec.weights) if weights == DEFAULT_WEIGHTS else weights
+    module = build_selfie(path)
+    got = tuple(module.input_hw)
+    if got != spec.input_hw:
+        raise ModelError(
+            f"{path} takes {got[1]}x{got[0]} inputs, not {spec.name}'s {spec.input_hw[1]}x{spec.input_hw[0]}; "
+            f"pass --model {'selfie_landscape' if got[0] < got[1] else 'selfie'}"
+        )
+    return module
+
+
+def build_module(spec: ModelSpec, weights: str) -> nn.Module:
+    """``spec``'s network on the CPU in fp32, eval mode, with the weights ``weights`` names.
+
+    Raises:
+        ModelError: weights that cannot be had or do not fit; a network torch does not run (your own
+            ``.onnx`` / ``.xml`` files run on OpenVINO).
+    """
+    if spec.family == TORCHVISION:
+        module = _torchvision(spec, weights)
+    elif spec.family == TFLITE:
+        module = _tflite(spec, weights)
+    else:
+        raise ModelError(f"{spec.name} runs on OpenVINO only; use --device cpu --backend openvino")
+    return module.eval()
