@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from live_seg.base import registry
+from live_seg.base.specs import MODEL_NAMES
 from live_seg.cli.args import get_args_parser
 from live_seg.cli.main import main
 
@@ -74,7 +75,7 @@ def test_choices_come_from_the_registry():
         registry.AUTO,
         registry.AUTO,
     )
-    for name in registry.MODEL_NAMES:
+    for name in MODEL_NAMES:
         assert parser.parse_args(["video", "in.mp4", "--model", name]).model == name
     for device in registry.DEVICES:
         assert parser.parse_args(["live", "--device", device]).device == device
@@ -90,7 +91,7 @@ def test_choices_come_from_the_registry():
 
 def test_the_command_line_names_no_model_device_or_precision():
     """Every name is read from live_seg.base.registry; the command line's modules spell none of them."""
-    names = {*registry.MODEL_NAMES, *registry.DEVICES, *registry.PRECISIONS} - {registry.AUTO}
+    names = {*MODEL_NAMES, *registry.DEVICES, *registry.PRECISIONS} - {registry.AUTO}
     for path in sorted((ROOT / "live_seg" / "cli").glob("*.py")):
         text = path.read_text()
         found = [n for n in names if re.search(rf"\b{re.escape(n)}\b", text)]

@@ -18,7 +18,7 @@ from torchvision.models import segmentation as tvseg
 
 import live_seg.model.segmenter as model_module
 from live_seg.base.errors import ModelError
-from live_seg.base.registry import MODEL_NAMES
+from live_seg.base.specs import MODEL_NAMES, SPECS, TORCHVISION
 from live_seg.model.segmenter import (
     DEFAULT_MODEL,
     MODELS,
@@ -96,17 +96,17 @@ def test_registry_holds_the_six_models():
         "deeplabv3_mobilenet_v3_large",
         "lraspp_mobilenet_v3_large",
     }
-    assert tuple(MODELS) == MODEL_NAMES
+    assert tuple(MODELS) == tuple(n for n in MODEL_NAMES if SPECS[n].family == TORCHVISION)
     assert DEFAULT_MODEL == "fcn_resnet101"
-    for spec in MODELS.values():
-        assert len(spec.weights.DEFAULT.meta["categories"]) == 21
+    for name, spec in MODELS.items():
+        assert tuple(spec.weights.DEFAULT.meta["categories"]) == SPECS[name].categories
 
 
 def test_unknown_model_lists_the_names():
     with pytest.raises(ModelError) as excinfo:
         Segmenter("unet", weights="random", device="cpu")
     msg = one_line_error(excinfo)
-    assert "'unet'" in msg and all(name in msg for name in MODELS)
+    assert "'unet'" in msg and all(name in msg for name in MODEL_NAMES)
 
 
 # --- fidelity to the seeds ------------------------------------------------------------------------
@@ -172,6 +172,7 @@ def test_random_weights_are_marked_untrained_and_deterministic(small, caplog):
         "device": "cpu",
         "precision": "fp32",
         "size": 512,
+        "spec": SPECS[SMALL].describe(),
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
     }

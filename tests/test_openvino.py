@@ -24,6 +24,7 @@ from media import frame_pattern, make_video, read_frames, read_index
 import live_seg.model.ov_runtime as ovb
 from live_seg.base.errors import ModelError
 from live_seg.base.frames import FramePacket
+from live_seg.base.specs import SPECS, get_spec
 from live_seg.cli.main import main
 from live_seg.model.segmenter import Segmenter
 from live_seg.model.select import build_segmenter, resolve_backend
@@ -88,15 +89,7 @@ def small_torch() -> Segmenter:
 
 
 def build(torch_seg: Segmenter, cache: str, **kwargs) -> ovb.OpenVinoSegmenter:
-    return ovb.OpenVinoSegmenter(
-        torch_seg.module,
-        name=torch_seg.name,
-        categories=torch_seg.categories,
-        weights=torch_seg.weights,
-        size=torch_seg.size,
-        cache_dir=cache,
-        **kwargs,
-    )
+    return ovb.OpenVinoSegmenter(torch_seg.module, spec=torch_seg.spec, weights=torch_seg.weights, cache_dir=cache, **kwargs)
 
 
 @pytest.fixture(scope="module")
@@ -158,21 +151,23 @@ def test_weights_key_needs_no_torch_and_follows_the_file_contents(tmp_path):
     a.write_bytes(b"weights" * 1000)
     b.write_bytes(a.read_bytes())
     c.write_bytes(a.read_bytes()[:-1] + b"X")
-    assert weights_key(SMALL, str(a)) == weights_key(SMALL, str(b)) != weights_key(SMALL, str(c))
-    assert weights_key(SMALL, str(a)) != weights_key("fcn_resnet50", str(a))
-    assert weights_key(SMALL, "random") == weights_key(SMALL, "random") != weights_key(SMALL, "default")
-    assert weights_key(SMALL, str(tmp_path / "missing.pth")) is None
-    assert weights_key(SMALL, str(tmp_path)) is None  # a folder
+    small, other = get_spec(SMALL), get_spec("fcn_resnet50")
+    assert weights_key(small, str(a)) == weights_key(small, str(b)) != weights_key(small, str(c))
+    assert weights_key(small, str(a)) != weights_key(other, str(a))
+    assert weights_key(small, str(a)) != weights_key(small.sized(256), str(a))  # the input size is traced in
+    assert weights_key(small, "random") == weights_key(small, "random") != weights_key(small, "default")
+    assert weights_key(small, str(tmp_path / "missing.pth")) is None
+    assert weights_key(small, str(tmp_path)) is None  # a folder
 
 
 def test_official_weights_files_are_torchvision_s(monkeypatch):
     """The torch-free names that key ``--weights default`` are the files torchvision downloads."""
     from urllib.parse import urlparse
 
-    from live_seg.base.registry import OFFICIAL_WEIGHTS_FILES
     from live_seg.model.segmenter import MODELS
 
-    assert OFFICIAL_WEIGHTS_FILES == {n: Path(urlparse(s.weights.DEFAULT.url).path).name for n, s in MODELS.items()}
+    files = {n: SPECS[n].weights.file for n in MODELS}
+    assert files == {n: Path(urlparse(s.weights.DEFAULT.url).path).name for n, s in MODELS.items()}
 
 
 def test_unreadable_weights_file_is_the_loader_s_error(tmp_path):

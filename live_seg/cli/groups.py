@@ -112,7 +112,7 @@ def size_and_threads(g: Any, defaults: ModelOptions | BenchOptions) -> None:
         type=positive_int,
         default=defaults.size,
         help="model input is SIZE x SIZE (default: the model's own, 512 for torchvision's; "
-        "the selfie models take their fixed size only)",
+        "a model with a fixed input size takes only that)",
     )
     g.add_argument(
         "--threads", type=positive_int, default=defaults.threads, help="torch CPU threads (default: torch decides)"
@@ -133,13 +133,13 @@ def model_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights",
         default=ModelOptions.weights,
         help=f"{DEFAULT_WEIGHTS!r} = the model's trained weights (fetched once, then cached), "
-        f"{RANDOM_WEIGHTS!r} = untrained (benchmarks, tests), or a file PATH (a state_dict; a .tflite for selfie)",
+        f"{RANDOM_WEIGHTS!r} = untrained (benchmarks, tests), or a file PATH (a state_dict; a .tflite for MediaPipe's models)",
     )
     g.add_argument(
         "--threshold",
         type=open_unit,
         default=ModelOptions.threshold,
-        help="for a model that outputs a probability (selfie): foreground above it (default: %(default)s)",
+        help="for a model that outputs a probability (MediaPipe's): foreground above it (default: %(default)s)",
     )
     own = parser.add_argument_group("your own model (--model FILE.onnx|FILE.xml)")
     own.add_argument("--labels", metavar="FILE", help="class names, one per line, in the output's channel order")

@@ -1,8 +1,8 @@
 """A spec's network as a torch module: what both runtimes run (OpenVINO converts it).
 
-Every network built here takes the spec's normalised ``(N, 3, h, w)`` input in its channel order and
-returns one tensor: ``(N, C, h, w)`` logits, or ``(N, 1, h, w)`` probabilities for a
-:data:`~live_seg.base.specs.PROBABILITY` model. Imports torch: only the runtimes load this module.
+Every network built here takes the spec's normalised ``(N, 3, h, w)`` input in its channel order;
+:func:`main_output` of what it returns is ``(N, C, h, w)`` logits, or ``(N, 1, h, w)`` probabilities for a
+:data:`~live_seg.base.specs.PROBABILITY` model (torchvision's networks return a dict holding it). Imports torch: only the runtimes load this module.
 """
 
 from __future__ import annotations
@@ -21,23 +21,16 @@ from .weights import build_network
 logger = logging.getLogger(__name__)
 
 
-class MainOutput(nn.Module):
-    """A torchvision segmentation network that returns its ``out`` tensor alone (the auxiliary head
-    dropped: FCN and DeepLab skip it when ``None``; LRASPP has none)."""
-
-    def __init__(self, module: nn.Module) -> None:
-        super().__init__()
-        module.aux_classifier = None
-        self.module = module
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.module(x)["out"]
+def main_output(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+    """A network's output tensor: torchvision's segmentation networks return ``{"out": ..., "aux": ...}``."""
+    return out["out"] if isinstance(out, dict) else out
 
 
 def _torchvision(spec: ModelSpec, weights: str) -> nn.Module:
     official = get_model_weights(spec.name).DEFAULT
     module = build_network(spec.name, get_model_builder(spec.name), official, weights, spec.num_classes)
-    return MainOutput(module)
+    module.aux_classifier = None  # FCN / DeepLab skip it when None; LRASPP has none
+    return module
 
 
 def _tflite(spec: ModelSpec, weights: str) -> nn.Module:

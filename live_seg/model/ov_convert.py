@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..base.specs import ModelSpec
+from .networks import main_output
 
 
 class _FromFrames(nn.Module):
@@ -32,7 +33,7 @@ class _FromFrames(nn.Module):
         x = frames.permute(0, 3, 1, 2)  # NHWC -> NCHW
         if self.rgb:
             x = x.flip(1)  # BGR -> RGB
-        return self.module((x.float() - self.mean) / self.std)
+        return main_output(self.module((x.float() - self.mean) / self.std))
 
 
 def weights_digest(module: nn.Module) -> str:

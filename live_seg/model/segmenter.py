@@ -45,7 +45,7 @@ from ..base.specs import (
 )
 from . import device_ops
 from .identity import UNTRAINED_NOTE, describe_model
-from .networks import build_module
+from .networks import build_module, main_output
 from .preprocess import resize_batch
 
 logger = logging.getLogger(__name__)
@@ -350,7 +350,7 @@ class Segmenter:
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
-            return self.module(batch)
+            return main_output(self.module(batch))
 
     def infer(self, batch: torch.Tensor) -> np.ndarray:
         """Forward pass and the class of each pixel: the argmax of the logits, or for a probability

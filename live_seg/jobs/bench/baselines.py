@@ -65,6 +65,7 @@ def naive_infer(seg: Segmenter, x: torch.Tensor) -> np.ndarray:
     """
     with torch.no_grad():
         out = seg.module(x)
+        out = out["out"] if isinstance(out, dict) else out
     if seg.spec.output == PROBABILITY:
         return (out[0, 0] > seg.threshold).long().cpu().numpy()
     return torch.argmax(out.squeeze(0), dim=0).cpu().numpy()
