@@ -30,6 +30,9 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "Segmenter": "model.segmenter",
     "build_segmenter": "model.select",
+    "segmenter_for": "model.select",
+    "ModelSpec": "base.specs",
+    "SPECS": "base.specs",
     "MODELS": "model.segmenter",
     "torch_runtime": "model.segmenter",
     "Renderer": "render.renderer",

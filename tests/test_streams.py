@@ -343,7 +343,8 @@ def test_stream_api_yields_every_source_and_leaves_no_thread(rtsp_ok):
         live_seg.build_segmenter("lraspp_mobilenet_v3_large", "random", "cpu", size=128, mode="latency")
         before = set(threading.enumerate())
         seen: dict[str, list] = {url: [] for url in urls}
-        results = live_seg.stream(urls, model="lraspp_mobilenet_v3_large", weights="random", device="cpu", size=128)
+        model = live_seg.ModelOptions("lraspp_mobilenet_v3_large", "random", "cpu", size=128)
+        results = live_seg.stream(urls, model=model)
         deadline = time.monotonic() + 60
         try:
             for r in results:
@@ -371,12 +372,12 @@ def test_stream_api_leaves_no_thread_after_an_error(rtsp_ok):
     import live_seg
     from live_seg.base.errors import SourceError
 
-    model = {"model": "lraspp_mobilenet_v3_large", "weights": "random", "device": "cpu", "size": 128}
-    live_seg.build_segmenter(**model, mode="throughput")  # libraries' process-wide threads first
+    model = live_seg.ModelOptions("lraspp_mobilenet_v3_large", "random", "cpu", size=128)
+    live_seg.segmenter_for(model, mode="throughput")  # libraries' process-wide threads first
     before = set(threading.enumerate())
     with MJPEGServer(fps=FPS, size=SIZE, duration=60) as mjpeg, RTSPCamera(size=SIZE, duration=60) as camera:
         with pytest.raises(RuntimeError, match="the caller's own error"):
-            with contextlib.closing(live_seg.stream([mjpeg.url, camera.url], **model)) as results:
+            with contextlib.closing(live_seg.stream([mjpeg.url, camera.url], model=model)) as results:
                 for n, _ in enumerate(results):
                     if n == 3:
                         raise RuntimeError("the caller's own error")
@@ -385,7 +386,7 @@ def test_stream_api_leaves_no_thread_after_an_error(rtsp_ok):
     never = [f"http://127.0.0.1:{free_port()}/stream.mjpg", f"rtsp://127.0.0.1:{free_port()}/cam"]
     options = live_seg.LiveOptions(reconnect=1)
     with pytest.raises(SourceError):
-        with contextlib.closing(live_seg.stream(never, options=options, **model)) as results:
+        with contextlib.closing(live_seg.stream(never, options=options, model=model)) as results:
             for _ in results:
                 pytest.fail("a result from a source that does not exist")
     left = [t.name for t in threading.enumerate() if t not in before]

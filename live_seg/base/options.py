@@ -177,6 +177,18 @@ def check_strength(strength: float) -> float:
     return float(strength)
 
 
+def model_options(model: ModelOptions | str | None) -> ModelOptions:
+    """What a Python caller passes as ``model=``: a :class:`ModelOptions`, a model's name (with every other
+    setting at its default), or ``None`` (the defaults)."""
+    if model is None:
+        return ModelOptions()
+    if isinstance(model, str):
+        return ModelOptions(model=model)
+    if isinstance(model, ModelOptions):
+        return model
+    raise TypeError(f"model: expected ModelOptions or a model name, got {type(model).__name__}")
+
+
 def check_threshold(threshold: float) -> float:
     """``threshold`` if it is strictly between 0 and 1, else :class:`~live_seg.base.errors.ModelError`."""
     if not 0.0 < threshold < 1.0:

@@ -19,7 +19,7 @@ from typing import Any
 
 from ..base.errors import LiveSegError, PipelineError, UsageError, one_line
 from ..base.frames import Frame, FramePacket, SegResult
-from ..base.options import ModelOptions
+from ..base.options import ModelOptions, model_options
 from ..base.registry import DEFAULT_ALPHA, EFFECTS, VIEWS
 from ..media.serve_page import serve_page
 from ..media.web_security import WebPolicy
@@ -216,7 +216,7 @@ def run_serve(
     control: Control | None = None,
     on_ready: Callable[[str], None] | None = None,
     summary: dict[str, Any] | None = None,
-    model: ModelOptions | None = None,
+    model: ModelOptions | str | None = None,
 ) -> dict[str, Any]:
     """Serve until stopped (``control.stop()``, e.g. by Ctrl-C) or ``options.duration`` is over.
 
@@ -227,7 +227,7 @@ def run_serve(
         on_ready: called with the page's URL (with the token) once it is served.
         summary: filled with the run's summary on every exit path once it served, also when it
             raises (for ``--stats``).
-        model: the model to build (:class:`~live_seg.base.options.ModelOptions`; default: its defaults).
+        model: the model to build: a :class:`~live_seg.base.options.ModelOptions`, or a model's name.
 
     Returns:
         The run's summary: ``clients`` (one entry per client: ``frames_received``,
@@ -243,7 +243,7 @@ def run_serve(
     require()
     control = control or Control()
     options.effect.check()  # a bad class name fails before the model loads
-    seg = segmenter or segmenter_for(model or ModelOptions(), mode="latency")
+    seg = segmenter or segmenter_for(model_options(model), mode="latency")
     summary = {} if summary is None else summary
     with job_runtime(seg):
         job = ServeJob(options, seg, control)

@@ -48,7 +48,7 @@ from ...analysis.propagate import MaskPropagator
 from ...analysis.run import RunAnalysis
 from ...base.errors import LiveSegError, OutputError
 from ...base.frames import FramePacket, SegResult
-from ...base.options import ModelOptions
+from ...base.options import ModelOptions, model_options
 from ...media.camera import CaptureSource, open_live_source
 from ...media.file_source import VideoFileSource
 from ...media.webview import PreviewServer
@@ -108,7 +108,7 @@ class LiveSession:
         segmenter: a ready model; when ``None`` one is built from ``model``.
         control: stop requests (the CLI's signal handlers call ``control.stop()``).
         on_serve: called with the page's URL once the browser view is up.
-        model: the model to build (:class:`~live_seg.base.options.ModelOptions`; default: its defaults).
+        model: the model to build: a :class:`~live_seg.base.options.ModelOptions`, or a model's name.
 
     Attributes:
         summary: the run's statistics (see :meth:`run`), set on every exit path once the
@@ -127,12 +127,12 @@ class LiveSession:
         *,
         control: Control | None = None,
         on_serve: Callable[[str], None] | None = None,
-        model: ModelOptions | None = None,
+        model: ModelOptions | str | None = None,
     ) -> None:
         options.check()
         self.options = options
         self.segmenter = segmenter
-        self.model_options = model or ModelOptions()
+        self.model_options = model_options(model)
         self.control = control or Control()
         self.on_serve = on_serve
         self.summary: dict[str, Any] | None = None

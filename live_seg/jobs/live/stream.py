@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ...base.frames import Frame, Mask, SegResult
-from ...base.options import ModelOptions
+from ...base.options import ModelOptions, model_options
 from ...media.camera import open_live_source
 from ...media.file_source import VideoFileSource
 from ...pipeline.live_run import LiveRun
@@ -71,7 +71,7 @@ def stream(
     *,
     options: LiveOptions | None = None,
     control: Control | None = None,
-    model: ModelOptions | None = None,
+    model: ModelOptions | str | None = None,
 ) -> Iterator[StreamResult]:
     """Segment one or many live sources; yield each result as it is ready.
 
@@ -81,7 +81,7 @@ def stream(
         options: the source settings of :class:`LiveOptions` (``realtime``, ``reconnect``,
             ``rtsp_transport``, ``read_timeout``, ``max_batch``); the view's are not used.
         control: stop requests from elsewhere (``control.stop()`` ends the loop).
-        model: the model to build (:class:`~live_seg.base.options.ModelOptions`; default: its defaults).
+        model: the model to build: a :class:`~live_seg.base.options.ModelOptions`, or a model's name.
 
     Yields:
         :class:`StreamResult` s, each source's in its frame order.
@@ -117,7 +117,7 @@ def stream(
         if segmenter is None:
             from ...model.select import segmenter_for
 
-            segmenter = segmenter_for(model or ModelOptions(), mode="throughput" if multi else "latency")
+            segmenter = segmenter_for(model_options(model), mode="throughput" if multi else "latency")
         from ...model.select import job_runtime
 
         stack.enter_context(job_runtime(segmenter))
