@@ -89,7 +89,8 @@ def small_torch() -> Segmenter:
 
 
 def build(torch_seg: Segmenter, cache: str, **kwargs) -> ovb.OpenVinoSegmenter:
-    return ovb.OpenVinoSegmenter(torch_seg.module, spec=torch_seg.spec, weights=torch_seg.weights, cache_dir=cache, **kwargs)
+    seg = torch_seg
+    return ovb.OpenVinoSegmenter(seg.module, spec=seg.spec, weights=seg.weights, cache_dir=cache, **kwargs)
 
 
 @pytest.fixture(scope="module")

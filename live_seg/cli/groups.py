@@ -133,7 +133,8 @@ def model_arguments(parser: argparse.ArgumentParser) -> None:
         "--weights",
         default=ModelOptions.weights,
         help=f"{DEFAULT_WEIGHTS!r} = the model's trained weights (fetched once, then cached), "
-        f"{RANDOM_WEIGHTS!r} = untrained (benchmarks, tests), or a file PATH (a state_dict; a .tflite for MediaPipe's models)",
+        f"{RANDOM_WEIGHTS!r} = untrained (benchmarks, tests), "
+        "or a file PATH (a state_dict; a .tflite for MediaPipe's models)",
     )
     g.add_argument(
         "--threshold",

@@ -2,7 +2,8 @@
 
 Every network built here takes the spec's normalised ``(N, 3, h, w)`` input in its channel order;
 :func:`main_output` of what it returns is ``(N, C, h, w)`` logits, or ``(N, 1, h, w)`` probabilities for a
-:data:`~live_seg.base.specs.PROBABILITY` model (torchvision's networks return a dict holding it). Imports torch: only the runtimes load this module.
+:data:`~live_seg.base.specs.PROBABILITY` model (torchvision's networks return a dict holding it).
+Imports torch: only the runtimes load this module.
 """
 
 from __future__ import annotations
