@@ -20,23 +20,26 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from ..base.errors import ModelError
-from .tflite_graph import TRANSPOSE_CONV_BIAS, OpInfo, TfliteGraph, image_io
+from .tflite_graph import TRANSPOSE_CONV_BIAS, OpInfo, TfliteGraph
 from .wheel_weights import local_file
 
 _NHWC_TO_NCHW_AXIS = {0: 0, 1: 2, 2: 3, 3: 1}
-_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "NONE": nn.Identity,
-    "RELU": nn.ReLU,
-    "RELU6": nn.ReLU6,
-    "RELU_N1_TO_1": lambda: nn.Hardtanh(-1.0, 1.0),
-    "TANH": nn.Tanh,
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor] | None] = {
+    "NONE": None,
+    "RELU": F.relu,
+    "RELU6": F.relu6,
+    "RELU_N1_TO_1": partial(F.hardtanh, min_val=-1.0, max_val=1.0),
+    "TANH": torch.tanh,
 }
+"""TFLite's fused activations."""
 _ELEMENTWISE: dict[str, Callable[[], nn.Module]] = {
     "RELU": nn.ReLU,
     "RELU6": nn.ReLU6,
@@ -56,19 +59,40 @@ def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tupl
     return total // 2, total - total // 2
 
 
-def _activation(op: OpInfo, source: str) -> nn.Module:
+def _activation(op: OpInfo, source: str) -> Callable[[torch.Tensor], torch.Tensor] | None:
     name = op.options.get("fused_activation_function", "NONE")
     if name not in _ACTIVATIONS:
         raise ModelError(f"{source}: {op.kind} has the fused activation {name}, which is not supported")
-    return _ACTIVATIONS[name]()
+    return _ACTIVATIONS[name]
 
 
-def _padded(layer: nn.Module, pads: Sequence[tuple[int, int]]) -> tuple[nn.Module, tuple[int, int]]:
-    """``(module, conv padding)``: symmetric padding goes to the layer, uneven padding to a ZeroPad2d before it."""
-    (top, bottom), (left, right) = pads
-    if top == bottom and left == right:
-        return layer, (top, left)
-    return nn.Sequential(nn.ZeroPad2d((left, right, top, bottom)), layer), (0, 0)
+def _constant(values: np.ndarray) -> nn.Parameter:
+    return nn.Parameter(torch.from_numpy(np.ascontiguousarray(values, dtype=np.float32)), requires_grad=False)
+
+
+class _Conv(nn.Module):
+    """A convolution (plain, depthwise or transposed) with TF padding and a fused activation.
+
+    Symmetric padding is the convolution's own; uneven padding (TF "SAME" at stride 2 on an even size) is a
+    zero pad of the bottom and right first. A transposed convolution's ``padding`` crops its output.
+    """
+
+    def __init__(self, weight: np.ndarray, bias: np.ndarray, pads: Sequence[tuple[int, int]], **conv: object) -> None:
+        super().__init__()
+        self.weight, self.bias = _constant(weight), _constant(bias)
+        (top, bottom), (left, right) = pads
+        even = top == bottom and left == right
+        self.pad = None if even else (left, right, top, bottom)
+        self.activation = conv.pop("activation", None)
+        self.transposed = bool(conv.pop("transposed", False))
+        self.conv = {**conv, "padding": (top, left) if even else (0, 0)}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.pad is not None:
+            x = F.pad(x, self.pad)
+        conv = F.conv_transpose2d if self.transposed else F.conv2d
+        y = conv(x, self.weight, self.bias, **self.conv)
+        return y if self.activation is None else self.activation(y)
 
 
 def _conv(graph: TfliteGraph, op: OpInfo) -> nn.Module:
@@ -81,21 +105,23 @@ def _conv(graph: TfliteGraph, op: OpInfo) -> nn.Module:
     pads = [(0, 0), (0, 0)]
     if op.options["padding"] == "SAME":
         pads = [same_padding(x.shape[1 + d], weight.shape[2 + d], stride[d], dilation[d]) for d in (0, 1)]
-    groups = x.shape[3] if depthwise else 1
-    conv = nn.Conv2d(x.shape[3], weight.shape[0], weight.shape[2:], stride, 0, dilation, groups, bias=True)
-    layer, conv.padding = _padded(conv, pads)
     bias = graph.constant(op.inputs[2]) if len(op.inputs) > 2 and op.inputs[2] >= 0 else np.zeros(weight.shape[0])
-    with torch.no_grad():
-        conv.weight.copy_(torch.from_numpy(np.ascontiguousarray(weight)))
-        conv.bias.copy_(torch.from_numpy(np.asarray(bias, dtype=np.float32)))
-    return nn.Sequential(layer, _activation(op, graph.source))
+    return _Conv(
+        weight,
+        bias,
+        pads,
+        stride=stride,
+        dilation=dilation,
+        groups=x.shape[3] if depthwise else 1,
+        activation=_activation(op, graph.source),
+    )
 
 
 def _transpose_conv_bias(graph: TfliteGraph, op: OpInfo) -> nn.Module:
     """MediaPipe's Convolution2DTransposeBias: weights OHWI, TF padding, a bias per output channel.
 
     ``out[s*y + ky, s*x + kx, o] += x[y, x, i] * W[o, ky, kx, i]`` over every input pixel, then the bias; "SAME"
-    keeps ``in * stride`` pixels, cropping the full result with the odd pixel cut from the end.
+    keeps ``in * stride`` pixels of the full result (the same number cut from both ends).
     """
     x, w, bias = graph.tensors[op.inputs[0]], graph.constant(op.inputs[1]), graph.constant(op.inputs[2])
     stride = (op.options["stride_h"], op.options["stride_w"])
@@ -109,11 +135,20 @@ def _transpose_conv_bias(graph: TfliteGraph, op: OpInfo) -> nn.Module:
         raise ModelError(
             f"{graph.source}: {op.kind} with kernel {list(kernel)} and stride {list(stride)} is not supported"
         )
-    layer = nn.ConvTranspose2d(w.shape[3], w.shape[0], kernel, stride, (crops[0] // 2, crops[1] // 2), bias=True)
-    with torch.no_grad():
-        layer.weight.copy_(torch.from_numpy(np.ascontiguousarray(w.transpose(3, 0, 1, 2))))  # -> (in, out, kh, kw)
-        layer.bias.copy_(torch.from_numpy(bias.reshape(-1)))
-    return layer
+    pads = [(c // 2, c // 2) for c in crops]
+    return _Conv(w.transpose(3, 0, 1, 2), bias.reshape(-1), pads, stride=stride, transposed=True)  # (in, out, kh, kw)
+
+
+class _AveragePool(nn.Module):
+    """AVERAGE_POOL_2D (padding left out of the average, as TFLite does) and a fused activation."""
+
+    def __init__(self, activation: Callable[[torch.Tensor], torch.Tensor] | None, **pool: object) -> None:
+        super().__init__()
+        self.activation, self.pool = activation, pool
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.avg_pool2d(x, **self.pool, count_include_pad=False)
+        return y if self.activation is None else self.activation(y)
 
 
 def _average_pool(graph: TfliteGraph, op: OpInfo) -> nn.Module:
@@ -125,8 +160,8 @@ def _average_pool(graph: TfliteGraph, op: OpInfo) -> nn.Module:
         pads = [same_padding(x.shape[1 + d], kernel[d], stride[d]) for d in (0, 1)]
     if any(a != b for a, b in pads):
         raise ModelError(f"{graph.source}: AVERAGE_POOL_2D with uneven SAME padding is not supported")
-    pool = nn.AvgPool2d(kernel, stride, (pads[0][0], pads[1][0]), count_include_pad=False)
-    return nn.Sequential(pool, _activation(op, graph.source))
+    padding = (pads[0][0], pads[1][0])
+    return _AveragePool(_activation(op, graph.source), kernel_size=kernel, stride=stride, padding=padding)
 
 
 class _Mean(nn.Module):
@@ -143,12 +178,13 @@ class _Mean(nn.Module):
 class _Binary(nn.Module):
     """ADD or MUL of two activations (broadcasting as TFLite does) and a fused activation."""
 
-    def __init__(self, multiply: bool, activation: nn.Module) -> None:
+    def __init__(self, multiply: bool, activation: Callable[[torch.Tensor], torch.Tensor] | None) -> None:
         super().__init__()
         self.multiply, self.activation = multiply, activation
 
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return self.activation(a * b if self.multiply else a + b)
+        y = a * b if self.multiply else a + b
+        return y if self.activation is None else self.activation(y)
 
 
 def _layer(graph: TfliteGraph, op: OpInfo) -> tuple[nn.Module, tuple[int, ...]]:
@@ -182,22 +218,27 @@ def _layer(graph: TfliteGraph, op: OpInfo) -> tuple[nn.Module, tuple[int, ...]]:
 
 
 class TfliteNet(nn.Module):
-    """A per-pixel .tflite model run by torch: ``(N, 3, H, W)`` float RGB in [0, 1] -> ``(N, 1, H, W)``.
+    """A .tflite graph with one image in and one image out, run by torch on NCHW tensors.
+
+    For the selfie models: ``(N, 3, H, W)`` float RGB in [0, 1] -> ``(N, 1, H, W)`` person probability.
 
     Args:
-        graph: the parsed model; one float32 ``[1, H, W, 3]`` input and one ``[1, H, W, 1]`` output.
+        graph: the parsed model: one 4-D input (NHWC in the file) and one 4-D output.
 
     Attributes:
         input_hw: ``(H, W)``, the only input size the graph runs at.
         source: the file it came from.
 
     Raises:
-        ModelError: the graph has another input/output shape, or an operator used in a way not supported.
+        ModelError: another number of inputs or outputs, or an operator used in a way not supported.
     """
 
     def __init__(self, graph: TfliteGraph) -> None:
         super().__init__()
-        self.input_hw = image_io(graph)
+        shapes = [graph.tensors[i].shape for i in (*graph.inputs, *graph.outputs)]
+        if len(graph.inputs) != 1 or len(graph.outputs) != 1 or any(len(s) != 4 for s in shapes):
+            raise ModelError(f"{graph.source}: expected one 4-D input and one 4-D output, found {shapes}")
+        self.input_hw: tuple[int, int] = (shapes[0][1], shapes[0][2])
         self.source = graph.source
         built = [_layer(graph, op) for op in graph.operators]
         self.layers = nn.ModuleList(module for module, _ in built)
@@ -206,7 +247,7 @@ class TfliteNet(nn.Module):
         self.requires_grad_(False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Run the graph on ``x``, ``(N, 3, H, W)`` RGB in [0, 1]; cast to the weights' dtype first."""
+        """Run the graph on ``x``, ``(N, C, H, W)`` (the selfie models: RGB in [0, 1]), cast to the weights' dtype."""
         if not torch.jit.is_tracing() and tuple(x.shape[-2:]) != self.input_hw:
             raise ModelError(f"{self.source} takes {self.input_hw[0]}x{self.input_hw[1]} input, got {list(x.shape)}")
         values: dict[int, torch.Tensor] = {self.graph_input: x.to(next(iter(self.parameters()), x).dtype)}
