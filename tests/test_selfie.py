@@ -14,6 +14,7 @@ import hashlib
 import io
 import os
 import subprocess
+import sys
 import zipfile
 from pathlib import Path
 
@@ -494,3 +495,28 @@ def test_local_file_checks(tmp_path, selfie_files):
         wheel_weights.local_file(text, (256, 256))
     graph = wheel_weights.local_file(selfie_files[SELFIE_SEGMENTATION.name], (256, 256))
     assert image_io(graph) == (256, 256)
+
+
+@pytest.mark.parametrize("module", ["live_seg.base.wheel_files", "live_seg.model.wheel_weights"])
+def test_constants_and_fetch_do_not_import_torch(module):
+    code = f"import {module}, sys; assert 'torch' not in sys.modules, 'torch was imported'"
+    root = Path(__file__).resolve().parents[1]
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+# --- CUDA ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_cuda_agrees_with_the_cpu(selfie_files, photos, dtype):
+    net = build_selfie(selfie_files[SELFIE_SEGMENTATION.name])
+    image = stretch(photos["astronaut"], net.input_hw)
+    cpu = run_torch(net, image)
+    x = torch.from_numpy(image).permute(2, 0, 1)[None].cuda()
+    with torch.inference_mode():
+        gpu = net.to("cuda", dtype)(x).float()[0, 0].cpu().numpy()
+    assert iou(gpu > 0.5, cpu > 0.5) >= (0.99 if dtype == torch.float32 else 0.97)
+    assert np.abs(gpu - cpu).mean() < 0.01
