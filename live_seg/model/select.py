@@ -8,6 +8,7 @@ CPU, torch on CUDA and MPS, see :data:`live_seg.base.registry.AUTO_BACKEND`) and
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import os
 import sys
@@ -150,7 +151,8 @@ def segmenter_for(options: ModelOptions, mode: str = "throughput", cache_dir: st
         backend = "openvino"  # your own files run on OpenVINO; asking for another device says so below
     concrete = resolve_backend(backend, device)
     if concrete not in spec.runtimes:
-        raise ModelError(f"{spec.name} runs on {' or '.join(spec.runtimes)}, not {concrete}; use --device cpu")
+        fix = "--device cpu --backend openvino" if "openvino" in spec.runtimes else "--backend torch"
+        raise ModelError(f"{spec.name} runs on {' or '.join(spec.runtimes)} only, not {concrete}; use {fix}")
     if concrete == "torch":
         from .segmenter import Segmenter
 
@@ -179,8 +181,11 @@ def segmenter_for(options: ModelOptions, mode: str = "throughput", cache_dir: st
         "calibration": calib, "threshold": options.threshold,
     }  # fmt: skip
     if spec.custom:
-        from .own_model import read_own_model
+        from .own_model import fixed_input_hw, read_own_model
 
+        if options.size is None:  # a network with a fixed input size takes that size
+            spec = dataclasses.replace(spec, input_hw=fixed_input_hw(spec) or spec.input_hw)
+            common["spec"] = spec
         network = read_own_model(spec)
         return ov_backend.OpenVinoSegmenter(network=network, weights_key=weights_key(spec, options.weights), **common)
     key = weights_key(spec, options.weights)
