@@ -248,9 +248,10 @@ class EventOutputs:
 
     @property
     def dropped_mqtt(self) -> int:
-        """MQTT messages dropped: by the sink's queue, refused or lost by the client."""
+        """MQTT messages dropped: by the sink's queue or refused by the client (both counted by
+        the sink), or handed to the client and lost."""
         assert self.mqtt is not None and self.publisher is not None
-        return self.mqtt.dropped + self.publisher.dropped
+        return self.mqtt.dropped + self.publisher.lost
 
     def summary(self) -> dict[str, Any]:
         """``events`` for ``--stats``: the file's ``path`` (``-``, or ``None`` without lines),

@@ -27,7 +27,7 @@ Item = TypeVar("Item")
 QUEUE_SIZE = 32
 """Items a sink holds by default; the oldest goes when one more comes."""
 
-DRAIN_S = 5.0
+DRAIN_S = 2.0
 """How long :meth:`SinkThread.close` waits by default for the queued items to be handled."""
 
 _END = object()
@@ -115,6 +115,8 @@ class SinkThread(Generic[Item]):
         except BaseException as exc:
             self.error = exc
             log.debug("sink %s failed", self.name, exc_info=True)
+            with self._ready:
+                self.dropped += 1  # the item in hand
         finally:
             with self._ready:
                 self.dropped += len(self._items)
