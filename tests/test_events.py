@@ -451,3 +451,8 @@ def test_bad_event_options_are_usage_errors():
         EventOutputs(EventOptions(events="-", event_threshold=1.5))
     with pytest.raises(UsageError, match="events every"):
         EventOutputs(EventOptions(mqtt="mqtt://h/x", events_every=0))
+
+
+def test_events_take_one_input_video(tmp_path):
+    r = run_cli("video", "a.mp4", "b.mp4", "-o", f"{tmp_path}/out/", "--events", tmp_path / "e.jsonl")
+    assert r.returncode == 2 and "--events and --mqtt take one input video" in r.stderr
