@@ -41,6 +41,7 @@ from ..base.metrics import median_ms, samples
 from ..base.options import AnalysisOptions
 from ..base.registry import VOC_CLASSES
 from .coverage import Coverage
+from .event_outputs import EventOutputs
 from .masks import MaskOutputs, MaskSink, MaskVideo, PngMasks
 from .propagate import MaskPropagator
 from .smoothing import FlickerMeter, TemporalSmoother, pack_scores
@@ -79,6 +80,8 @@ class RunAnalysis:
         overwrite: replace existing files (and, in the masks folder, masks of an earlier run).
         title: the coverage chart's title (the input's name).
         categories: class names, index = class id.
+        events: the run's event outputs (``--events``, ``--mqtt``), fed each output frame as
+            the source ``source`` (default: ``title``); shared by the sources of a run, closed by its owner.
 
     Raises:
         ValueError: an option out of range.
@@ -91,8 +94,11 @@ class RunAnalysis:
         overwrite: bool = False,
         title: str = "",
         categories: Sequence[str] = VOC_CLASSES,
+        events: EventOutputs | None = None,
+        source: str | None = None,
     ) -> None:
         options.check()
+        self.events = events.source(source or title, categories) if events else None
         self.options = options
         self.smoother = TemporalSmoother(options.smooth_strength) if options.smooth == "ema" else None
         self.flicker = FlickerMeter()
@@ -179,6 +185,9 @@ class RunAnalysis:
         t0 = time.perf_counter()
         self.outputs.write(packet.index, pts, result.mask, packet.image.shape[:2])
         self.write_s.append(time.perf_counter() - t0)
+        if self.events is not None:
+            key = self.propagator is None or not self.between_keys(packet)
+            self.events.frame(packet.index, pts, result.mask, key=key, frame_hw=packet.image.shape[:2])
         self.frames += 1
 
     def close(self, complete: bool = True) -> None:
@@ -187,6 +196,8 @@ class RunAnalysis:
         Raises:
             OutputError: a file could not be finished (the others are).
         """
+        if self.events is not None:
+            self.events.end()
         self.outputs.close(complete)
         for key in FILE_OPTIONS:
             value = getattr(self.options, key)

@@ -10,6 +10,7 @@ their fields one keyword at a time. Torch-free and import-light, like the parser
 * :class:`EncodeOptions`: libx264 preset and quality, the source's audio kept or not;
 * :class:`RunOptions`: how a file run goes (batch, workers, pacing, overwrite, partial outputs);
 * :class:`AnalysisOptions`: smoothing and per-frame mask outputs;
+* :class:`EventOptions`: per-frame event records (JSON lines, MQTT);
 * :class:`BenchOptions`: what ``bench`` measures on and how long.
 
 The effect's options (:class:`live_seg.render.effects.EffectOptions`) stay beside the effects they
@@ -241,6 +242,47 @@ class AnalysisOptions:
         check_key_interval(self.key_interval)
         if self.propagate not in PROPAGATE_MODES:
             raise ValueError(f"propagate: expected one of {', '.join(PROPAGATE_MODES)}, got {self.propagate!r}")
+
+
+EVENT_MASKS = ("none", "rle")
+"""``--events-masks``: no masks in the event records, or each class's mask as COCO run-length encoding."""
+
+
+@dataclass(frozen=True)
+class EventOptions:
+    """Per-frame event records and where they go (see :mod:`live_seg.analysis.events`).
+
+    Attributes:
+        events: a JSON-lines file (``"-"``: standard output) for one record per source and
+            processed frame, or ``None``.
+        events_masks: ``"none"``, or ``"rle"`` (each class's mask at the source's size, COCO RLE).
+        mqtt: ``mqtt://HOST[:PORT]/PREFIX`` to publish the records and appear/leave events to, or ``None``.
+        events_every: publish every N-th record of a source to MQTT (events are always published).
+        event_threshold: a class is seen in a frame when its share is above this, ``0 <= T < 1``.
+        event_frames: frames in a row for a class to appear or to leave.
+    """
+
+    events: PathLike | None = None
+    events_masks: str = EVENT_MASKS[0]
+    mqtt: str | None = None
+    events_every: int = 1
+    event_threshold: float = 0.01
+    event_frames: int = 3
+
+    @property
+    def wanted(self) -> bool:
+        """Whether any event output is asked for."""
+        return self.events is not None or self.mqtt is not None
+
+    def check(self) -> None:
+        """Raise ``ValueError`` for a value out of its range."""
+        if self.events_masks not in EVENT_MASKS:
+            raise ValueError(f"events masks: expected one of {', '.join(EVENT_MASKS)}, got {self.events_masks!r}")
+        if not 0.0 <= self.event_threshold < 1.0:
+            raise ValueError(f"event threshold: expected 0 <= T < 1, got {self.event_threshold}")
+        for name, value in (("events every", self.events_every), ("event frames", self.event_frames)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"{name}: expected an integer >= 1, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ from ..base.options import (
     AnalysisOptions,
     BenchOptions,
     EncodeOptions,
+    EventOptions,
     ModelOptions,
     RenderOptions,
     RunOptions,
@@ -42,6 +43,7 @@ from ..base.specs import MODEL_NAMES
 from .groups import (
     analysis_arguments,
     effect_arguments,
+    events_arguments,
     global_flags,
     model_arguments,
     model_name,
@@ -114,6 +116,7 @@ def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     )
     video.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON")
     analysis_arguments(video)
+    events_arguments(video)
     model_arguments(video)
     render_arguments(video, RenderOptions())
     effect_arguments(video)
@@ -325,6 +328,7 @@ def video_options(args: argparse.Namespace) -> VideoOptions:
         encode=options_from(EncodeOptions, args),
         run=options_from(RunOptions, args),
         analysis=options_from(AnalysisOptions, args),
+        events=options_from(EventOptions, args),
     )
 
 

@@ -32,6 +32,8 @@ def usage_error(args: argparse.Namespace) -> str | None:
     """Why the batch's arguments cannot work (exit 2), or ``None``."""
     if not args.output:
         return "several inputs, a folder or a glob need an output folder: -o OUTDIR/"
+    if args.events is not None or args.mqtt is not None:
+        return "--events and --mqtt take one input video (a batch writes OUTDIR/live_seg_manifest.jsonl)"
     out = Path(args.output)
     if (out.exists() and not out.is_dir()) or is_video_file_name(args.output):
         folder = out.with_suffix("")

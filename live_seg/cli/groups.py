@@ -9,8 +9,10 @@ from collections.abc import Callable
 from typing import Any
 
 from ..base.options import (
+    EVENT_MASKS,
     AnalysisOptions,
     BenchOptions,
+    EventOptions,
     ModelOptions,
     RenderOptions,
 )
@@ -268,4 +270,59 @@ def effect_arguments(parser: argparse.ArgumentParser, cycles: bool = False) -> N
         "--background",
         metavar="COLOR|IMAGE|VIDEO",
         help="replace: #00ff00 or a colour name, a picture (scaled to cover) or a video (looped); default green",
+    )
+
+
+def mqtt_url(text: str) -> str:
+    """An argparse ``type=`` for ``--mqtt``: the URL as given, once it reads as one."""
+    from ..media.mqtt import MqttTarget  # import-light: paho is imported when a publisher is built
+
+    try:
+        MqttTarget.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def events_arguments(parser: argparse.ArgumentParser) -> None:
+    e = parser.add_argument_group("events (one record per frame as data; the events extra)")
+    e.add_argument(
+        "--events",
+        metavar="FILE.jsonl",
+        help="one JSON line per processed frame: source, frame, pts, time, key, class shares ('-': stdout)",
+    )
+    e.add_argument(
+        "--events-masks",
+        default=EventOptions.events_masks,
+        choices=EVENT_MASKS,
+        help="rle: each class's mask at the source's size in the records, COCO run-length encoded "
+        "(default: %(default)s)",
+    )
+    e.add_argument(
+        "--mqtt",
+        type=mqtt_url,
+        metavar="mqtt://HOST[:PORT]/PREFIX",
+        help="publish the records to PREFIX/<source>/frame, appear/leave to PREFIX/<source>/event, "
+        "PREFIX/available online/offline; a broker that is down or goes away never stalls the run",
+    )
+    e.add_argument(
+        "--events-every",
+        type=positive_int,
+        default=EventOptions.events_every,
+        metavar="N",
+        help="publish every N-th frame's record to MQTT (default: %(default)s)",
+    )
+    e.add_argument(
+        "--event-threshold",
+        type=arg_type(float, lambda v: 0.0 <= v < 1.0, "a share with 0 <= T < 1"),
+        default=EventOptions.event_threshold,
+        metavar="T",
+        help="a class is seen when it covers more than this share of the frame (default: %(default)s)",
+    )
+    e.add_argument(
+        "--event-frames",
+        type=positive_int,
+        default=EventOptions.event_frames,
+        metavar="N",
+        help="frames in a row a class must be seen (or not) to appear (or leave) (default: %(default)s)",
     )

@@ -19,12 +19,14 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..analysis.event_outputs import EventOutputs
 from ..analysis.run import RunAnalysis
 from ..base.errors import LiveSegError, OutputError
 from ..base.metrics import Stats
 from ..base.options import (
     AnalysisOptions,
     EncodeOptions,
+    EventOptions,
     ModelOptions,
     PathLike,
     RenderOptions,
@@ -179,6 +181,7 @@ class VideoOptions:
         encode: libx264 preset and crf, the source's audio.
         run: batch, workers, pacing, overwrite, partial outputs.
         analysis: smoothing and per-frame mask outputs.
+        events: per-frame event records (``--events``, ``--mqtt``).
     """
 
     model: ModelOptions = field(default_factory=ModelOptions)
@@ -187,6 +190,7 @@ class VideoOptions:
     encode: EncodeOptions = field(default_factory=EncodeOptions)
     run: RunOptions = field(default_factory=RunOptions)
     analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
+    events: EventOptions = field(default_factory=EventOptions)
 
     @classmethod
     def of(cls, options: VideoOptions | None = None, **keywords: Any) -> VideoOptions:
@@ -257,8 +261,9 @@ def process_video(
     video_format(dst, options.alpha_output)  # a cutout to .mp4 fails here
     out = _check_output(src, dst, run.overwrite)
     control = hooks.control or Control()
-    extra = RunAnalysis(options.analysis, overwrite=run.overwrite, title=Path(src).name)
     with contextlib.ExitStack() as stack:
+        events = stack.enter_context(EventOutputs(options.events, run.overwrite, keep_partial=run.keep_partial))
+        extra = RunAnalysis(options.analysis, run.overwrite, Path(src).name, events=events, source=str(src))
         try:  # until the run starts, a failure leaves none of the analysis files behind
             fx = stack.enter_context(options.effect.build_before_model(segmenter, render.palette, render.alpha))
             source = stack.enter_context(VideoFileSource(src, realtime=run.realtime, max_frames=run.max_frames))
@@ -280,8 +285,9 @@ def process_video(
                               control=control, on_frame=hooks.on_frame, on_start=hooks.on_start,
                               keep_partial=run.keep_partial)  # fmt: skip
         written = _finish(writer, extra, stats.interrupted, run.keep_partial)
+        events.close(complete=not stats.interrupted)
     summary = stats.summary()
     summary.update(input=str(src), output=str(written) if written else None, **_source_fields(source))
     summary.update(audio=audio, setup_s=round(setup_s, 3), effect=options.effect.name)
-    summary.update(**details, **extra.summary())
+    summary.update(**details, **extra.summary(), **events.summary())
     return summary
