@@ -84,16 +84,22 @@ class EffectOptions:
             ValueError: a bad effect name or setting.
         """
         chosen = choose_classes(self.classes, categories, self.invert)
+        if isinstance(palette, str):  # the model's classes keep their colours (a person is painted as VOC's)
+            colours = make_palette(palette, len(categories), names=categories)
+            palette = np.concatenate([colours, make_palette(palette, 256)[len(categories) :]])
         fx = Effect(self.name, chosen, palette, self.feather, self.blur, self.block, self.background, overlay_alpha)
         fx.flat = flat
         return fx
 
-    def build_before_model(self, segmenter: Any, palette: str = "voc", overlay_alpha: float = DEFAULT_ALPHA) -> Effect:
+    def build_before_model(
+        self, segmenter: Any, palette: str = "voc", overlay_alpha: float = DEFAULT_ALPHA, categories: Any = None
+    ) -> Effect:
         """A job's effect, built before its model loads so that a bad class or background fails
-        first: for ``segmenter``'s categories when one is given, else the VOC classes every
-        registry model has."""
-        categories = segmenter.categories if segmenter is not None else VOC_CLASSES
-        return self.build(categories, palette=palette, overlay_alpha=overlay_alpha)
+        first: for ``segmenter``'s categories when one is given, else ``categories`` (the model's spec's),
+        else the VOC classes."""
+        if segmenter is not None:
+            categories = segmenter.categories
+        return self.build(categories or VOC_CLASSES, palette=palette, overlay_alpha=overlay_alpha)
 
 
 ALL_CLASSES = "all"

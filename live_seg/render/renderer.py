@@ -43,7 +43,22 @@ def voc_palette(num_classes: int = 21) -> np.ndarray:
     return lut
 
 
-def make_palette(name: str = "voc", num_classes: int = 21, seed: int = RANDOM_PALETTE_SEED) -> np.ndarray:
+def named_voc_palette(names: Sequence[str]) -> np.ndarray:
+    """The VOC colour map for a model's own class list: a class named like a PASCAL VOC class (``person``,
+    ``cat``; ``background`` for ``__background__``) gets that class's colour, any other class the colour of
+    its index. A person/background model paints people as the VOC models do.
+
+    Returns:
+        ``(len(names), 3)`` uint8 array in **RGB** order.
+    """
+    full = voc_palette(max(len(names), len(VOC_CLASSES)))
+    voc = {n: i for i, n in enumerate(VOC_CLASSES)} | {"background": 0}
+    return np.ascontiguousarray(full[[voc.get(n.lower(), i) for i, n in enumerate(names)]])
+
+
+def make_palette(
+    name: str = "voc", num_classes: int = 21, seed: int = RANDOM_PALETTE_SEED, names: Sequence[str] | None = None
+) -> np.ndarray:
     """A colour lookup table for class ids.
 
     Args:
@@ -51,11 +66,14 @@ def make_palette(name: str = "voc", num_classes: int = 21, seed: int = RANDOM_PA
             from a fixed seed (as the original single-image script did).
         num_classes: rows in the table.
         seed: the seed of the random palette.
+        names: the model's class names (``"voc"``: VOC classes keep their colour, see :func:`named_voc_palette`).
 
     Returns:
         ``(num_classes, 3)`` uint8 array in **BGR** order, ready for BGR frames.
     """
-    if name == "voc":
+    if name == "voc" and names is not None and len(names) == num_classes:
+        rgb = named_voc_palette(names)
+    elif name == "voc":
         rgb = voc_palette(num_classes)
     elif name == "random":
         rgb = np.random.default_rng(seed).integers(0, 256, size=(num_classes, 3), dtype=np.uint8)
@@ -304,7 +322,7 @@ class Renderer:
         if mode not in self.MODES:
             raise ValueError(f"mode: expected one of {', '.join(self.MODES)}, got {mode!r}")
         self.names = list(names)
-        self.lut = make_palette(palette, len(self.names))
+        self.lut = make_palette(palette, len(self.names), names=self.names)
         self._table = lookup_table(self.lut)
         self.alpha = alpha
         self.legend = legend
