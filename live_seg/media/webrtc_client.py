@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fractions
+import re
 import time
 from collections import deque
 from collections.abc import Callable
@@ -25,6 +26,8 @@ RECENT = 30
 """Frames the running latency (sent twice a second) is a median of."""
 MAX_CANDIDATES = 32
 """ICE candidates an offer may list (a browser with ICE gathered lists a handful)."""
+_SDP_LINE = re.compile(r"[a-z]=[^\x00-\x08\x0a-\x1f\x7f]*")
+_M_LINE = re.compile(r"m=([a-z]+) (\d{1,5})(?:/\d{1,3})? [A-Za-z0-9/]+(?: [A-Za-z0-9-]+)+")
 
 
 def offer_problem(sdp: str) -> str | None:
@@ -32,14 +35,25 @@ def offer_problem(sdp: str) -> str | None:
 
     A client gets one video track (the camera: the only one decoded), at most one data channel's
     section and :data:`MAX_CANDIDATES` ICE candidates; audio and any other section are refused
-    before anything is set up for them.
+    before anything is set up for them, and so is an offer without its DTLS fingerprint or ICE
+    credentials (aiortc would answer it and fail later, in a task of its own).
     """
-    kinds = [line[2:].split(" ", 1)[0] for line in sdp.splitlines() if line.startswith("m=")]
+    lines = sdp.splitlines()
+    bad = next((n for n, line in enumerate(lines, 1) if line and not _SDP_LINE.fullmatch(line)), None)
+    if bad is not None:
+        return f"line {bad} is not an SDP line (x=value, printable)"
+    sections = [_M_LINE.fullmatch(line) for line in lines if line.startswith("m=")]
+    if not all(m is not None and int(m[2]) <= 65535 for m in sections):
+        return "a malformed m= line"
+    kinds = [m[1] for m in sections if m is not None]
     if kinds.count("video") != 1:
         return f"expected one video track, got {kinds.count('video')}"
     if kinds.count("application") > 1 or set(kinds) - {"video", "application"}:
         return f"only a video track and one data channel section are served, got {', '.join(kinds)}"
-    candidates = sum(1 for line in sdp.splitlines() if line.startswith("a=candidate:"))
+    for needed in ("a=fingerprint:", "a=ice-ufrag:", "a=ice-pwd:"):  # DTLS and ICE cannot start without them
+        if f"\n{needed}" not in f"\n{sdp}":
+            return f"no {needed[2:-1]} line"
+    candidates = sum(1 for line in lines if line.startswith("a=candidate:"))
     if candidates > MAX_CANDIDATES:
         return f"{candidates} ICE candidates, at most {MAX_CANDIDATES}"
     return None
