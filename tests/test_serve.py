@@ -373,7 +373,10 @@ def test_browser_sees_its_camera_segmented_and_a_client_that_leaves_frees_its_pl
             await page.wait_for("window.liveSeg && window.liveSeg.shown >= 15 && window.liveSeg.stats", 90)
             state = json.loads(await page.evaluate(page_state_json()))
             assert state["stats"]["frames_received"] > state["stats"]["frames_processed"] > 0  # newest only
-            offer = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}).encode()
+            sdp = (
+                "v=0\r\na=fingerprint:sha-256 AA\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+            )
+            offer = json.dumps({"type": "offer", "sdp": sdp}).encode()  # well-formed enough to be counted
             status = await asyncio.to_thread(request, urls[0], "POST", f"/offer?{urlsplit(urls[0]).query}", offer)
             assert status[0] == 503  # --max-clients 1, and one is connected
             rect = await page.evaluate("document.getElementById('view').getBoundingClientRect().toJSON()")
