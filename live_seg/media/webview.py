@@ -88,6 +88,7 @@ class _PreviewHandler(BaseHTTPRequestHandler):
     server: _PreviewHTTPServer
     timeout = IO_TIMEOUT_S  # a client that stops reading frees its thread
     server_version = "live_seg"
+    sys_version = ""  # no Python version in the Server header
 
     def setup(self) -> None:
         owner = self.server.owner
@@ -226,6 +227,7 @@ class PreviewServer:
         self._heads: dict[socket.socket, float] = {}  # connection -> when its request must have arrived
         self._key_rate, self._snapshot_rate = RateLimit(*KEY_RATE), RateLimit(*SNAPSHOT_RATE)
         self._page_snapshots = 0
+        self._key_lock = threading.Lock()
         self._cert, self._key = cert, key
         self.any_port_if_busy = any_port_if_busy
         self.page = view_page(title)
@@ -332,6 +334,10 @@ class PreviewServer:
 
     def _take_key(self, key: str) -> str | None:
         """Queue a key from the page; why it is refused (the reply is 429), or ``None``."""
+        with self._key_lock:
+            return self._queue_key(key)
+
+    def _queue_key(self, key: str) -> str | None:
         if not self._key_rate.allow():
             return "too many keys: slow down"
         if key == "s":
