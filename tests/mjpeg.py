@@ -432,7 +432,7 @@ def read_parts(url: str, count: int, timeout: float = 10.0) -> list[bytes]:
     parts = urlsplit(url)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=timeout)
     try:
-        conn.request("GET", parts.path or "/")
+        conn.request("GET", (parts.path or "/") + (f"?{parts.query}" if parts.query else ""))
         resp = conn.getresponse()
         ctype = resp.getheader("Content-Type", "")
         assert resp.status == 200, f"{url}: HTTP {resp.status}"

@@ -24,7 +24,7 @@ import cv2
 import numpy as np
 import pytest
 from mjpeg import MJPEGServer
-from test_live import Lines, http_get, post_key, screenshot, xvfb  # noqa: F401 - xvfb is a fixture
+from test_live import Lines, at, http_get, post_key, screenshot, xvfb  # noqa: F401 - xvfb is a fixture
 
 from live_seg.base.registry import EFFECTS
 from live_seg.cli.main import main
@@ -331,7 +331,7 @@ def test_browser_view_shows_each_effect(still_stream, person_model):
     shots: dict[str, np.ndarray] = {}
 
     def grab() -> np.ndarray:
-        with http_get(urls[0] + "frame.jpg", retry_until=time.monotonic() + 5) as resp:
+        with http_get(at(urls[0], "frame.jpg"), retry_until=time.monotonic() + 5) as resp:
             return cv2.imdecode(np.frombuffer(resp.read(), np.uint8), cv2.IMREAD_COLOR)
 
     def press(key: str) -> None:  # what the page's "effect (e)" button posts

@@ -20,7 +20,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import av
 import cv2
@@ -529,20 +529,20 @@ def test_no_display_serves_in_browser_with_keys_and_snapshot(server, lraspp, tmp
         while not urls and time.monotonic() < deadline:
             time.sleep(0.05)
         base = urls[0]
-        with http_get(base + "frame.jpg", retry_until=time.monotonic() + 10) as resp:
+        with http_get(at(base, "frame.jpg"), retry_until=time.monotonic() + 10) as resp:
             first = cv2.imdecode(np.frombuffer(resp.read(), np.uint8), cv2.IMREAD_COLOR)
         assert first.shape == (360, 640, 3)
         for key in "mms":  # overlay -> mask -> side by side, then a snapshot
             assert post_key(base, key) == 204
         assert post_key(base, "q") == 400  # the page cannot quit the tool
         time.sleep(0.5)
-        parts = read_parts(base + "stream.mjpg", 2)
+        parts = read_parts(at(base, "stream.mjpg"), 2)
         side = cv2.imdecode(np.frombuffer(parts[-1], np.uint8), cv2.IMREAD_COLOR)
         assert side.shape == (360, 1280, 3)
     finally:
         runner.join(30)
     assert not runner.is_alive() and live_threads() == []
-    assert result["display"] == "browser" and result["url"] == base
+    assert result["display"] == "browser" and result["url"] == base.split("?", 1)[0]  # no token in --stats
     assert len(result["snapshots"]) == 1
     snap = cv2.imread(result["snapshots"][0], cv2.IMREAD_COLOR)
     assert snap.shape == (360, 1280, 3)
@@ -578,11 +578,25 @@ def test_keys_pause_legend_and_esc_quit(server, lraspp, tmp_path):
     assert probe(tmp_path / "rec.mp4")["video"]["frames"] == summary["frames_recorded"]
 
 
+def at(url: str, path: str) -> str:
+    """``path`` on the server of ``url`` (the view's printed URL), with its token: ``at(url, "frame.jpg")``."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}/{path}" + (f"?{parts.query}" if parts.query else "")
+
+
+def with_token(url: str) -> tuple[str, dict[str, str]]:
+    """The request target of ``url`` without its token, and the cookie a browser would send for it."""
+    parts = urlsplit(url)
+    token = dict(parse_qsl(parts.query)).get("token")
+    return parts.path or "/", {"Cookie": f"live_seg_token_{parts.port}={token}"} if token else {}
+
+
 def http_get(url: str, retry_until: float = 0.0):
     parts = urlsplit(url)
+    target, headers = with_token(url)
     while True:
         conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
-        conn.request("GET", parts.path)
+        conn.request("GET", target, headers=headers)
         resp = conn.getresponse()
         if resp.status == 200 or time.monotonic() > retry_until:
             assert resp.status == 200, url
@@ -596,7 +610,7 @@ def post_key(base: str, key: str) -> int:
     parts = urlsplit(base)
     conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
     try:
-        conn.request("POST", "/key", body=key.encode())
+        conn.request("POST", "/key", body=key.encode(), headers=with_token(base)[1])
         resp = conn.getresponse()
         resp.read()
         return resp.status
@@ -620,7 +634,7 @@ def test_cli_browser_view_record_stats_then_sigterm(server, tmp_path):
         with http_get(url, retry_until=time.monotonic() + 5) as resp:
             page = resp.read().decode()
         assert '<img id="view" src="/stream.mjpg"' in page
-        jpegs = read_parts(url + "stream.mjpg", 5, timeout=20)
+        jpegs = read_parts(at(url, "stream.mjpg"), 5, timeout=20)
         frames = [cv2.imdecode(np.frombuffer(j, np.uint8), cv2.IMREAD_COLOR) for j in jpegs]
         assert all(f is not None and f.shape == (360, 640, 3) for f in frames)
         t_sigterm = time.monotonic()
@@ -633,7 +647,9 @@ def test_cli_browser_view_record_stats_then_sigterm(server, tmp_path):
             proc.kill()
     assert time.monotonic() - t_sigterm < 15
     summary = json.loads(stats.read_text())
-    assert summary["display"] == "browser" and summary["url"] == url
+    token = url.split("?token=", 1)[1]
+    assert summary["display"] == "browser" and summary["url"] == url.split("?", 1)[0]
+    assert token not in stats.read_text() and token not in err.text()  # the terminal (stdout) only
     assert summary["stop_reason"] == "interrupted by SIGTERM"
     for key in ("frames_captured", "frames_shown", "frames_dropped", "display_fps", "latency_ms", "stage_ms"):
         assert key in summary

@@ -40,7 +40,7 @@ needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not in
 
 # -- the policy, request by request ---------------------------------------------------------------
 
-LOCAL = WebPolicy.for_bind("127.0.0.1")
+LOCAL = WebPolicy.for_bind("127.0.0.1", token="l0cal")
 LOCAL.port = 8443
 EXPOSED = WebPolicy.for_bind("0.0.0.0", token="s3cret")
 EXPOSED.port = 8443
@@ -71,21 +71,28 @@ def _h(**headers: str) -> dict[str, str]:
     return {"Host": "127.0.0.1:8443", **{k.replace("_", "-"): v for k, v in headers.items()}}
 
 
+def _l(**headers: str) -> dict[str, str]:
+    """Headers of a request to LOCAL that carries its token (its cookie)."""
+    return _h(Cookie="live_seg_token_8443=l0cal", **headers)
+
+
 @pytest.mark.parametrize(
     ("policy", "method", "target", "headers", "status"),
     [
-        (LOCAL, "GET", "/", _h(), None),
+        (LOCAL, "GET", "/", _l(), None),
         (LOCAL, "GET", "/", {"Host": "evil.example"}, 421),
-        (LOCAL, "POST", "/offer", _h(Origin="http://evil.example"), 403),
-        (LOCAL, "POST", "/offer", _h(Origin="null"), 403),
-        (LOCAL, "POST", "/offer", _h(Origin="http://127.0.0.1:9999"), 403),  # another port is another origin
-        (LOCAL, "POST", "/offer", _h(Origin="https://127.0.0.1:8443"), 403),  # and another scheme
-        (LOCAL, "POST", "/offer", _h(Origin="http://127.0.0.1:8443"), None),
-        (LOCAL, "POST", "/offer", _h(Sec_Fetch_Site="cross-site"), 403),
-        (LOCAL, "POST", "/offer", _h(), None),  # no Origin: not a browser's cross-origin request
-        (LOCAL, "GET", "/", _h(Origin="http://evil.example"), None),  # reads: the browser keeps them from it
-        (LOCAL, "POST", "/offer", _h(Content_Length="999999999"), 413),
-        (LOCAL, "POST", "/offer", _h(Content_Length="-1"), 400),
+        (LOCAL, "POST", "/offer", _l(Origin="http://evil.example"), 403),
+        (LOCAL, "POST", "/offer", _l(Origin="null"), 403),
+        (LOCAL, "POST", "/offer", _l(Origin="http://127.0.0.1:9999"), 403),  # another port is another origin
+        (LOCAL, "POST", "/offer", _l(Origin="https://127.0.0.1:8443"), 403),  # and another scheme
+        (LOCAL, "POST", "/offer", _l(Origin="http://127.0.0.1:8443"), None),
+        (LOCAL, "POST", "/offer", _l(Sec_Fetch_Site="cross-site"), 403),
+        (LOCAL, "POST", "/offer", _l(), None),  # no Origin: not a browser's cross-origin request
+        (LOCAL, "GET", "/", _l(Origin="http://evil.example"), None),  # reads: the browser keeps them from it
+        (LOCAL, "POST", "/offer", _l(Content_Length="999999999"), 413),
+        (LOCAL, "POST", "/offer", _l(Content_Length="-1"), 400),
+        (LOCAL, "GET", "/", _h(), 401),  # a token on loopback too: one per run
+        (LOCAL, "GET", "/?token=l0cal", _h(), None),
         (EXPOSED, "GET", "/", _h(), 401),
         (EXPOSED, "GET", "/?token=wrong", _h(), 403),
         (EXPOSED, "GET", "/?token=s3cret", _h(), None),
@@ -104,11 +111,12 @@ def test_policy_check(policy, method, target, headers, status):
 
 def test_beyond_loopback_means_https_and_a_generated_token():
     local, exposed = WebPolicy.for_bind("127.0.0.1"), WebPolicy.for_bind("0.0.0.0")
-    assert not local.tls and local.token is None and not local.exposed
+    assert not local.tls and len(local.token or "") >= 20 and not local.exposed  # a token on every address
     assert exposed.tls and exposed.exposed and len(exposed.token or "") >= 20
     assert WebPolicy.for_bind("0.0.0.0").token != exposed.token
     exposed.port = 9000
     assert exposed.url() == f"https://127.0.0.1:9000/?token={exposed.token}"
+    assert exposed.url(with_token=False) == "https://127.0.0.1:9000/"
     assert "Secure" in exposed.cookie_header() and "SameSite=Strict" in exposed.cookie_header()
 
 
@@ -190,17 +198,23 @@ def request(url: str, method: str = "GET", path: str | None = None, body: bytes 
 def test_live_view_on_loopback_refuses_foreign_hosts_and_origins():
     with PreviewServer("127.0.0.1", 0) as view:
         view.publish(np.zeros((48, 64, 3), np.uint8))
-        assert view.url == f"http://127.0.0.1:{view.port}/"
-        assert request(view.url)[0] == 200
-        assert request(view.url, Host="evil.example")[0] == 421
-        assert request(view.url + "frame.jpg", Host=f"evil.example:{view.port}")[0] == 421
-        assert request(view.url, "POST", "/key", b"m", Origin="http://evil.example")[0] == 403
-        assert request(view.url, "POST", "/key", b"m", Sec_Fetch_Site="cross-site")[0] == 403
+        token = view.policy.token
+        assert view.url == f"http://127.0.0.1:{view.port}/?token={token}"
+        assert view.public_url == f"http://127.0.0.1:{view.port}/"
+        cookie = f"{view.policy.cookie_name}={token}"
+        assert request(view.public_url, Cookie=cookie)[0] == 200
+        assert request(view.public_url, Host="evil.example", Cookie=cookie)[0] == 421
+        assert request(view.public_url + "frame.jpg", Host=f"evil.example:{view.port}", Cookie=cookie)[0] == 421
+        assert request(view.public_url, "POST", "/key", b"m", Origin="http://evil.example", Cookie=cookie)[0] == 403
+        assert request(view.public_url, "POST", "/key", b"m", Sec_Fetch_Site="cross-site", Cookie=cookie)[0] == 403
         assert view.keys() == []
-        assert request(view.url, "POST", "/key", b"m", Origin=f"http://127.0.0.1:{view.port}")[0] == 204
+        assert (
+            request(view.public_url, "POST", "/key", b"m", Origin=f"http://127.0.0.1:{view.port}", Cookie=cookie)[0]
+            == 204
+        )
         assert view.keys() == ["m"]
-        assert request(view.url, "POST", "/key", b"x" * 100, Content_Length="100000")[0] == 413
-        assert request(view.url, "POST", "/nothing", b"m")[0] == 404
+        assert request(view.public_url, "POST", "/key", b"x" * 100, Content_Length="100000", Cookie=cookie)[0] == 413
+        assert request(view.public_url, "POST", "/nothing", b"m", Cookie=cookie)[0] == 404
 
 
 def test_live_view_beyond_loopback_wants_https_and_the_token(tmp_path, monkeypatch):
@@ -212,10 +226,12 @@ def test_live_view_beyond_loopback_wants_https_and_the_token(tmp_path, monkeypat
         assert url.startswith("https://127.0.0.1:") and f"?token={policy.token}" in url
         assert request(url.split("?")[0])[0] == 401
         assert request(url.split("?")[0] + "?token=wrong")[0] == 403
-        status, headers, page = request(url)
-        assert status == 200 and b"stream.mjpg" in page
+        status, headers, _ = request(url)
+        assert status == 303 and headers["Location"] == "/"  # the token out of the address bar
         cookie = headers["Set-Cookie"].split(";")[0]
         assert cookie == f"{policy.cookie_name}={policy.token}" and "HttpOnly" in headers["Set-Cookie"]
+        status, _, page = request(url.split("?")[0], Cookie=cookie)
+        assert status == 200 and b"stream.mjpg" in page
         assert request(url, path="/frame.jpg", Cookie=cookie)[0] == 200
         with pytest.raises((ConnectionError, http.client.HTTPException, OSError)):  # no clear text
             request(url.replace("https://", "http://"))
@@ -279,8 +295,10 @@ def test_serve_beyond_loopback_https_token_and_refusals_then_ctrl_c(tmp_path):
         bare = f"https://127.0.0.1:{parts.port}/"
         assert request(bare)[0] == 401
         assert request(bare + "?token=wrong")[0] == 403
-        status, headers, page = request(url)
-        assert status == 200 and b"RTCPeerConnection" in page and "Secure" in headers["Set-Cookie"]
+        status, headers, _ = request(url)
+        assert status == 303 and headers["Location"] == "/" and "Secure" in headers["Set-Cookie"]
+        status, _, page = request(bare, Cookie=headers["Set-Cookie"].split(";")[0])
+        assert status == 200 and b"RTCPeerConnection" in page
         assert request(url, Host="evil.example")[0] == 421
         offer = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}).encode()
         for origin in ("http://evil.example", "https://evil.example", f"http://127.0.0.1:{parts.port}"):
@@ -355,8 +373,11 @@ def test_browser_sees_its_camera_segmented_and_a_client_that_leaves_frees_its_pl
             await page.wait_for("window.liveSeg && window.liveSeg.shown >= 15 && window.liveSeg.stats", 90)
             state = json.loads(await page.evaluate(page_state_json()))
             assert state["stats"]["frames_received"] > state["stats"]["frames_processed"] > 0  # newest only
-            offer = json.dumps({"type": "offer", "sdp": "v=0\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"}).encode()
-            status = await asyncio.to_thread(request, urls[0], "POST", "/offer", offer)
+            sdp = (
+                "v=0\r\na=fingerprint:sha-256 AA\r\na=ice-ufrag:u\r\na=ice-pwd:p\r\nm=video 9 UDP/TLS/RTP/SAVPF 96\r\n"
+            )
+            offer = json.dumps({"type": "offer", "sdp": sdp}).encode()  # well-formed enough to be counted
+            status = await asyncio.to_thread(request, urls[0], "POST", f"/offer?{urlsplit(urls[0]).query}", offer)
             assert status[0] == 503  # --max-clients 1, and one is connected
             rect = await page.evaluate("document.getElementById('view').getBoundingClientRect().toJSON()")
             box = video_box(await page.screenshot(), rect)
@@ -512,3 +533,4 @@ def test_serve_fills_its_summary_when_it_fails_while_serving(monkeypatch):
     with pytest.raises(PipelineError, match="boom"):
         serve.run_serve(serve.ServeOptions(port=0), seg, summary=summary)
     assert summary["clients"] == [] and summary["url"].startswith("http://127.0.0.1:") and summary["wall_s"] >= 0
+    assert "token" not in summary["url"]

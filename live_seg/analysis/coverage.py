@@ -31,6 +31,7 @@ import numpy as np
 from ..base.errors import OutputError, one_line
 from ..base.files import written_beside
 from ..base.frames import Mask
+from ..base.redact import redact_text
 from ..render.renderer import voc_palette
 from .masks import check_file_path
 
@@ -267,7 +268,7 @@ def plot_coverage(path: Path, times: np.ndarray, means: np.ndarray, names: Seque
         ax.set_ylim(0, 100)
         ax.set_xlim(float(times[0]), float(times[-1]) if times[-1] > times[0] else float(times[0]) + 1)
         ax.grid(True, color="0.9")
-        ax.set_title(f"Class coverage over time{' — ' + title if title else ''}", loc="left")
+        ax.set_title(f"Class coverage over time{' — ' + redact_text(title) if title else ''}", loc="left")
         ax.legend(title="class (mean share)", loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
         fig.tight_layout()
         try:

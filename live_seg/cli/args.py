@@ -284,7 +284,8 @@ def _serve_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     w = serve.add_argument_group("web (beyond loopback: HTTPS and a token on every request)")
     w.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, this machine only)")
     w.add_argument("--port", type=port, default=8443, help="TCP port (default: %(default)s; 0 = any free port)")
-    w.add_argument("--token", help="token clients must show (default beyond loopback: generated, printed in the URL)")
+    w.add_argument("--token", help="token clients must show (default: $LIVE_SEG_TOKEN, or one made for the run)")
+    w.add_argument("--token-file", metavar="FILE", help="read the token from FILE (kept out of the process list)")
     w.add_argument("--cert", metavar="FILE.pem", help="HTTPS certificate (default: self-signed, made once, cached)")
     w.add_argument("--key", metavar="FILE.pem", help="the certificate's private key (with --cert)")
     w.add_argument(

@@ -1,5 +1,6 @@
-"""Command line of ``live-seg serve``: start the page, print its URL (with the token), serve until
-Ctrl-C or ``--duration``, then write ``--stats`` and log one line per client.
+"""Command line of ``live-seg serve``: start the page, print its URL with the token (to the terminal
+only: the log and ``--stats`` never hold it), serve until Ctrl-C or ``--duration``, then write
+``--stats`` and log one line per client.
 
 Part of the command line (:mod:`live_seg.cli.main` dispatches here); the job itself is
 :func:`live_seg.jobs.serve.run_serve`.
@@ -29,6 +30,7 @@ def serve_options(args: argparse.Namespace) -> Any:
         host=args.host,
         port=args.port,
         token=args.token,
+        token_file=args.token_file,
         cert=args.cert,
         key=args.key,
         allowed_hosts=tuple(args.allow_host),

@@ -13,6 +13,7 @@ import dataclasses
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +23,7 @@ from ..base.frames import Frame, FramePacket, SegResult
 from ..base.options import ModelOptions, model_options
 from ..base.registry import DEFAULT_ALPHA, EFFECTS, VIEWS
 from ..media.serve_page import serve_page
-from ..media.web_security import WebPolicy
+from ..media.web_security import WebPolicy, resolve_token
 from ..media.webrtc import MAX_SIDE, WebRTCServer, require
 from ..media.webrtc_client import WebClient
 from ..pipeline.multiplex import Multiplexer, Slot
@@ -33,6 +34,8 @@ from ..render.renderer import Renderer
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8443
+MAX_FINISHED = 1000
+"""Clients that left whose summaries the run keeps for ``--stats`` (the newest ones)."""
 
 
 @dataclass
@@ -42,7 +45,9 @@ class ServeOptions:
     Attributes:
         host: address to bind (beyond loopback: HTTPS and a token).
         port: TCP port (0: any free one).
-        token: the token clients must show (``None``: generated when bound beyond loopback).
+        token: the token clients must show (``None``: from ``token_file``, ``$LIVE_SEG_TOKEN``, or
+            generated for the run).
+        token_file: a file holding the token (kept out of the process list, unlike ``token``).
         cert, key: HTTPS certificate and key files (``None``: a cached self-signed pair when needed).
         allowed_hosts: extra host names the server answers to (e.g. the machine's DNS name).
         max_clients: clients served at once.
@@ -55,6 +60,7 @@ class ServeOptions:
     host: str = "127.0.0.1"
     port: int = DEFAULT_PORT
     token: str | None = None
+    token_file: str | None = None
     cert: str | None = None
     key: str | None = None
     allowed_hosts: tuple[str, ...] = ()
@@ -72,6 +78,8 @@ class ServeOptions:
         """Raise ``ValueError`` (``UsageError``) for settings that cannot work."""
         if (self.cert is None) != (self.key is None):
             raise UsageError("--cert and --key go together")
+        if self.token is not None and self.token_file is not None:
+            raise UsageError("--token and --token-file go one at a time")
         if self.view not in VIEWS:
             raise ValueError(f"view: expected one of {', '.join(VIEWS)}, got {self.view!r}")
         for name, value in (("max_clients", self.max_clients), ("max_side", self.max_side)):
@@ -164,15 +172,22 @@ class ClientView:
 
 
 class ServeJob:
-    """One ``serve`` run (see :func:`run_serve`)."""
+    """One ``serve`` run (see :func:`run_serve`).
+
+    Attributes:
+        views: the clients connected now (a client that leaves is removed: its renderer is freed).
+        finished: the summaries of the last :data:`MAX_FINISHED` clients that left.
+    """
 
     def __init__(self, options: ServeOptions, segmenter: Any, control: Control) -> None:
         self.options, self.segmenter, self.control = options, segmenter, control
         self.views: list[ClientView] = []
+        self.finished: deque[dict[str, Any]] = deque(maxlen=MAX_FINISHED)
         self.mux = Multiplexer(segmenter, control, max_batch=options.max_batch)
         page = serve_page("live_seg serve", EFFECTS, VIEWS, effect=options.effect.name, view=options.view,
                           legend=options.legend, classes=classes_text(options.effect))  # fmt: skip
-        policy = WebPolicy.for_bind(options.host, options.token, options.allowed_hosts, tls=options.cert is not None,
+        token = resolve_token(options.token, options.token_file)  # a per-run one when none is given
+        policy = WebPolicy.for_bind(options.host, token, options.allowed_hosts, tls=options.cert is not None,
                                     max_clients=options.max_clients)  # fmt: skip
         self.server = WebRTCServer(policy, page, self.connect, port=options.port, cert=options.cert,
                                    key=options.key, max_side=options.max_side)  # fmt: skip
@@ -180,8 +195,13 @@ class ServeJob:
     def connect(self, client: WebClient) -> ClientView:
         """A new client: a slot in the multiplexer and a renderer of its own."""
         slot = self.mux.add(client.name, client.deliver)
-        view = ClientView(client, slot, list(self.segmenter.categories), self.options,
-                          lambda: self.mux.remove(client.name))  # fmt: skip
+
+        def closed() -> None:
+            self.mux.remove(client.name)
+            self.views.remove(view)
+            self.finished.append(view.summary())
+
+        view = ClientView(client, slot, list(self.segmenter.categories), self.options, closed)
         self.views.append(view)
         return view
 
@@ -197,10 +217,11 @@ class ServeJob:
     def summary(self, t_start: float) -> dict[str, Any]:
         mux = self.mux
         return {
-            "url": self.server.policy.url("/").split("?", 1)[0],
+            "url": self.server.policy.url("/", with_token=False),
             "https": self.server.policy.tls,
             "token": self.server.policy.token is not None,
-            "clients": [v.summary() for v in self.views],
+            "clients": [*self.finished, *(v.summary() for v in self.views)],
+            "clients_served": self.server.served,
             "batches": mux.batches,
             "mean_batch": round(mux.batched_frames / mux.batches, 3) if mux.batches else None,
             "wall_s": round(time.perf_counter() - t_start, 3),
@@ -231,7 +252,8 @@ def run_serve(
 
     Returns:
         The run's summary: ``clients`` (one entry per client: ``frames_received``,
-        ``frames_processed``, ``frames_sent``, ``dropped``, ``latency_ms`` ``p50``/``p95``),
+        ``frames_processed``, ``frames_sent``, ``dropped``, ``latency_ms`` ``p50``/``p95``; the last
+        :data:`MAX_FINISHED` that left and those still connected), ``clients_served``,
         ``batches``, ``mean_batch``, ``wall_s``, ``url``, the model's description.
 
     Raises:
@@ -241,6 +263,8 @@ def run_serve(
 
     options.check()
     require()
+    # the token file is read now: a bad one fails before the model loads
+    options = dataclasses.replace(options, token=resolve_token(options.token, options.token_file), token_file=None)
     control = control or Control()
     options.effect.check()  # a bad class name fails before the model loads
     seg = segmenter or segmenter_for(model_options(model), mode="latency")
@@ -252,7 +276,7 @@ def run_serve(
         try:
             job.server.start()
             t_start = time.perf_counter()
-            log.info("serving on %s", job.server.url.split("?", 1)[0])  # the token only where asked for
+            log.info("serving on %s", job.server.policy.url("/", with_token=False))  # the token: on_ready only
             if on_ready is not None:
                 on_ready(job.server.url)
             job.wait(t_start)

@@ -23,6 +23,7 @@ import cv2
 
 from ..base.errors import SourceError
 from ..base.frames import FramePacket
+from ..base.redact import redact_url
 from ..base.registry import DEFAULT_READ_TIMEOUT_S, DEFAULT_RECONNECT, RTSP_TRANSPORTS
 from .file_source import SourceInfo, VideoFileSource
 
@@ -74,17 +75,6 @@ def parse_source(spec: str | int) -> int | str:
 def is_device(spec: str | int) -> bool:
     """A camera device path such as ``/dev/video0`` (opened with OpenCV's V4L2 backend)."""
     return isinstance(spec, str) and spec.startswith("/dev/")
-
-
-def redact_url(url: str) -> str:
-    """``rtsp://user:secret@host/x`` → ``rtsp://***@host/x`` (for logs and messages)."""
-    if "://" not in url:
-        return url
-    scheme, rest = url.split("://", 1)
-    netloc, sep, tail = rest.partition("/")
-    if "@" in netloc:
-        netloc = "***@" + netloc.rsplit("@", 1)[1]
-    return f"{scheme}://{netloc}{sep}{tail}"
 
 
 def _quiet_ffmpeg_logs() -> None:

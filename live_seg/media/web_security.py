@@ -5,13 +5,20 @@
   name, the bound address, names allowed explicitly) is refused with 421.
 * **Origin check** (CSRF): a state-changing request (anything but GET, HEAD, OPTIONS) from
   another origin (``Origin`` not this page's origin, or ``Sec-Fetch-Site`` cross-site) gets 403.
-* **Token**, when bound beyond loopback: every request must carry it, as ``?token=`` (the URL
-  printed at start), ``Authorization: Bearer``, or the cookie the first such request sets
-  (401 without one, 403 with a wrong one). The comparison takes constant time.
+  Routes that show what the camera sees (the MJPEG stream, the newest frame) are same-origin
+  reads: ``Sec-Fetch-Site`` cross-site or same-site, or a foreign ``Origin`` or ``Referer``, gets
+  403 before anything is held for the request (a cross-site ``<img>`` takes no viewer slot).
+* **Token**, on every surface and every address (a per-run secret, the way Jupyter does it): the
+  one given (``--token-file``, ``$LIVE_SEG_TOKEN``, ``--token``) or one made at start. Every request
+  carries it, as ``?token=`` (the URL printed once at start, to the terminal only), ``Authorization:
+  Bearer``, or the cookie the first such request sets (``HttpOnly``, ``SameSite=Strict``, ``Secure``
+  over HTTPS, named after the port: two servers on one machine keep theirs apart). 401 without
+  one, 403 with a wrong one; the comparison takes constant time. A page opened with ``?token=`` is
+  answered with the cookie and a redirect to the same address without it (out of the address bar
+  and the history).
 * **HTTPS**, when bound beyond loopback: the given certificate, or a self-signed one made once
-  and cached under ``$XDG_CACHE_HOME/live_seg/tls/`` (browsers give a page the camera only
-  on a secure origin, and the token must not cross the network in clear).
-* **Caps**: request bodies (413) and clients (503) are bounded by the servers.
+  and cached (:mod:`live_seg.media.certificates`; it names the machine's LAN addresses too).
+* **Caps**: request bodies (413), clients (503) and request rates (429) are bounded by the servers.
 
 This module is framework-free: both the ``http.server`` view and the aiohttp server ask
 :meth:`WebPolicy.check` with the request's method, target and headers.
@@ -19,8 +26,6 @@ This module is framework-free: both the ``http.server`` view and the aiohttp ser
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import hmac
 import ipaddress
 import logging
@@ -28,14 +33,16 @@ import os
 import secrets
 import socket
 import ssl
+import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from http.cookies import CookieError, SimpleCookie
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, parse_qsl, urlencode, urlsplit
 
-from ..base.errors import OutputError, UsageError, one_line
-from ..base.files import written_beside
+from ..base.errors import UsageError, one_line
+from .certificates import is_ip, lan_addresses, self_signed_certificate
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +50,9 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 MAX_BODY = 64 * 1024
 """Default cap on a request body, in bytes (an SDP offer is a few kB)."""
-CERT_DAYS = 825
+TOKEN_ENV = "LIVE_SEG_TOKEN"
+"""The environment variable a token may come from (out of the process list, unlike ``--token``)."""
+MAX_TOKEN = 256
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,12 +74,54 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def _is_ip(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-        return True
-    except ValueError:
-        return False
+def resolve_token(
+    token: str | None = None, token_file: str | None = None, environ: Mapping[str, str] | None = None
+) -> str:
+    """The run's token: from ``token_file``, ``token`` (argv: visible in the process list), the
+    :data:`TOKEN_ENV` environment variable, or a new random one, in that order.
+
+    Raises:
+        UsageError: both ``token`` and ``token_file``; a file that cannot be read; an empty or
+            over-long token, or one with spaces or control characters.
+    """
+    environ = os.environ if environ is None else environ
+    if token is not None and token_file is not None:
+        raise UsageError("--token and --token-file go one at a time")
+    if token_file is not None:
+        try:
+            path = Path(token_file)
+            if path.stat().st_mode & 0o077:
+                log.warning("the token file %s is readable by other users (chmod 600 it)", token_file)
+            token = path.read_text(encoding="utf-8").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"cannot read the token file {token_file}: {one_line(exc)}") from exc
+    elif token is None:
+        token = environ.get(TOKEN_ENV) or None
+    if token is None:
+        return secrets.token_urlsafe(18)
+    if not token or len(token) > MAX_TOKEN or not token.isprintable() or " " in token:
+        raise UsageError(f"a token is 1 to {MAX_TOKEN} printable characters without spaces")
+    return token
+
+
+class RateLimit:
+    """A token bucket: ``rate`` events a second on average, bursts of ``burst``; thread-safe."""
+
+    def __init__(self, rate: float, burst: int) -> None:
+        self.rate, self.burst = rate, burst
+        self._tokens, self._t = float(burst), time.monotonic()
+        self._lock = threading.Lock()
+
+    def allow(self) -> bool:
+        """Take one event's place; False when the rate is exceeded (the caller answers 429)."""
+        with self._lock:
+            now = time.monotonic()
+            self._tokens = min(float(self.burst), self._tokens + (now - self._t) * self.rate)
+            self._t = now
+            if self._tokens < 1.0:
+                return False
+            self._tokens -= 1.0
+            return True
 
 
 def _hostname(netloc: str) -> str | None:
@@ -100,8 +151,7 @@ class WebPolicy:
 
     Args:
         host: the address bound (``0.0.0.0`` / ``::`` / ``""``: all interfaces).
-        token: the token clients must show when bound beyond loopback (``None``: one is made);
-            on loopback a given token is required too.
+        token: the token clients must show (:meth:`for_bind` makes one when none is given).
         tls: serve HTTPS (forced on beyond loopback by :meth:`for_bind`).
         allowed_hosts: extra names the server answers to (a DNS name of the machine).
         max_body: the largest request body accepted, in bytes.
@@ -130,13 +180,11 @@ class WebPolicy:
     def for_bind(
         cls, host: str, token: str | None = None, allowed_hosts: Iterable[str] = (), tls: bool = False, **caps: int
     ) -> WebPolicy:
-        """The policy of a server bound to ``host``: beyond loopback, a token (made here when not
-        given) and HTTPS; on loopback, plain HTTP (HTTPS with ``tls``, e.g. a certificate was given)
-        and the token only when one is given."""
+        """The policy of a server bound to ``host``: a token (made here when not given) on every
+        address; beyond loopback HTTPS too; on loopback plain HTTP (HTTPS with ``tls``, e.g. a
+        certificate was given)."""
         exposed = not is_loopback(host)
-        if exposed and not token:
-            token = secrets.token_urlsafe(18)
-        return cls(host, token or None, exposed or tls, frozenset(allowed_hosts), **caps)
+        return cls(host, token or secrets.token_urlsafe(18), exposed or tls, frozenset(allowed_hosts), **caps)
 
     @property
     def exposed(self) -> bool:
@@ -152,15 +200,16 @@ class WebPolicy:
         """The token cookie's name (per port: cookies do not tell ports apart)."""
         return f"live_seg_token_{self.port}"
 
-    def url(self, path: str = "/") -> str:
-        """The page's address for this machine's browser, with the token when there is one."""
+    def url(self, path: str = "/", with_token: bool = True) -> str:
+        """The page's address for this machine's browser, with the token (``with_token``) when there
+        is one. Only the terminal sees it with the token: logs and ``--stats`` take it without."""
         host = self.host.strip("[]")
         if host in ("", "0.0.0.0"):
             host = "127.0.0.1"
         elif host == "::":
             host = "::1"
         host = f"[{host}]" if ":" in host else host
-        query = f"?token={self.token}" if self.token else ""
+        query = f"?token={self.token}" if self.token and with_token else ""
         return f"{self.scheme}://{host}:{self.port}{path}{query}"
 
     def host_allowed(self, host_header: str | None) -> bool:
@@ -170,20 +219,27 @@ class WebPolicy:
             return False
         if name in self._names:
             return True
-        return _is_ip(name) and (self.host in ("", "0.0.0.0", "::") or is_loopback(name))
+        return is_ip(name) and (self.host in ("", "0.0.0.0", "::") or is_loopback(name))
 
-    def _cross_origin(self, headers: Mapping[str, str]) -> bool:
+    def _cross_origin(self, headers: Mapping[str, str], referer: bool = False) -> bool:
+        """Sent by a page of another site or origin (``Sec-Fetch-Site``, ``Origin``; ``Referer`` too
+        with ``referer``). A request with none of them is not a browser's cross-origin request."""
         if (headers.get("Sec-Fetch-Site") or "").lower() in ("cross-site", "same-site"):
             return True
         origin = headers.get("Origin")
-        if origin is None:
-            return False  # not sent by a browser making a cross-origin request
+        if origin is not None and self._foreign(origin, headers, page=False):
+            return True
+        ref = headers.get("Referer") if referer else None
+        return ref is not None and self._foreign(ref, headers, page=True)
+
+    def _foreign(self, address: str, headers: Mapping[str, str], page: bool) -> bool:
+        """Whether ``address`` (an origin; a page's URL with ``page``) is of another origin than this server."""
         try:
-            parts = urlsplit(origin)
+            parts = urlsplit(address)
             same_port = (parts.port or (443 if parts.scheme == "https" else 80)) == self._host_port(headers)
         except ValueError:
             return True
-        if parts.scheme != self.scheme or parts.path not in ("", "/") or not same_port:
+        if parts.scheme != self.scheme or (not page and parts.path not in ("", "/")) or not same_port:
             return True
         return _hostname(parts.netloc) != _hostname(headers.get("Host") or "")
 
@@ -205,17 +261,22 @@ class WebPolicy:
             morsel = None
         return (morsel.value if morsel is not None else None), False
 
-    def check(self, method: str, target: str, headers: Mapping[str, str]) -> Refusal | None:
+    def check(
+        self, method: str, target: str, headers: Mapping[str, str], *, same_origin: bool = False
+    ) -> Refusal | None:
         """Whether to serve a request; ``None`` when it may be served.
 
         Args:
             method: the HTTP method.
             target: the request target (path and query).
             headers: the request headers (case-insensitive lookups, as both servers give).
+            same_origin: a read only this server's own pages may make (the camera's pictures):
+                refused when another site or origin asks, ``Referer`` included.
         """
         if not self.host_allowed(headers.get("Host")):
             return Refusal(421, "unknown Host: this server answers to its own address only")
-        if method.upper() not in SAFE_METHODS and self._cross_origin(headers):
+        unsafe = method.upper() not in SAFE_METHODS
+        if (unsafe or same_origin) and self._cross_origin(headers, referer=same_origin):
             return Refusal(403, "cross-origin request refused")
         if self.token is not None:
             given, _ = self.supplied_token(target, headers)
@@ -231,6 +292,15 @@ class WebPolicy:
                 return Refusal(413, f"request body over {self.max_body} bytes")
         return None
 
+    def clean_target(self, method: str, target: str, headers: Mapping[str, str]) -> str | None:
+        """Where to redirect a page request that carried the token in its URL (the same target
+        without ``token``; the reply sets the cookie); ``None`` when no redirect is due."""
+        if method.upper() != "GET" or self.token is None or not self.supplied_token(target, headers)[1]:
+            return None
+        parts = urlsplit(target)
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "token"])
+        return (parts.path or "/") + (f"?{query}" if query else "")
+
     def cookie_header(self) -> str:
         """A ``Set-Cookie`` value that keeps the token for the page's own requests."""
         secure = "; Secure" if self.tls else ""
@@ -245,83 +315,13 @@ class WebPolicy:
         if not self.tls:
             return None
         if cert is None:
-            cert, key = self_signed_certificate(sorted(self._names | {self.host or "0.0.0.0"}))
+            names = self._names | {self.host or "0.0.0.0"}
+            if self.host in ("", "0.0.0.0", "::"):  # what a browser on the LAN types
+                names |= lan_addresses()
+            cert, key = self_signed_certificate(sorted(names))
         context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         try:
             context.load_cert_chain(cert, key)
         except (OSError, ssl.SSLError) as exc:
             raise UsageError(f"cannot load the certificate {cert} / key {key}: {one_line(exc)}") from exc
         return context
-
-
-def tls_cache_dir() -> Path:
-    """``$XDG_CACHE_HOME/live_seg/tls`` (``~/.cache/live_seg/tls`` when unset)."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "live_seg" / "tls"
-
-
-def self_signed_certificate(names: Iterable[str], folder: Path | None = None) -> tuple[str, str]:
-    """A self-signed certificate for ``names`` (host names and IP addresses), made once and cached.
-
-    Returns:
-        The certificate and key paths (PEM; the key readable by this user only).
-
-    Raises:
-        OutputError: the cache folder cannot be written.
-    """
-    names = sorted({n.strip("[]").lower() for n in names if n and n not in ("0.0.0.0", "::")})
-    folder = folder or tls_cache_dir()
-    stem = "self-signed-" + hashlib.sha256(",".join(names).encode()).hexdigest()[:12]
-    cert_path, key_path = folder / f"{stem}.crt", folder / f"{stem}.key"
-    if cert_path.is_file() and key_path.is_file():
-        return str(cert_path), str(key_path)
-    cert_pem, key_pem = _make_certificate(names)
-    try:
-        folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with written_beside(key_path) as tmp:
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            os.fchmod(fd, 0o600)  # the temporary name already exists with the usual permissions
-            with os.fdopen(fd, "wb") as f:
-                f.write(key_pem)  # written only once the key is private
-        with written_beside(cert_path) as tmp:
-            tmp.write_bytes(cert_pem)
-    except OSError as exc:
-        raise OutputError(f"cannot cache the self-signed certificate in {folder}: {one_line(exc)}") from exc
-    log.info("made a self-signed certificate for %s (%s)", ", ".join(names), cert_path)
-    return str(cert_path), str(key_path)
-
-
-def _make_certificate(names: list[str]) -> tuple[bytes, bytes]:
-    try:
-        from cryptography import x509
-    except ImportError as exc:
-        raise OutputError(
-            "HTTPS beyond loopback needs a certificate: give --cert and --key, or pip install 'live-seg[web]' "
-            "(the cryptography package) to make a self-signed one"
-        ) from exc
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "live_seg " + (names[0] if names else "server"))])
-    alt: list[x509.GeneralName] = [
-        x509.IPAddress(ipaddress.ip_address(n)) if _is_ip(n) else x509.DNSName(n) for n in names
-    ]
-    now = dt.datetime.now(dt.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=CERT_DAYS))
-        .add_extension(x509.SubjectAlternativeName(alt), critical=False)
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return cert.public_bytes(serialization.Encoding.PEM), key_pem

@@ -1,13 +1,18 @@
 """The rendered view in a browser: a small page and an MJPEG stream served over HTTP(S).
 
 Every request passes :class:`~live_seg.media.web_security.WebPolicy`'s checks (Host, Origin,
-token and HTTPS beyond loopback, body and client caps).
+the run's token, HTTPS beyond loopback, body and client caps); the stream and the frame are
+same-origin reads. What it may cost is bounded: at most ``max_connections`` connections are
+served at once, each in its own thread (more are closed at once, without a thread); a request
+must arrive whole within ``head_timeout_s`` (slowloris, half-open connections) and every socket
+operation within :data:`IO_TIMEOUT_S`; the page's keys are rate limited and queued up to
+:data:`MAX_KEYS_QUEUED`, snapshots at most one a second and :data:`MAX_PAGE_SNAPSHOTS` a run.
 """
 
 from __future__ import annotations
 
+import contextlib
 import errno
-import html
 import logging
 import queue
 import socket
@@ -20,45 +25,34 @@ import numpy as np
 
 from ..base.errors import OutputError, one_line
 from ..base.frames import Frame
-from .web_security import WebPolicy
+from .view_page import PAGE_KEYS, view_page
+from .web_security import RateLimit, WebPolicy
 
 log = logging.getLogger(__name__)
 
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title>
-<style>
-body{{margin:0;background:#111;color:#ddd;font:14px sans-serif}}
-img{{display:block;margin:auto;max-width:100vw;max-height:calc(100vh - 44px)}}
-nav{{text-align:center;padding:8px}}
-</style></head>
-<body>
-<img id="view" src="/stream.mjpg" alt="live view">
-<nav>
-<button data-k=" ">pause (space)</button>
-<button data-k="m">view (m)</button>
-<button data-k="l">legend (l)</button>
-<button data-k="e">effect (e)</button>
-<button data-k="s">snapshot (s)</button>
-<button data-k="t">next tile (t)</button>
-<button data-k="0">all tiles (0)</button>
-</nav>
-<script>
-const send = k => fetch("/key", {{method: "POST", body: k}});
-for (const b of document.querySelectorAll("button")) b.onclick = () => send(b.dataset.k);
-document.onkeydown = e => {{ if (" mels0123456789t".includes(e.key)) {{ send(e.key); e.preventDefault(); }} }};
-</script>
-</body></html>
-"""
-
-PAGE_KEYS = frozenset(" mels0123456789t")
-"""Keys the browser page may send (never quit: stop the tool where it runs); with several sources,
-1-9 select a tile, 0 all tiles, t the next one (keys then act on the selected tile)."""
-
 MJPEG_BOUNDARY = "live_seg_frame"
+PAGE_ROUTES = ("/", "/index.html")
+MEDIA_ROUTES = ("/stream.mjpg", "/frame.jpg")
+"""What the camera sees: same-origin reads only."""
+IO_TIMEOUT_S = 10.0
+"""A client that stops reading or writing for this long frees its thread."""
+HEAD_TIMEOUT_S = 10.0
+"""A request (line, headers, body; the TLS handshake included) must arrive whole within this."""
+BACKLOG = 128
+"""The listen backlog (a burst of connections waits here instead of being refused)."""
+EXTRA_CONNECTIONS = 12
+"""Connections served at once beyond the viewers' streams (pages, frames, keys)."""
+KEY_RATE = (10.0, 20)
+"""Keys from the page: per second on average, burst."""
+SNAPSHOT_RATE = (1.0, 2)
+MAX_KEYS_QUEUED = 32
+MAX_PAGE_SNAPSHOTS = 200
+"""Snapshots the page may ask for in one run (the window's own key is not counted)."""
 
 
 class _PreviewHTTPServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = BACKLOG
     owner: PreviewServer
 
     def handle_error(self, request: Any, client_address: Any) -> None:
@@ -66,20 +60,44 @@ class _PreviewHTTPServer(ThreadingHTTPServer):
         log.debug("serve: request from %s failed", client_address, exc_info=True)
 
     def process_request(self, request: socket.socket, client_address: Any) -> None:
+        owner = self.owner
+        if not owner._slots.acquire(blocking=False):  # every thread busy: no new one, the socket closed
+            owner.turned_away += 1
+            log.debug("serve: %d connections served already: closed one from %s", owner.max_connections, client_address)
+            self.shutdown_request(request)
+            return
         thread = threading.Thread(
-            target=self.process_request_thread,
-            args=(request, client_address),
-            name="live_seg-serve-client",
-            daemon=True,
+            target=self._serve_one, args=(request, client_address), name="live_seg-serve-client", daemon=True
         )
-        self.owner._track(thread)
+        owner._track(thread)
         thread.start()
+
+    def _serve_one(self, request: socket.socket, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            self.owner._heads.pop(request, None)
+            self.owner._slots.release()
+
+    def service_actions(self) -> None:
+        """Between accepts (every poll interval): close connections whose request is overdue."""
+        self.owner._reap()
 
 
 class _PreviewHandler(BaseHTTPRequestHandler):
     server: _PreviewHTTPServer
-    timeout = 10  # a client that stops reading frees its thread
+    timeout = IO_TIMEOUT_S  # a client that stops reading frees its thread
     server_version = "live_seg"
+    sys_version = ""  # no Python version in the Server header
+
+    def setup(self) -> None:
+        owner = self.server.owner
+        owner._heads[self.request] = time.monotonic() + owner.head_timeout_s
+        super().setup()
+
+    def _arrived(self) -> None:
+        """The request arrived whole: its deadline no longer applies (the I/O timeout does)."""
+        self.server.owner._heads.pop(self.request, None)
 
     def log_message(self, format: str, *args: Any) -> None:
         log.debug("serve: %s - %s", self.address_string(), format % args)
@@ -92,10 +110,10 @@ class _PreviewHandler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def _admitted(self) -> bool:
+    def _admitted(self, same_origin: bool = False) -> bool:
         """Apply the server's policy; answer a refused request here (False)."""
         policy = self.server.owner.policy
-        refusal = policy.check(self.command, self.path, self.headers)
+        refusal = policy.check(self.command, self.path, self.headers, same_origin=same_origin)
         if refusal is not None:
             self.close_connection = True
             self._send(refusal.status, refusal.reason.encode() + b"\n", "text/plain")
@@ -108,14 +126,22 @@ class _PreviewHandler(BaseHTTPRequestHandler):
         if getattr(self, "_set_cookie", False):
             self.send_header("Set-Cookie", self.server.owner.policy.cookie_header())
         self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Referrer-Policy", "same-origin")
         super().end_headers()
 
     def do_GET(self) -> None:
         owner = self.server.owner
-        if not self._admitted():
-            return
+        self._arrived()
         route = self.path.split("?", 1)[0]
-        if route in ("/", "/index.html"):
+        if not self._admitted(same_origin=route in MEDIA_ROUTES):
+            return
+        clean = owner.policy.clean_target(self.command, self.path, self.headers) if route in PAGE_ROUTES else None
+        if clean is not None:  # the token out of the address bar: the cookie carries it from now on
+            self.send_response(303)
+            self.send_header("Location", clean)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        elif route in PAGE_ROUTES:
             self._send(200, owner.page.encode(), "text/html; charset=utf-8")
         elif route == "/stream.mjpg":
             owner._stream_to(self)
@@ -131,16 +157,21 @@ class _PreviewHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         owner = self.server.owner
         if not self._admitted():
+            self._arrived()
             return
         if self.path.split("?", 1)[0] != "/key":
             self._send(404, b"not found\n", "text/plain")
             return
         length = min(int(self.headers.get("Content-Length") or 0), 16)
         key = self.rfile.read(length).decode("utf-8", "replace")
+        self._arrived()
         if key not in PAGE_KEYS:
             self._send(400, b"unknown key\n", "text/plain")
+            return
+        refused = owner._take_key(key)
+        if refused:
+            self._send(429, refused.encode() + b"\n", "text/plain")
         else:
-            owner._keys.put(key)
             self._send(204, b"", "text/plain")
 
 
@@ -149,9 +180,10 @@ class PreviewServer:
 
     Routes: ``/`` (the page, with pause / view / legend / snapshot buttons), ``/stream.mjpg``
     (``multipart/x-mixed-replace`` JPEGs, each client gets the newest frame), ``/frame.jpg``
-    (the newest frame once) and ``POST /key`` (one of ``" mels"``, same-origin only). Bound beyond
-    loopback it serves HTTPS and wants the token of :attr:`url` (see :class:`WebPolicy`); at most
-    ``policy.max_clients`` streams at once (503 beyond).
+    (the newest frame once) and ``POST /key`` (one of ``" mels"``, same-origin only). Every request
+    wants the run's token (:attr:`url` carries it; the page then keeps it in a cookie); bound beyond
+    loopback it serves HTTPS (see :class:`WebPolicy`); at most ``policy.max_clients`` streams at
+    once (503 beyond).
     The HTTP server runs in a thread named ``live_seg-serve``, each client in
     ``live_seg-serve-client``; :meth:`close` ends them all.
 
@@ -165,6 +197,12 @@ class PreviewServer:
         policy: the access rules (default: :meth:`WebPolicy.for_bind` of ``host``: a generated
             token and a cached self-signed certificate beyond loopback).
         cert, key: the HTTPS certificate and key files (default: self-signed, when HTTPS is on).
+        max_connections: connections served at once (default: the viewers plus
+            :data:`EXTRA_CONNECTIONS`); more are closed as they come.
+        head_timeout_s: the time a request has to arrive whole.
+
+    Attributes:
+        turned_away: connections closed because ``max_connections`` were served already.
     """
 
     def __init__(
@@ -177,12 +215,22 @@ class PreviewServer:
         policy: WebPolicy | None = None,
         cert: str | None = None,
         key: str | None = None,
+        max_connections: int | None = None,
+        head_timeout_s: float = HEAD_TIMEOUT_S,
     ) -> None:
         self.host, self.port, self.quality = host, port, quality
         self.policy = policy or WebPolicy.for_bind(host)
+        self.max_connections = max_connections or self.policy.max_clients + EXTRA_CONNECTIONS
+        self.head_timeout_s = head_timeout_s
+        self.turned_away = 0
+        self._slots = threading.BoundedSemaphore(self.max_connections)
+        self._heads: dict[socket.socket, float] = {}  # connection -> when its request must have arrived
+        self._key_rate, self._snapshot_rate = RateLimit(*KEY_RATE), RateLimit(*SNAPSHOT_RATE)
+        self._page_snapshots = 0
+        self._key_lock = threading.Lock()
         self._cert, self._key = cert, key
         self.any_port_if_busy = any_port_if_busy
-        self.page = _PAGE.format(title=html.escape(title))
+        self.page = view_page(title)
         self._cond = threading.Condition()
         self._image: np.ndarray | None = None
         self._jpeg: bytes | None = None
@@ -190,7 +238,7 @@ class PreviewServer:
         self._seq = -1
         self._streams = 0
         self._closing = threading.Event()
-        self._keys: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._keys: queue.Queue[str] = queue.Queue(MAX_KEYS_QUEUED)
         self._threads: list[threading.Thread] = []
         self._sockets: set[socket.socket] = set()
         self._httpd: _PreviewHTTPServer | None = None
@@ -227,8 +275,14 @@ class PreviewServer:
 
     @property
     def url(self) -> str:
-        """The page's address (loopback when bound to all interfaces), with the token when there is one."""
+        """The page's address (loopback when bound to all interfaces), with the token: for the
+        terminal only (see :attr:`public_url`)."""
         return self.policy.url("/")
+
+    @property
+    def public_url(self) -> str:
+        """The page's address without the token: what logs and ``--stats`` show."""
+        return self.policy.url("/", with_token=False)
 
     @property
     def clients(self) -> int:
@@ -277,6 +331,36 @@ class PreviewServer:
         if not ok:
             raise OutputError("cannot encode the preview frame as JPEG")
         return buf.tobytes()
+
+    def _take_key(self, key: str) -> str | None:
+        """Queue a key from the page; why it is refused (the reply is 429), or ``None``."""
+        with self._key_lock:
+            return self._queue_key(key)
+
+    def _queue_key(self, key: str) -> str | None:
+        if not self._key_rate.allow():
+            return "too many keys: slow down"
+        if key == "s":
+            if self._page_snapshots >= MAX_PAGE_SNAPSHOTS:
+                return f"at most {MAX_PAGE_SNAPSHOTS} snapshots from the page in a run"
+            if not self._snapshot_rate.allow():
+                return "at most one snapshot a second"
+        try:
+            self._keys.put_nowait(key)
+        except queue.Full:
+            return "too many keys waiting"
+        if key == "s":
+            self._page_snapshots += 1
+        return None
+
+    def _reap(self) -> None:
+        """Close the connections whose request did not arrive in time (their threads then end)."""
+        now = time.monotonic()
+        for sock, deadline in list(self._heads.items()):
+            if now >= deadline and self._heads.pop(sock, None) is not None:
+                log.debug("serve: a request took over %g s to arrive: closing its connection", self.head_timeout_s)
+                with contextlib.suppress(OSError):
+                    socket.socket.shutdown(sock, socket.SHUT_RDWR)  # the plain socket's: also under TLS
 
     def _track(self, thread: threading.Thread) -> None:
         self._threads = [t for t in self._threads if t.is_alive()]

@@ -49,8 +49,10 @@ from ...analysis.run import RunAnalysis
 from ...base.errors import LiveSegError, OutputError
 from ...base.frames import FramePacket, SegResult
 from ...base.options import ModelOptions, model_options
+from ...base.redact import redact_text, redact_url
 from ...media.camera import CaptureSource, open_live_source
 from ...media.file_source import VideoFileSource
+from ...media.web_security import WebPolicy, resolve_token
 from ...media.webview import PreviewServer
 from ...media.window import PreviewWindow, display_problem
 from ...pipeline.live_run import Feed, LiveRun
@@ -107,13 +109,14 @@ class LiveSession:
         options: what to run (see :class:`LiveOptions`).
         segmenter: a ready model; when ``None`` one is built from ``model``.
         control: stop requests (the CLI's signal handlers call ``control.stop()``).
-        on_serve: called with the page's URL once the browser view is up.
+        on_serve: called with the page's URL (with the run's token: print it, do not log it) once the
+            browser view is up.
         model: the model to build: a :class:`~live_seg.base.options.ModelOptions`, or a model's name.
 
     Attributes:
         summary: the run's statistics (see :meth:`run`), set on every exit path once the
             sources were opened, also when :meth:`run` raises.
-        url: the browser view's address, when it is served.
+        url: the browser view's address without the token, when it is served.
         metrics: the run's counts and timings (see :class:`~live_seg.jobs.live.stats.LiveMetrics`).
         slot: the first source's newest-frame slot (its counts: ``frames_in``, ``dropped``).
         snapshots: paths of the PNGs key s saved.
@@ -234,7 +237,7 @@ class LiveSession:
                 path = opts.recording(name)
                 recorder = Recorder(path, opts.overwrite, RECORD_FPS) if path is not None else None
                 analysis_opts = opts.analysis_for(name) if multi else opts.analysis
-                analysis = RunAnalysis(analysis_opts, overwrite=opts.overwrite, title=spec)
+                analysis = RunAnalysis(analysis_opts, overwrite=opts.overwrite, title=redact_url(spec))
                 reader = open_live_source(
                     spec,
                     realtime=opts.realtime,
@@ -383,14 +386,15 @@ class LiveSession:
         """Start the browser view and announce its URL."""
         opts = self.options
         port = DEFAULT_SERVE_PORT if opts.port is None else opts.port
-        server = PreviewServer(opts.host, port, f"live_seg: {title}", any_port_if_busy=opts.port is None)
+        policy = WebPolicy.for_bind(opts.host, resolve_token())  # $LIVE_SEG_TOKEN, or one for this run
+        server = PreviewServer(opts.host, port, f"live_seg: {title}", any_port_if_busy=opts.port is None, policy=policy)
         server.start()
-        self.url = server.url
+        self.url = server.public_url  # logs and --stats: never the token
         if reason:
             log.warning("no preview window (%s): serving the live view in the browser instead", reason)
         log.info("live view at %s", self.url)
         if self.on_serve is not None:
-            self.on_serve(self.url)
+            self.on_serve(server.url)  # with the token, for the terminal only
         return server
 
 
@@ -398,8 +402,8 @@ def _title(sources: list[Source]) -> str:
     """The window's and the page's title: the source's name, or the sources' short names."""
     info = sources[0].reader.info
     if len(sources) == 1 and info is not None:
-        return info.name
-    return " + ".join(s.name for s in sources)
+        return redact_text(info.name)
+    return redact_text(" + ".join(s.name for s in sources))
 
 
 class _LateModel:

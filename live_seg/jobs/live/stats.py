@@ -16,6 +16,7 @@ from typing import Any
 
 from ...base.frames import FramePacket, SegResult
 from ...base.metrics import RateMeter, Stats, job_summary, samples, spread_ms, thirds_ms
+from ...base.redact import redact_url
 
 log = logging.getLogger(__name__)
 
@@ -143,7 +144,7 @@ def source_entry(src: Any) -> dict[str, Any]:
     feed, info = src.feed, src.reader.info
     slot = feed.slot if feed is not None else None
     entry: dict[str, Any] = {
-        "source": getattr(src.reader, "name", src.spec),
+        "source": redact_url(getattr(src.reader, "name", src.spec)),
         "name": src.name,
         "state": feed.state if feed is not None else "failed",
         "frames_in": slot.frames_in if slot is not None else 0,
@@ -177,11 +178,12 @@ def run_summary(session: Any, run: Any) -> dict[str, Any]:
     own: dict[str, Any] = {}
     if multi:
         outputs = [str(s.recorder.output) for s in sources if s.recorder is not None and s.recorder.output]
-        own.update(input=" + ".join(getattr(s.reader, "name", s.spec) for s in sources), output=outputs or None)
+        names = (redact_url(getattr(s.reader, "name", s.spec)) for s in sources)
+        own.update(input=" + ".join(names), output=outputs or None)
     else:
         output = first.recorder.output if first.recorder is not None else None
         own.update(
-            input=info.name if info is not None else first.spec,
+            input=redact_url(info.name if info is not None else first.spec),
             output=str(output) if output else None,
             width=info.width if info is not None else None,
             height=info.height if info is not None else None,
