@@ -30,6 +30,7 @@ from typing import Protocol
 
 from ..base.errors import LiveSegError, SourceError, one_line
 from ..base.frames import Frame, FramePacket, SegResult
+from ..base.redact import redact_text
 from .multiplex import Multiplexer, Slot
 from .threads import POLL_S, Control, MaskModel, Stage, join_all
 
@@ -300,7 +301,7 @@ class LiveRun:
             if not self.keep_going or all(f.error is not None for f in self.feeds):
                 control.abort("source lost")
                 raise
-            log.error("%s: %s; the other sources go on", feed.name, one_line(exc))
+            log.error("%s: %s; the other sources go on", redact_text(feed.name), redact_text(one_line(exc)))
         finally:
             feed.ended = True
             feed.board.wake()
