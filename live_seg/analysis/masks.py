@@ -27,11 +27,12 @@ from pathlib import Path
 from typing import Protocol
 
 import av
+import cv2
 import numpy as np
 
 from ..base.errors import OutputError, SourceError, one_line
 from ..base.files import PendingFile, write_palette_png
-from ..base.frames import Mask, check_mask
+from ..base.frames import SOFT_THRESHOLD, Mask, check_mask
 from ..media.writer import check_output_path
 from ..render.renderer import resize_mask, voc_palette
 
@@ -259,6 +260,14 @@ def read_masks(path: str | os.PathLike[str], with_pts: bool = False) -> Iterator
         container.close()
 
 
+def upsample_soft(soft: np.ndarray, height: int, width: int) -> Mask:
+    """Class ids (0 / 1) at ``(height, width)`` from a soft foreground map: bilinear, then the threshold."""
+    if soft.shape == (height, width):
+        return (soft >= SOFT_THRESHOLD).astype(np.uint8)
+    big = cv2.resize(soft, (width, height), interpolation=cv2.INTER_LINEAR)
+    return (big >= SOFT_THRESHOLD).astype(np.uint8)
+
+
 class MaskOutputs:
     """The mask sinks of one run, fed in frame order from one thread.
 
@@ -276,20 +285,30 @@ class MaskOutputs:
     def __bool__(self) -> bool:
         return bool(self.model_size or self.source_size)
 
-    def write(self, index: int, pts: float, mask: Mask, source_hw: tuple[int, int] | None = None) -> None:
+    def write(
+        self,
+        index: int,
+        pts: float,
+        mask: Mask,
+        source_hw: tuple[int, int] | None = None,
+        soft: np.ndarray | None = None,
+    ) -> None:
         """Give every sink the mask of frame ``index`` at ``pts`` seconds.
 
         Args:
-            mask: ``(size, size)`` uint8 class ids at the model's size.
+            mask: ``(h, w)`` uint8 class ids at the model's size.
             source_hw: the source frame's ``(height, width)``, needed when there are
                 source-size sinks.
+            soft: the model's foreground weight (:attr:`~live_seg.base.frames.SegResult.soft`), when it gives
+                one: source-size masks are then its bilinear resize thresholded (as MediaPipe's graph upsamples
+                its probability), not the nearest resize of ``mask``.
         """
         for sink in self.model_size:
             sink.write(index, pts, mask)
         if self.source_size:
             if source_hw is None:
                 raise ValueError("source_hw: needed for masks at the source's size")
-            big = resize_mask(mask, *source_hw)
+            big = resize_mask(mask, *source_hw) if soft is None else upsample_soft(soft, *source_hw)
             for sink in self.source_size:
                 sink.write(index, pts, big)
 

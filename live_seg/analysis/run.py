@@ -158,7 +158,7 @@ class RunAnalysis:
             t0 = time.perf_counter()
             mask = self.propagator.carry(result.packet.image)
             self.carry_s.append(time.perf_counter() - t0)
-            return dataclasses.replace(result, mask=mask)
+            return dataclasses.replace(result, mask=mask, soft=None)
         if self.smoother is not None:
             result = self.smooth(result)
         self.propagator.key(result.packet.image, result.mask)
@@ -172,7 +172,7 @@ class RunAnalysis:
         t0 = time.perf_counter()
         mask = self.smoother.step(result.mask, result.packet.image)
         self.smooth_s.append(time.perf_counter() - t0)
-        return dataclasses.replace(result, mask=mask)
+        return dataclasses.replace(result, mask=mask, soft=None)
 
     def feed(self, result: SegResult) -> None:
         """Give an output frame's mask (model size) to every sink. Call in frame order."""
@@ -183,7 +183,7 @@ class RunAnalysis:
                 self.t_first = packet.t_capture
             pts = packet.t_capture - self.t_first
         t0 = time.perf_counter()
-        self.outputs.write(packet.index, pts, result.mask, packet.image.shape[:2])
+        self.outputs.write(packet.index, pts, result.mask, packet.image.shape[:2], result.soft)
         self.write_s.append(time.perf_counter() - t0)
         if self.events is not None:
             key = self.propagator is None or not self.between_keys(packet)

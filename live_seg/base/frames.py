@@ -47,12 +47,33 @@ class SegResult:
             renderer resizes it to the frame (nearest neighbour).
         preprocess_s: seconds of preprocessing charged to this frame (batch time / batch).
         infer_s: seconds of forward + argmax charged to this frame.
+        soft: for a model that outputs a probability, ``(h, w)`` uint8 at the mask's size: how surely each
+            pixel is the foreground (class 1), with :data:`SOFT_THRESHOLD` at the model's threshold
+            (``mask == (soft >= SOFT_THRESHOLD)``); ``None`` for other models and for masks that did not
+            come straight from the network (carried, smoothed). Effects draw smooth edges from it, and
+            masks at a larger size are thresholded after a bilinear resize of it.
     """
 
     packet: FramePacket
     mask: Mask
     preprocess_s: float = 0.0
     infer_s: float = 0.0
+    soft: np.ndarray | None = None
+
+
+SOFT_THRESHOLD = 128
+"""The value of :attr:`SegResult.soft` at the model's threshold: a pixel at or above it is the foreground."""
+
+
+def soft_from_probability(p: np.ndarray, threshold: float) -> np.ndarray:
+    """A probability map as :attr:`SegResult.soft`: ``(..., h, w)`` float in [0, 1] → uint8 with the
+    threshold at :data:`SOFT_THRESHOLD` (piecewise linear: 0 → 0, ``threshold`` → 128, 1 → 255), so that a
+    bilinear resize of it thresholded at 128 follows the probability's own ``> threshold`` edge."""
+    p = np.asarray(p, dtype=np.float32)
+    low = p * np.float32(SOFT_THRESHOLD / threshold)
+    high = SOFT_THRESHOLD + (p - np.float32(threshold)) * np.float32((255 - SOFT_THRESHOLD) / (1 - threshold))
+    out = np.where(p > threshold, np.maximum(high, SOFT_THRESHOLD), np.minimum(low, SOFT_THRESHOLD - 1))
+    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
 def check_frame(image: object, name: str = "frame") -> Frame:

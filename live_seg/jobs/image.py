@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
+from ..analysis.masks import upsample_soft
 from ..base.errors import OutputError, SourceError, one_line
 from ..base.files import write_palette_png, write_png
 from ..base.frames import Frame
@@ -100,15 +101,20 @@ def process_image(
     with options.build_before_model(segmenter, render.palette, render.alpha, names) as fx:
         seg = segmenter or segmenter_for(model, mode="latency")
         with job_runtime(seg):
-            small = seg.predict([image])[0]
+            batch = seg.preprocess([image])
+            if getattr(seg, "soft_output", False):  # a probability: smooth edges, upsampled before its threshold
+                ids, softs = seg.infer_soft(batch)
+                small, soft = ids[0], softs[0]
+            else:
+                small, soft = seg.infer(batch)[0], None
             described = seg.describe()
         h, w = image.shape[:2]
-        mask = resize_mask(small, h, w)
+        mask = resize_mask(small, h, w) if soft is None else upsample_soft(soft, h, w)
         renderer = Renderer(seg.categories, palette=render.palette, alpha=render.alpha, legend=render.legend, effect=fx)
         shares = class_shares(mask, len(seg.categories))
-        blended = renderer.render(image, small, classes=[cid for cid, _ in shares]).copy()  # largest first
+        blended = renderer.render(image, small, classes=[cid for cid, _ in shares], soft=soft).copy()  # largest first
         pair = side_by_side(
-            image, fx.preview(image, small) if blended.shape[2] == 4 else blended, ("original", "segmented")
+            image, fx.preview(image, small, soft) if blended.shape[2] == 4 else blended, ("original", "segmented")
         )
     colours = renderer.lut[:, ::-1].reshape(-1).tolist()  # BGR rows -> [r0, g0, b0, r1, ...]
     for target, write in (

@@ -126,7 +126,7 @@ class ClientView:
 
     def render(self, result: SegResult) -> Frame:
         with self._lock:
-            return self._renderer.render(result.packet.image, result.mask)
+            return self._renderer.render(result.packet.image, result.mask, soft=result.soft)
 
     def settings(self) -> dict[str, Any]:
         """The client's rendering settings now."""

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..base.errors import ModelError, one_line
-from ..base.frames import Frame
+from ..base.frames import SOFT_THRESHOLD, Frame, soft_from_probability
 from ..base.options import ModelOptions, check_threshold
 from ..base.registry import INT8
 from ..base.registry import OPENVINO_MODES as MODES
@@ -390,6 +390,17 @@ class OpenVinoSegmenter:
             ``(N, h, w)`` uint8 class ids.
         """
         return self._ids.run(batch)
+
+    @property
+    def soft_output(self) -> bool:
+        """Whether :meth:`infer_soft` gives a soft foreground map (a probability model)."""
+        return self.spec.output == PROBABILITY
+
+    def infer_soft(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """For a probability model: the class ids and the soft foreground map
+        (:attr:`~live_seg.base.frames.SegResult.soft`), both ``(N, h, w)`` uint8; ids == (soft >= 128)."""
+        soft = soft_from_probability(self._head("logits").run(batch)[:, 0], self.threshold)
+        return (soft >= SOFT_THRESHOLD).astype(np.uint8), soft
 
     def infer_scores(self, batch: np.ndarray) -> torch.Tensor:
         """Class probabilities of each pixel (softmax over classes, or ``(1 - p, p)``), for temporal smoothing.

@@ -20,7 +20,7 @@ from torch import nn
 from torchvision.models import WeightsEnum, get_model_builder, get_model_weights
 
 from ..base.errors import ModelError, one_line
-from ..base.frames import check_frame
+from ..base.frames import SOFT_THRESHOLD, check_frame, soft_from_probability
 from ..base.options import ModelOptions, check_threshold
 from ..base.registry import (
     AUTO,
@@ -369,6 +369,19 @@ class Segmenter:
             out = self._checked_output(batch)
             ids = (out[:, 0] > self.threshold) if self.spec.output == PROBABILITY else out.argmax(1)
             return ids.to(torch.uint8).cpu().numpy()
+
+    @property
+    def soft_output(self) -> bool:
+        """Whether :meth:`infer_soft` gives a soft foreground map (a probability model)."""
+        return self.spec.output == PROBABILITY
+
+    def infer_soft(self, batch: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+        """For a probability model: the class ids and the soft foreground map
+        (:attr:`~live_seg.base.frames.SegResult.soft`), both ``(N, h, w)`` uint8; ids == (soft >= 128)."""
+        with torch.inference_mode():
+            p = self._checked_output(batch)[:, 0].float().cpu().numpy()
+        soft = soft_from_probability(p, self.threshold)
+        return (soft >= SOFT_THRESHOLD).astype(np.uint8), soft
 
     def _checked_output(self, batch: torch.Tensor) -> torch.Tensor:
         """The forward pass; in fp16, outputs that overflow switch the model to fp32 and run again."""

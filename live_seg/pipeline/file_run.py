@@ -221,5 +221,8 @@ def _emit(
 ) -> None:
     """Render one result and deliver it with its render time."""
     t0 = time.perf_counter()
-    image = render(result.packet.image, result.mask)
+    if result.soft is None:
+        image = render(result.packet.image, result.mask)
+    else:  # a probability model's soft edges (a renderer takes ``soft=``)
+        image = render(result.packet.image, result.mask, soft=result.soft)  # type: ignore[call-arg]
     deliver(result, image, time.perf_counter() - t0)

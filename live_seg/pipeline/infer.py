@@ -75,12 +75,15 @@ def segment(model: MaskModel, packets: Sequence[FramePacket]) -> list[SegResult]
     t0 = time.perf_counter()
     tensor = model.preprocess([p.image for p in packets])
     t1 = time.perf_counter()
-    masks = model.infer(tensor)
-    t2 = time.perf_counter()
     n = len(packets)
+    if getattr(model, "soft_output", False):  # a probability model: masks and how sure each pixel is
+        masks, softs = model.infer_soft(tensor)
+    else:
+        masks, softs = model.infer(tensor), [None] * n
+    t2 = time.perf_counter()
     return [
-        SegResult(packet, mask, preprocess_s=(t1 - t0) / n, infer_s=(t2 - t1) / n)
-        for packet, mask in zip(packets, masks, strict=True)
+        SegResult(packet, mask, preprocess_s=(t1 - t0) / n, infer_s=(t2 - t1) / n, soft=soft)
+        for packet, mask, soft in zip(packets, masks, softs, strict=True)
     ]
 
 

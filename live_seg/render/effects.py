@@ -182,13 +182,17 @@ def _odd(x: float) -> int:
     return max(1, 2 * round((x - 1) / 2) + 1)
 
 
-def soft_alpha(chosen: np.ndarray, height: int, width: int, feather: float) -> Alpha:
+def soft_alpha(
+    chosen: np.ndarray, height: int, width: int, feather: float, weight: np.ndarray | None = None
+) -> Alpha:
     """The alpha of the chosen pixels at frame size.
 
     Args:
         chosen: ``(h, w)`` uint8, 1 where chosen, 0 elsewhere (mask size).
         height, width: frame size.
-        feather: edge width in frame pixels; 0 for hard nearest-neighbour edges.
+        feather: edge width in frame pixels; 0 for hard nearest-neighbour edges (without ``weight``).
+        weight: ``(h, w)`` uint8, how surely each pixel is chosen (a probability model's soft map): the alpha
+            is its linear upsampling (then the feather's blur), so edges are as soft as the model is unsure.
     """
     mh, mw = chosen.shape
     count = cv2.countNonZero(chosen)
@@ -197,16 +201,16 @@ def soft_alpha(chosen: np.ndarray, height: int, width: int, feather: float) -> A
     full = (0, height, 0, width)
     if count == chosen.size:
         return Alpha("all", full, np.full((height, width), 255, np.uint8))
-    if feather <= 0:
+    if feather <= 0 and weight is None:
         hard = cv2.resize(chosen * np.uint8(255), (width, height), interpolation=cv2.INTER_NEAREST)
         x, y, w, h = cv2.boundingRect(hard)
         return Alpha("some", (y, y + h, x, x + w), hard)
     kx, ky = _odd(feather * mw / width), _odd(feather * mh / height)
-    alpha = chosen.astype(np.float32) * 255.0
+    alpha = chosen.astype(np.float32) * 255.0 if weight is None else weight.astype(np.float32)
     if kx > 1 or ky > 1:
         alpha = cv2.blur(alpha, (kx, ky))
     values = cv2.convertScaleAbs(cv2.resize(alpha, (width, height), interpolation=cv2.INTER_LINEAR))
-    x, y, w, h = cv2.boundingRect(chosen)
+    x, y, w, h = cv2.boundingRect(chosen if weight is None else (weight > 4).astype(np.uint8))
     sx, sy = width / mw, height / mh
     # the blur spreads k // 2 mask pixels, linear interpolation one more: stay outside both
     x0, x1 = math.floor((x - kx // 2 - 1) * sx) - 1, math.ceil((x + w + kx // 2 + 1) * sx) + 1
@@ -334,18 +338,23 @@ class Effect:
         self.name = EFFECTS[(EFFECTS.index(self._name) + 1) % len(EFFECTS)]
         return self._name
 
-    def alpha(self, frame_shape: tuple[int, ...], mask: Mask) -> Alpha:
-        """The alpha of the chosen classes of ``mask`` at the frame's size."""
+    def alpha(self, frame_shape: tuple[int, ...], mask: Mask, soft: np.ndarray | None = None) -> Alpha:
+        """The alpha of the chosen classes of ``mask`` at the frame's size; with a probability model's ``soft``
+        map (classes 0 and 1), its values shape the edges instead of the hard mask's."""
         h, w = frame_shape[:2]
         feather = self.feather if self.feather is not None else default_feather(self._name, h)
-        return soft_alpha(cv2.LUT(mask, self._lut), h, w, feather)
+        weight = None
+        if soft is not None and soft.shape == mask.shape and self._lut[0] != self._lut[1]:
+            weight = soft if self._lut[1] else 255 - soft  # how surely each pixel is a chosen one
+        return soft_alpha(cv2.LUT(mask, self._lut), h, w, feather, weight)
 
-    def apply(self, frame: Frame, mask: Mask) -> np.ndarray:
+    def apply(self, frame: Frame, mask: Mask, soft: np.ndarray | None = None) -> np.ndarray:
         """The frame with the effect on its chosen pixels.
 
         Args:
             frame: ``(H, W, 3)`` uint8 BGR.
             mask: ``(h, w)`` uint8 class ids (any size; stretched to the frame).
+            soft: a probability model's soft foreground map at the mask's size (smooth edges), or ``None``.
 
         Returns:
             ``(H, W, 3)`` uint8 BGR, or ``(H, W, 4)`` BGRA (straight alpha) for ``cutout``.
@@ -353,7 +362,7 @@ class Effect:
         """
         check_frame(frame)
         check_mask(mask)
-        alpha = self.alpha(frame.shape, mask)
+        alpha = self.alpha(frame.shape, mask, soft)
         if self._name == "cutout":
             return flatten(self._cutout(frame, alpha)) if self.flat else self._cutout(frame, alpha)
         if self._out is None or self._out.shape != frame.shape:
@@ -370,9 +379,9 @@ class Effect:
         _composite(out, top, alpha)
         return out
 
-    def preview(self, frame: Frame, mask: Mask) -> Frame:
+    def preview(self, frame: Frame, mask: Mask, soft: np.ndarray | None = None) -> Frame:
         """:meth:`apply` as ``(H, W, 3)`` BGR for a screen: a cutout over a checkerboard."""
-        out = self.apply(frame, mask)
+        out = self.apply(frame, mask, soft)
         return flatten(out) if out.shape[2] == 4 else out
 
     def _top(self, frame: Frame, mask: Mask, roi: tuple[int, int, int, int]) -> Frame:

@@ -331,13 +331,17 @@ class Renderer:
         self._color: np.ndarray | None = None
         self._out: np.ndarray | None = None
 
-    def render(self, frame: Frame, mask: Mask, classes: Sequence[int] | None = None) -> Frame:
+    def render(
+        self, frame: Frame, mask: Mask, classes: Sequence[int] | None = None, soft: np.ndarray | None = None
+    ) -> Frame:
         """The rendered view of ``frame`` with ``mask`` (any mask size; resized to the frame).
 
         Args:
             frame: ``(H, W, 3)`` uint8 BGR.
             mask: ``(h, w)`` uint8 class ids, any size.
             classes: the legend's classes, in order (default: those present in ``mask``, by id).
+            soft: a probability model's soft foreground map at the mask's size
+                (:attr:`~live_seg.base.frames.SegResult.soft`): the effect's edges follow it.
 
         Returns:
             ``(H, W, 3)`` uint8 BGR (``(H, 2W, 3)`` in ``"side"`` mode; ``(H, W, 4)`` BGRA in
@@ -345,7 +349,7 @@ class Renderer:
             call: copy it if you keep it.
         """
         if self.effect is not None and self.mode != "mask":
-            return self._render_effect(frame, mask, classes)
+            return self._render_effect(frame, mask, classes, soft)
         h, w = frame.shape[:2]
         if self._color is None or self._color.shape[:2] != (h, w):
             self._color = np.empty((h, w, 3), np.uint8)
@@ -362,10 +366,13 @@ class Renderer:
             view = side_by_side(frame, view)
         return view
 
-    def _render_effect(self, frame: Frame, mask: Mask, classes: Sequence[int] | None) -> np.ndarray:
+    def _render_effect(
+        self, frame: Frame, mask: Mask, classes: Sequence[int] | None, soft: np.ndarray | None = None
+    ) -> np.ndarray:
         """The ``overlay`` or ``side`` view through :attr:`effect` (the legend on the colour blend only)."""
         assert self.effect is not None
-        view = self.effect.apply(frame, mask) if self.mode == "overlay" else self.effect.preview(frame, mask)
+        fx = self.effect
+        view = fx.apply(frame, mask, soft) if self.mode == "overlay" else fx.preview(frame, mask, soft)
         if self.legend and self.effect.name == "overlay":
             chosen = self.effect.chosen_ids()
             shown = present_classes(mask, len(self.names)) if classes is None else classes

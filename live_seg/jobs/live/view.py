@@ -246,17 +246,19 @@ class Tile:
         if first_show:
             assert result is not None
             self._latency_ms = (t0 - result.packet.t_capture) * 1000
-        view = self._render(packet, mask)
+        soft = result.soft if result is not None and mask is result.mask else None  # not for a carried mask
+        view = self._render(packet, mask, soft)
         if settings.hud:
             draw_hud(view, self._hud(t0, self._hud_status(status), segmenter, settings.pairing))
         self.total.stats.add("render", time.perf_counter() - t0)
         return view
 
-    def _render(self, packet: FramePacket, mask: Mask | None) -> Frame:
-        """The view of ``packet`` with ``mask``, or the bare frame before the first mask."""
+    def _render(self, packet: FramePacket, mask: Mask | None, soft: np.ndarray | None = None) -> Frame:
+        """The view of ``packet`` with ``mask`` (and a probability model's ``soft`` map), or the bare frame
+        before the first mask."""
         renderer = self.renderer
         if mask is not None:
-            return renderer.render(packet.image, mask)
+            return renderer.render(packet.image, mask, soft=soft)
         if renderer.mode == "side":
             return side_by_side(packet.image, packet.image.copy())
         if renderer.mode == "mask":
