@@ -13,8 +13,10 @@ indices, 1 = person). Prints per frame both person shares and the person IoU (|A
 (FFV1, ``bgr0``: both sides decode the same pixels); then for each clip and photo MediaPipe's masks
 (``MP_PYTHON scripts/mediapipe_reference.py``, in MediaPipe's own venv) and live_seg's (``run_live.py
 -q video … --model MODEL --masks DIR --masks-size source``, plus any options after ``--``), then
-``compare``. One table for everything and, with ``--json``, every figure in a file. Exits 1 when a
-clip misses a threshold; photos are reported (person share on each side), not judged.
+``compare``. With ``--resize WxH`` each clip is first scaled (bilinear, lossless FFV1), to check the
+upsampling of the probability on frames larger than the model's input. One table for everything
+and, with ``--json``, every figure in a file. Exits 1 when a clip misses a threshold; photos are
+reported (person share on each side), not judged.
 
 Examples::
 
@@ -23,6 +25,8 @@ Examples::
         --clips footage/carphone.mp4 footage/vtest.avi --photos astronaut rocket chelsea coffee --json agreement.json
     python scripts/selfie_agreement.py run --mp-python mpvenv/bin/python --work agreement-landscape \\
         --model selfie_landscape --model-selection 1 --clips footage/carphone.mp4
+    python scripts/selfie_agreement.py run --mp-python mpvenv/bin/python --work agreement-720p \\
+        --clips footage/carphone.mp4 --resize 1280x720
     python scripts/selfie_agreement.py compare ref/carphone live/carphone --json carphone.json
 """
 
@@ -38,6 +42,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import cv2
 import numpy as np
 from PIL import Image
 
@@ -146,6 +151,19 @@ def still_clip(photo: str, path: Path, frames: int = 3) -> Path:
     return path
 
 
+def resized_clip(clip: Path, size: tuple[int, int], path: Path) -> Path:
+    """``clip`` scaled to ``size`` (width, height; bilinear), lossless FFV1: both sides read the same pixels."""
+    with av.open(str(clip)) as src, av.open(str(path), "w") as container:
+        rate = src.streams.video[0].average_rate or Fraction(25)
+        stream = container.add_stream("ffv1", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = size[0], size[1], "bgr0"
+        for frame in src.decode(video=0):
+            bgr = cv2.resize(frame.to_ndarray(format="bgr24"), size, interpolation=cv2.INTER_LINEAR)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(bgr, format="bgr24")))
+        container.mux(stream.encode())
+    return path
+
+
 def run_pair(clip: Path, work: Path, opts: argparse.Namespace) -> dict:
     """MediaPipe's and live_seg's masks of ``clip`` under ``work``, compared."""
     ref, cand = work / "mediapipe", work / "live_seg"
@@ -165,13 +183,24 @@ def run(opts: argparse.Namespace) -> dict[str, dict]:
     """The ``run`` command: every clip and photo, in ``opts.work``."""
     results: dict[str, dict] = {}
     opts.work.mkdir(parents=True, exist_ok=True)
-    for clip in opts.clips:
-        results[clip.stem] = run_pair(clip, opts.work / clip.stem, opts)
     with tempfile.TemporaryDirectory(prefix="selfie_agreement.") as tmp:
+        for clip in opts.clips:
+            name = clip.stem if opts.resize is None else f"{clip.stem}-{opts.resize[0]}x{opts.resize[1]}"
+            if opts.resize is not None:
+                clip = resized_clip(clip, opts.resize, Path(tmp) / f"{name}.mkv")
+            results[name] = run_pair(clip, opts.work / name, opts)
         for photo in opts.photos:
             clip = still_clip(photo, Path(tmp) / f"{photo}.mkv")
             results[photo] = run_pair(clip, opts.work / photo, opts) | {"photo": True}
     return results
+
+
+def size_arg(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
+    return width, height
 
 
 def main() -> int:
@@ -187,6 +216,7 @@ def main() -> int:
     run_.add_argument("--photos", nargs="*", default=[], help="scikit-image photos (astronaut, rocket, …)")
     run_.add_argument("--model", default="selfie", help="live_seg's --model (default: selfie)")
     run_.add_argument("--model-selection", type=int, choices=(0, 1), default=0, help="MediaPipe's (1: landscape)")
+    run_.add_argument("--resize", type=size_arg, help="scale the clips to WIDTHxHEIGHT first (lossless)")
     run_.add_argument("extra", nargs="*", help="more live-seg video options, after --")
     for p in (cmp_, run_):
         p.add_argument("--json", type=Path, help="write every figure here")
