@@ -18,7 +18,6 @@ Each round prints one Markdown row per camera and a verdict against ``--min-shar
 ``--max-p95``; ``--json`` keeps every figure. Frames are the test pattern (``media.frame_pattern``),
 or, with ``--clip``, the first ``--clip-frames`` frames of a video scaled to the camera size, in a loop.
 
-    python scripts/live_cameras.py -- --weights random --model lraspp_mobilenet_v3_large   # (see --model)
     python scripts/live_cameras.py --model lraspp_mobilenet_v3_large --duration 20 -- --weights random
     python scripts/live_cameras.py --model selfie --duration 30 --rounds 3 --clip footage/carphone.mp4
 """
@@ -153,7 +152,7 @@ def main() -> int:
     print("| round | camera | frames made | captured | got a mask | latency p50 ms | p95 ms | verdict | load |")
     print("|---:|---:|---:|---:|---:|---:|---:|---|---|", flush=True)
     servers = [MJPEGServer(frames=frames, fps=opts.fps, size=opts.size, duration=None) for _ in range(opts.cameras)]
-    results, ok = [], True
+    results, notes, ok = [], [], True
     try:
         for server in servers:
             server.start()
@@ -162,10 +161,15 @@ def main() -> int:
                 stats = run_once([s.url for s in servers], opts, extra, Path(tmp) / "stats.json")
                 cams = per_camera(stats, opts.fps)
                 ok &= print_rows(r + 1, cams, opts)
+                notes.append(
+                    f"round {r + 1}: {stats.get('backend')} {stats.get('precision')}, batch {stats.get('batch')}, "
+                    f"infer ms {stats.get('infer_ms')}, overhead ms {stats.get('overhead_ms')}"
+                )
                 results.append({"cameras": cams, "stats": stats})
     finally:
         for server in servers:
             server.stop()
+    print("", *notes, sep="\n")
     if opts.json:
         opts.json.write_text(json.dumps(results, indent=2) + "\n")
     return 0 if ok else 1
