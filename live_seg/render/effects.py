@@ -182,6 +182,13 @@ def _odd(x: float) -> int:
     return max(1, 2 * round((x - 1) / 2) + 1)
 
 
+SOFT_EDGE = np.clip((np.arange(256, dtype=np.float32) - 32) * (255 / (224 - 32)), 0, 255).round().astype(np.uint8)
+"""A probability model's soft map (:attr:`~live_seg.base.frames.SegResult.soft`, the threshold at 128) → the
+effect's alpha: a ramp over the band where the model is unsure (a quarter below the threshold to a quarter
+above it), 0 and 255 outside it. The edge follows the model's own uncertainty, and pixels it is sure of stay
+exactly in or out (only the band is blended: see :func:`_composite`)."""
+
+
 def soft_alpha(
     chosen: np.ndarray, height: int, width: int, feather: float, weight: np.ndarray | None = None
 ) -> Alpha:
@@ -345,7 +352,7 @@ class Effect:
         feather = self.feather if self.feather is not None else default_feather(self._name, h)
         weight = None
         if soft is not None and soft.shape == mask.shape and self._lut[0] != self._lut[1]:
-            weight = soft if self._lut[1] else 255 - soft  # how surely each pixel is a chosen one
+            weight = cv2.LUT(soft, SOFT_EDGE if self._lut[1] else SOFT_EDGE[::-1].copy())  # how surely chosen
         return soft_alpha(cv2.LUT(mask, self._lut), h, w, feather, weight)
 
     def apply(self, frame: Frame, mask: Mask, soft: np.ndarray | None = None) -> np.ndarray:
