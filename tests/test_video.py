@@ -121,7 +121,7 @@ def test_cli_video_with_stats_json(tmp_path):
     [
         (["video", "missing.mp4", "-o", "{tmp}/o.mp4"], 1, "input not found"),
         (["video", "{src}", "-o", "{tmp}/nope/o.mp4"], 1, "output folder does not exist"),
-        (["video", "{src}", "--model", "resnet9000"], 2, "invalid choice"),
+        (["video", "{src}", "--model", "resnet9000"], 2, "expected one of fcn_resnet101"),
         (["video", "{src}", "--alpha", "3"], 2, "expected a number in [0, 1]"),
         (["video", "{src}", "-o", "{tmp}/o.mp4", "--weights", "{tmp}/none.pth"], 1, "weights file not found"),
     ],
