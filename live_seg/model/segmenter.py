@@ -264,6 +264,8 @@ class Segmenter:
         self.spec, self.name, self.weights, self.threads, self.threshold = spec, spec.name, weights, threads, threshold
         self.input_hw, self.size = spec.input_hw, spec.size
         self.device = resolve_device(device)
+        if precision == AUTO and self.device == "cpu" and spec.cpu_precision is not None:
+            precision = spec.cpu_precision
         self.precision = resolve_precision(precision, self.device)
         self.untrained = weights == RANDOM_WEIGHTS
         self.categories: list[str] = list(spec.categories)

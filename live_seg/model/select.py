@@ -170,7 +170,10 @@ def segmenter_for(options: ModelOptions, mode: str = "throughput", cache_dir: st
     from . import ov_runtime as ov_backend  # imports openvino: only when it runs
 
     ov_backend.require()
-    precision = ov_backend.resolve_precision(options.precision)
+    precision = options.precision
+    if precision == AUTO and spec.cpu_precision is not None:
+        precision = spec.cpu_precision
+    precision = ov_backend.resolve_precision(precision)
     calib = None
     if precision == INT8:  # a bad path fails here, before the network is built
         q = ov_backend.quantize
