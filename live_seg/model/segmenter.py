@@ -267,7 +267,7 @@ class Segmenter:
         self.module = module
         self._mean = torch.tensor(MEAN, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(STD, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._pinned: dict[tuple[int, ...], tuple[torch.Tensor, torch.cuda.Event]] = {}
+        self._pinned: tuple[torch.Tensor, torch.cuda.Event] | None = None
         logger.info(
             "model %s (%s weights) on %s, %s, input %dx%d", model, weights, self.device, self.precision, size, size
         )
@@ -325,13 +325,17 @@ class Segmenter:
             return self._normalise(out)
 
     def _staging(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.cuda.Event]:
-        """A pinned host buffer for frames of ``shape`` and the event of its last upload."""
-        entry = self._pinned.get(shape)
-        if entry is None:
-            entry = (torch.empty(shape, dtype=torch.uint8, pin_memory=True), torch.cuda.Event())
-            entry[1].record()
-            self._pinned = {shape: entry}  # one frame size at a time: a video keeps its size
-        return entry
+        """A pinned host buffer viewed as ``shape`` and the event of its last upload: one buffer, grown
+        to the biggest frame so far and never shrunk, so frames of changing sizes allocate nothing."""
+        need = int(np.prod(shape))
+        if self._pinned is None or self._pinned[0].numel() < need:
+            if self._pinned is not None:
+                self._pinned[1].synchronize()  # its last upload has finished before it is freed
+            event = torch.cuda.Event()
+            event.record()
+            self._pinned = (torch.empty(need, dtype=torch.uint8, pin_memory=True), event)
+        buffer, event = self._pinned
+        return buffer[:need].view(shape), event
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():
