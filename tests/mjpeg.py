@@ -30,6 +30,8 @@ Two faulty cameras, both off by default:
   chosen up front, so :attr:`MJPEGServer.url` is known at once; frame 0 is made and the
   ``duration`` counts from when it starts listening. :func:`read_parts` reads JPEG parts from any MJPEG stream (this
 one, or the live view's ``/stream.mjpg``).
+:class:`SilentServer` is a camera that accepts and never sends a frame (optionally after the
+headers of an MJPEG stream).
 
 Default frames are :func:`media.frame_pattern` (index code in the top strip, a moving red
 square), so a reader can tell which frame it got with :func:`media.read_index`.
@@ -413,6 +415,73 @@ class _Handler(BaseHTTPRequestHandler):
             return  # the client went away, or kill() reset the connection
         finally:
             owner._unregister(self.connection)
+
+
+class SilentServer:
+    """A camera that accepts connections and then says nothing, on loopback.
+
+    ``headers=False``: it never answers at all (a hung device, a firewall that drops replies), so
+    a client blocks for its whole open timeout. ``headers=True``: it answers an HTTP request with
+    the ``multipart/x-mixed-replace`` headers of an MJPEG stream and then stalls before the first
+    part. Connections stay open (no FIN, no RST) until :meth:`stop`.
+
+    Attributes:
+        connections: connections accepted so far.
+    """
+
+    def __init__(self, headers: bool = False, host: str = "127.0.0.1") -> None:
+        self.headers = headers
+        self.host = host
+        self.connections = 0
+        self._listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._listener.bind((host, 0))
+        self._listener.listen(16)
+        self._listener.settimeout(0.1)
+        self._open: list[socket.socket] = []
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="mjpeg-test-silent", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.host}:{self._listener.getsockname()[1]}/stream.mjpg"
+
+    def start(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._done.set()
+        self._thread.join(5.0)
+        for sock in [*self._open, self._listener]:
+            sock.close()
+
+    def __enter__(self) -> SilentServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _accept(self) -> None:
+        while not self._done.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+            self._open.append(conn)
+            self.connections += 1
+            if self.headers:
+                conn.settimeout(2.0)
+                try:
+                    conn.recv(65536)  # the request
+                    conn.sendall(
+                        f"HTTP/1.0 200 OK\r\nContent-Type: multipart/x-mixed-replace; boundary={BOUNDARY}\r\n"
+                        "Cache-Control: no-cache\r\n\r\n".encode()
+                    )
+                except OSError:
+                    pass
 
 
 def read_parts(url: str, count: int, timeout: float = 10.0) -> list[bytes]:

@@ -525,13 +525,37 @@ def test_cuda_auto_is_fp16():
         assert torch.backends.cudnn.benchmark
 
 
+def test_pinned_staging_buffer_is_not_reallocated_when_frame_sizes_alternate(small, monkeypatch):
+    """Two cameras of different sizes in one batch: before, every frame re-made the pinned buffer."""
+    pinned: list[tuple[int, ...]] = []
+    real_empty = torch.empty
+
+    def empty(*size, **kwargs):
+        if kwargs.pop("pin_memory", False):  # pinning needs CUDA: count it, allocate plain memory
+            pinned.append(tuple(size[0]) if isinstance(size[0], tuple) else size)
+        return real_empty(*size, **kwargs)
+
+    class Event:  # a stand-in for torch.cuda.Event on a machine without CUDA
+        def record(self) -> None: ...
+
+        def synchronize(self) -> None: ...
+
+    monkeypatch.setattr(torch, "empty", empty)
+    monkeypatch.setattr(torch.cuda, "Event", Event)
+    shapes = [(720, 1280, 3), (360, 640, 3)] * 10 + [(1080, 1920, 3), (720, 1280, 3)]
+    views = [small._staging(shape)[0] for shape in shapes]
+    assert [v.shape for v in views] == [torch.Size(s) for s in shapes]
+    assert len(pinned) == 2  # the first size, then once more when a bigger frame came
+    assert len({v.data_ptr() for v in views[-2:]}) == 1  # the smaller size reuses the bigger buffer
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not CUDA, reason="needs CUDA")
 def test_cuda_preprocessing_matches_the_cpu_path(frame):
     """Pinned upload + GPU resize/normalise: same input as the CPU path within one grey level,
-    for a batch of two frame sizes (the staging buffer is re-made for the new size)."""
+    for batches of two frame sizes, alternating (one staging buffer, grown for the bigger size)."""
     cpu = Segmenter(SMALL, weights="random", device="cpu", precision="fp32")
     gpu = Segmenter(SMALL, weights="random", device="cuda", precision="fp32")
     small = cv2.resize(frame, (320, 180))
-    for batch in ([frame, frame], [small], [frame]):
+    for batch in ([frame, frame], [small], [frame], [small, frame, small]):
         torch.testing.assert_close(gpu.preprocess(batch).cpu(), cpu.preprocess(batch), rtol=0, atol=1.01 / 255 / 0.224)

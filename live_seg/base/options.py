@@ -143,11 +143,14 @@ class EncodeOptions:
         preset: libx264 preset.
         crf: libx264 quality, lower is better.
         audio: keep the source's audio.
+        tune: libx264's tune (``""``: none); the live recording uses ``zerolatency``: no look-ahead,
+            no B-frames, so the encoder holds no queue of frames.
     """
 
     preset: str = "veryfast"
     crf: int = 20
     audio: bool = True
+    tune: str = ""
 
 
 @dataclass(frozen=True)

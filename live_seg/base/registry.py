@@ -66,6 +66,9 @@ DEFAULT_READ_TIMEOUT_S = 5.0
 """A stream that sends nothing for this long is lost and reconnected (``--read-timeout``)."""
 DEFAULT_RECONNECT = 5
 """Reconnect attempts after a live source is lost (``--reconnect``)."""
+DEFAULT_MAX_FRAME_PIXELS = 8192 * 8192
+"""A live source whose frames are bigger (width x height) is refused (``--max-frame-pixels``): 64 MiP
+holds an 8K square camera (7680x7680) and refuses a stream that announces 16384x16384."""
 
 
 def auto_device_text() -> str:

@@ -27,6 +27,7 @@ from ..base.registry import (
     ALPHA_EXTENSIONS,
     AUTO,
     BACKENDS,
+    DEFAULT_MAX_FRAME_PIXELS,
     DEFAULT_READ_TIMEOUT_S,
     DEFAULT_RECONNECT,
     DEFAULT_WEIGHTS,
@@ -223,6 +224,14 @@ def _live_source_options(live: argparse.ArgumentParser) -> None:
         default=DEFAULT_READ_TIMEOUT_S,
         metavar="S",
         help="a stream that sends nothing for S seconds is lost and reconnected (default: %(default)s)",
+    )
+    s.add_argument(
+        "--max-frame-pixels",
+        type=positive_int,
+        default=DEFAULT_MAX_FRAME_PIXELS,
+        metavar="N",
+        help="a camera or stream whose frames are bigger than N pixels (width x height) is refused with a "
+        "one-line error; with several sources the others go on (default: %(default)s, 8192x8192)",
     )
 
 

@@ -296,6 +296,7 @@ def _live_options(args: argparse.Namespace) -> Any:
         reconnect=args.reconnect,
         rtsp_transport=args.rtsp_transport,
         read_timeout=args.read_timeout,
+        max_frame_pixels=args.max_frame_pixels,
         pairing=args.pairing,
         view=args.view,
         legend=args.legend,

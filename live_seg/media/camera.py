@@ -1,39 +1,40 @@
 """Live sources: cameras and network streams read with OpenCV.
 
-A live source (:class:`CaptureSource`) delivers frames as the device or the stream sends
-them, detects a stream that stops sending without closing (a read timeout) and reconnects when
-it is lost; the live run's capture thread hands its frames to a newest-frame slot
-(:mod:`live_seg.pipeline.multiplex`). :func:`open_live_source` tells a camera, a stream URL and
-a video file apart.
-
-RTSP is read over TCP by default (``rtsp_transport="udp"`` for UDP): OpenCV's FFmpeg backend
-takes its options from ``OPENCV_FFMPEG_CAPTURE_OPTIONS`` when it opens a stream, so the variable
-is set around each open (under a lock) unless the user set it.
+A live source (:class:`CaptureSource`, opened by :mod:`live_seg.media.opencv_open`) delivers
+frames as the device or the stream sends them, detects a stream that stops sending without
+closing (a read timeout) and reconnects when it is lost; the live run's capture thread hands its
+frames to a newest-frame slot (:mod:`live_seg.pipeline.multiplex`). :func:`open_live_source`
+tells a camera, a stream URL and a video file apart.
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
-import os
 import threading
 import time
 from collections.abc import Iterator
 
 import cv2
+import numpy as np
 
 from ..base.errors import SourceError
 from ..base.frames import FramePacket
 from ..base.redact import redact_url
-from ..base.registry import DEFAULT_READ_TIMEOUT_S, DEFAULT_RECONNECT, RTSP_TRANSPORTS
+from ..base.registry import DEFAULT_MAX_FRAME_PIXELS, DEFAULT_READ_TIMEOUT_S, DEFAULT_RECONNECT, RTSP_TRANSPORTS
+from .blocking import STEP_S, Abandoned, CallThread
 from .file_source import SourceInfo, VideoFileSource
+from .opencv_open import open_capture
 
 log = logging.getLogger(__name__)
 
 STREAM_SCHEMES = frozenset({"rtsp", "rtsps", "rtmp", "rtmps", "http", "https", "udp", "tcp", "srt"})
 """URL schemes opened as network streams (anything else with ``://`` is refused)."""
 
-CAPTURE_OPTIONS_ENV = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
-_ENV_LOCK = threading.Lock()
+CLOSE_WAIT_S = 1.0
+"""How long :meth:`CaptureSource.close` waits for its release (after a read of at most a frame
+interval); a read blocked longer than that is left to end by itself."""
+_READERS = itertools.count()
 
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 """Wait before reconnect attempt 1, 2, …; later attempts wait the last value."""
@@ -77,13 +78,6 @@ def is_device(spec: str | int) -> bool:
     return isinstance(spec, str) and spec.startswith("/dev/")
 
 
-def _quiet_ffmpeg_logs() -> None:
-    """Keep FFmpeg's own messages (connection refused, stream ended…) off stderr unless
-    debugging: the source logs what happened in one line of its own. Read by OpenCV once,
-    when its FFmpeg backend first loads; a value the user set is kept."""
-    if not log.isEnabledFor(logging.DEBUG):
-        os.environ.setdefault("OPENCV_FFMPEG_LOGLEVEL", "-8")  # AV_LOG_QUIET
-
 
 class CaptureSource:
     """A camera or a network stream read with OpenCV, reconnecting when it is lost.
@@ -93,6 +87,12 @@ class CaptureSource:
     no file timestamps). When a read fails, the source is reopened up to ``reconnect`` times
     with a growing wait (:data:`BACKOFF_S`), each attempt logged; then iteration raises
     :class:`SourceError`.
+
+    Every OpenCV call (open, read, release) runs on the source's own daemon thread
+    (:class:`~live_seg.media.blocking.CallThread`, ``live_seg-read-N``): a stop (:meth:`stop`,
+    :meth:`close` or ``interrupt``) ends opening, waiting and reading within
+    :data:`~live_seg.media.blocking.STEP_S`, even while FFmpeg blocks on a silent stream for its
+    whole open or read timeout; that call is abandoned and releases its capture when it returns.
 
     Args:
         source: camera index or device path (``/dev/video0``), or a stream URL (RTSP,
@@ -104,9 +104,13 @@ class CaptureSource:
             ``reconnect`` times, each attempt logged) before :meth:`open` gives up. Cameras
             are not retried: a missing index fails at once.
         rtsp_transport: ``"tcp"`` or ``"udp"``, for ``rtsp://`` URLs.
+        max_frame_pixels: a frame bigger than this (width x height), announced when the stream
+            opens or delivered, is refused with :class:`SourceError` (the source is dropped).
+        interrupt: a second stop (the run's): once set, the source stops as with :meth:`stop`.
 
     Attributes:
-        info: set by :meth:`open`; ``live`` is True.
+        info: set by :meth:`open`; ``live`` is True. ``None`` while it is not open (also after
+            a stop that came while it was opening: :meth:`open` then returns without it).
         state: ``"connecting"`` until it delivered its first frame, then ``"live"``, and
             ``"reconnecting"`` while it is lost and tried again.
         reconnects: successful reconnections so far.
@@ -121,11 +125,15 @@ class CaptureSource:
         read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
         retry_open: bool = False,
         rtsp_transport: str = "tcp",
+        max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
+        interrupt: threading.Event | None = None,
     ) -> None:
         if reconnect < 0:
             raise ValueError(f"reconnect: expected >= 0, got {reconnect}")
         if rtsp_transport not in RTSP_TRANSPORTS:
             raise ValueError(f"rtsp_transport: expected one of {', '.join(RTSP_TRANSPORTS)}, got {rtsp_transport!r}")
+        if max_frame_pixels < 1:
+            raise ValueError(f"max_frame_pixels: expected >= 1, got {max_frame_pixels}")
         self.rtsp_transport = rtsp_transport
         self.state = "connecting"
         self.source = source
@@ -135,75 +143,103 @@ class CaptureSource:
         self.open_timeout_s = open_timeout_s
         self.read_timeout_s = read_timeout_s
         self.retry_open = retry_open
+        self.max_frame_pixels = max_frame_pixels
         self.info: SourceInfo | None = None
         self.reconnects = 0
         self.failed_attempts = 0
         self._cap: cv2.VideoCapture | None = None
         self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._iterating = False
+        self._interrupt = interrupt
+        self._io = CallThread(f"live_seg-read-{next(_READERS)}", self.stopped)
+        self._size = (0, 0)
 
-    def _new_capture(self) -> cv2.VideoCapture | None:
-        """A ``VideoCapture`` that delivered one frame, or ``None``."""
-        _quiet_ffmpeg_logs()
-        previous = cv2.utils.logging.getLogLevel()
-        if not log.isEnabledFor(logging.DEBUG):
-            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)  # the error says it in one line
-        try:
-            if self.camera:
-                cap = (
-                    cv2.VideoCapture(self.source, cv2.CAP_V4L2)
-                    if is_device(self.source)
-                    else cv2.VideoCapture(self.source)
-                )
-                if cap.isOpened():
-                    cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # newest frame, not a queue of old ones
-            else:
-                params = [
-                    cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
-                    int(self.open_timeout_s * 1000),
-                    cv2.CAP_PROP_READ_TIMEOUT_MSEC,
-                    int(self.read_timeout_s * 1000),
-                ]
-                cap = self._open_stream(params)
-        except cv2.error as exc:
-            log.debug("opening %s failed: %s", self.name, exc)
+    def stopped(self) -> bool:
+        """A stop was asked for (:meth:`stop`, :meth:`close` or the ``interrupt`` event)."""
+        return self._stop.is_set() or (self._interrupt is not None and self._interrupt.is_set())
+
+    def _wait(self, delay: float) -> bool:
+        """Wait ``delay`` seconds; True (at once) when a stop comes meanwhile."""
+        deadline = time.monotonic() + delay
+        while not self.stopped():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return False
+            self._stop.wait(min(STEP_S, left))
+        return True
+
+    def check_size(self, width: int, height: int, what: str = "sends") -> None:
+        """Refuse a frame size over :attr:`max_frame_pixels`.
+
+        Raises:
+            SourceError: one line that names the source, the size and the limit.
+        """
+        if width * height > self.max_frame_pixels:
+            raise SourceError(
+                f"{self.name} {what} {width}x{height} frames ({width * height / 1e6:.1f} megapixels), over the "
+                f"limit of {self.max_frame_pixels / 1e6:.1f} megapixels; lower the camera's resolution or raise "
+                "--max-frame-pixels"
+            )
+
+    def _new_capture(self) -> tuple[cv2.VideoCapture, np.ndarray] | None:
+        """A capture that delivered one frame, and that frame; ``None`` when it cannot be opened.
+
+        Raises:
+            Abandoned: a stop came while it was opening.
+            SourceError: the stream announces or sends frames over the size limit.
+        """
+        return self._io.call(self._open_capture, discard=lambda opened: opened and opened[0].release())
+
+    def _open_capture(self) -> tuple[cv2.VideoCapture, np.ndarray] | None:
+        """:meth:`_new_capture`'s work, on the source's thread."""
+        cap = open_capture(self.source, self.camera, self.open_timeout_s, self.read_timeout_s, self.rtsp_transport)
+        if cap is None:
             return None
-        finally:
-            cv2.utils.logging.setLogLevel(previous)
+        try:
+            return self._first_frame(cap)
+        except BaseException:
+            cap.release()
+            raise
+
+    def _first_frame(self, cap: cv2.VideoCapture) -> tuple[cv2.VideoCapture, np.ndarray] | None:
+        """``cap`` and its first frame, its size checked (the size the stream announces before a
+        frame of it is decoded, then the frame's); ``None`` (released) when it sends none."""
+        if cap.isOpened():
+            width, height = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT))
+            self.check_size(width, height, "announces")
         if not cap.isOpened() or not cap.grab():
             cap.release()
             return None
-        return cap
-
-    def _open_stream(self, params: list[int]) -> cv2.VideoCapture:
-        """Open a stream URL with OpenCV's FFmpeg backend (RTSP: over the transport asked for)."""
-        assert isinstance(self.source, str)
-        if not self.source.lower().startswith(("rtsp://", "rtsps://")) or CAPTURE_OPTIONS_ENV in os.environ:
-            return cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, params)
-        with _ENV_LOCK:  # the variable is read while the stream opens; other opens wait
-            os.environ[CAPTURE_OPTIONS_ENV] = f"rtsp_transport;{self.rtsp_transport}"
-            try:
-                return cv2.VideoCapture(self.source, cv2.CAP_FFMPEG, params)
-            finally:
-                del os.environ[CAPTURE_OPTIONS_ENV]
+        ok, image = cap.retrieve()
+        if not ok or image is None:
+            raise SourceError(f"{self.name} opened but its first frame could not be decoded")
+        self.check_size(image.shape[1], image.shape[0])
+        return cap, image
 
     def open(self) -> CaptureSource:
         """Open the camera or stream and read one frame to learn its size.
 
+        A stop while it opens (or waits to try again) ends this at once; it then returns with
+        :attr:`info` ``None`` and iterating yields nothing.
+
         Raises:
-            SourceError: it cannot be opened or delivers no frame.
+            SourceError: it cannot be opened, delivers no frame, or its frames are over the size limit.
         """
-        cap = self._new_capture()
-        tries = ""
-        if cap is None and self.retry_open and not self.camera:
-            for attempt in range(1, self.reconnect + 1):
-                delay = backoff_s(attempt)
-                log.warning("could not open %s: attempt %d/%d in %.1f s", self.name, attempt, self.reconnect, delay)
-                if self._stop.wait(delay) or (cap := self._new_capture()) is not None:
-                    break
-            tries = f" after {self.reconnect + 1} attempts"
-        if cap is None:
+        try:
+            opened = self._new_capture()
+            tries = ""
+            if opened is None and self.retry_open and not self.camera:
+                for attempt in range(1, self.reconnect + 1):
+                    delay = backoff_s(attempt)
+                    log.warning("could not open %s: attempt %d/%d in %.1f s", self.name, attempt, self.reconnect, delay)
+                    if self._wait(delay) or (opened := self._new_capture()) is not None:
+                        break
+                tries = f" after {self.reconnect + 1} attempts"
+        except Abandoned:
+            opened = None
+        if opened is None and self.stopped():
+            log.info("stopped while opening %s", self.name)
+            return self
+        if opened is None:
             if self.camera:
                 other = self.source + 1 if isinstance(self.source, int) else "0"
                 raise SourceError(
@@ -214,13 +250,11 @@ class CaptureSource:
                 f"could not open {self.name}{tries} (or it sent no frame); check the address and that the stream "
                 "is running, e.g. open it in a media player"
             )
-        ok, image = cap.retrieve()
-        if not ok or image is None:
-            cap.release()
-            raise SourceError(f"{self.name} opened but its first frame could not be decoded")
+        cap, image = opened
         fps = cap.get(cv2.CAP_PROP_FPS)
         fps = float(fps) if 1.0 <= fps <= 240.0 else 0.0
         h, w = image.shape[:2]
+        self._size = (w, h)
         self.info = SourceInfo(name=self.name, width=w, height=h, fps=fps, frames=None, time_base=None, live=True)
         self._cap = cap
         self.state = "live"
@@ -228,16 +262,25 @@ class CaptureSource:
         return self
 
     def stop(self) -> None:
-        """Ask a running iteration to end after the current read (thread-safe)."""
+        """Ask a running iteration to end now (thread-safe); a read in progress is abandoned."""
         self._stop.set()
 
     def close(self) -> None:
-        """Release the device. Safe to call twice; a running iteration releases it when it ends."""
+        """Stop and release the device. Safe to call twice and while another thread iterates.
+
+        The release runs on the source's thread after the read in progress; a read that FFmpeg
+        still blocks on is left to end by itself (within the read timeout), not waited for.
+        """
         self._stop.set()
-        with self._lock:
-            if self._iterating:
-                return
-            cap, self._cap = self._cap, None
+        if not self._io.close(self._release, wait_s=CLOSE_WAIT_S):
+            log.info(
+                "%s: a read blocked in OpenCV is left to end by itself%s",
+                self.name,
+                "" if self.camera else f" (within --read-timeout, {self.read_timeout_s:g} s)",
+            )
+
+    def _release(self) -> None:
+        cap, self._cap = self._cap, None
         if cap is not None:
             cap.release()
 
@@ -251,29 +294,30 @@ class CaptureSource:
         """Reconnect after a failed read; False when stopped meanwhile.
 
         Raises:
-            SourceError: every attempt failed.
+            SourceError: every attempt failed, or it came back with frames over the size limit.
         """
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
         self.state = "reconnecting"
         log.warning("lost %s (no frame)%s", self.name, "" if self.reconnect else "; reconnecting is off")
-        for attempt in range(1, self.reconnect + 1):
-            delay = backoff_s(attempt)
-            log.warning("reconnect attempt %d/%d to %s in %.1f s", attempt, self.reconnect, self.name, delay)
-            if self._stop.wait(delay):
-                return False
-            cap = self._new_capture()
-            if cap is not None:
-                self._cap = cap
-                self.reconnects += 1
-                self.state = "live"
-                log.warning("reconnected to %s (attempt %d/%d)", self.name, attempt, self.reconnect)
-                return True
-            self.failed_attempts += 1
-            log.warning("reconnect attempt %d/%d failed", attempt, self.reconnect)
-            if self._stop.is_set():
-                return False
+        try:
+            self._io.call(self._release)
+            for attempt in range(1, self.reconnect + 1):
+                delay = backoff_s(attempt)
+                log.warning("reconnect attempt %d/%d to %s in %.1f s", attempt, self.reconnect, self.name, delay)
+                if self._wait(delay):
+                    return False
+                opened = self._new_capture()
+                if opened is not None:
+                    self._cap = opened[0]
+                    self.reconnects += 1
+                    self.state = "live"
+                    log.warning("reconnected to %s (attempt %d/%d)", self.name, attempt, self.reconnect)
+                    return True
+                self.failed_attempts += 1
+                log.warning("reconnect attempt %d/%d failed", attempt, self.reconnect)
+        except Abandoned:
+            return False
+        if self.stopped():
+            return False
         if self.reconnect == 0:
             raise SourceError(f"lost {self.name} (reconnecting is off: --reconnect 0)")
         raise SourceError(
@@ -281,34 +325,39 @@ class CaptureSource:
             "(or raise --reconnect)"
         )
 
+    def _read(self) -> tuple[float, np.ndarray | None, float]:
+        """One frame (on the source's thread): its capture time, the image (``None``: lost), decode seconds."""
+        cap = self._cap
+        ok = cap is not None and cap.grab()
+        t_capture = time.perf_counter()
+        image = None
+        if ok:
+            assert cap is not None
+            ok, image = cap.retrieve()
+        return t_capture, image if ok else None, time.perf_counter() - t_capture
+
     def __iter__(self) -> Iterator[FramePacket]:
-        if self._cap is None:
+        if self._cap is None and not self.stopped():
             self.open()
-        with self._lock:
-            self._iterating = True
         index = 0
         try:
-            while not self._stop.is_set():
-                cap = self._cap
-                assert cap is not None
-                ok = cap.grab()
-                t_capture = time.perf_counter()
-                image = None
-                if ok:
-                    ok, image = cap.retrieve()
-                if not ok or image is None:
-                    if self._stop.is_set() or not self._reopen():
+            while self._cap is not None and not self.stopped():
+                try:
+                    t_capture, image, decode_s = self._io.call(self._read)
+                except Abandoned:
+                    break
+                if image is None:
+                    if self.stopped() or not self._reopen():
                         break
                     continue
-                decode_s = time.perf_counter() - t_capture
+                if (image.shape[1], image.shape[0]) != self._size:
+                    self.check_size(image.shape[1], image.shape[0])
+                    self._size = (image.shape[1], image.shape[0])
                 yield FramePacket(index=index, pts=None, t_capture=t_capture, image=image, decode_s=decode_s)
                 index += 1
         finally:
-            with self._lock:
-                self._iterating = False
-                cap, self._cap = (self._cap, None) if self._stop.is_set() else (None, self._cap)
-            if cap is not None:
-                cap.release()
+            if self.stopped():
+                self._io.close(self._release)  # after the read in progress, if one is blocked
 
 
 def open_live_source(
@@ -318,6 +367,8 @@ def open_live_source(
     reconnect: int = DEFAULT_RECONNECT,
     rtsp_transport: str = "tcp",
     read_timeout_s: float = DEFAULT_READ_TIMEOUT_S,
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS,
+    interrupt: threading.Event | None = None,
 ) -> CaptureSource | VideoFileSource:
     """The source ``--source`` names, not opened yet (use it as a context manager).
 
@@ -327,6 +378,8 @@ def open_live_source(
         reconnect: for a camera or stream: reopen attempts after it is lost.
         rtsp_transport: ``"tcp"`` or ``"udp"`` for an RTSP URL.
         read_timeout_s: a stream that sends nothing for this long is lost (and reconnected).
+        max_frame_pixels: for a camera or stream: bigger frames are refused (see :class:`CaptureSource`).
+        interrupt: for a camera or stream: the run's stop, which also ends opening and reading.
 
     Raises:
         SourceError: a URL with an unsupported scheme.
@@ -335,5 +388,11 @@ def open_live_source(
     if isinstance(what, str) and "://" not in what and not is_device(what):
         return VideoFileSource(what, realtime=realtime)
     return CaptureSource(
-        what, reconnect=reconnect, read_timeout_s=read_timeout_s, retry_open=True, rtsp_transport=rtsp_transport
+        what,
+        reconnect=reconnect,
+        read_timeout_s=read_timeout_s,
+        retry_open=True,
+        rtsp_transport=rtsp_transport,
+        max_frame_pixels=max_frame_pixels,
+        interrupt=interrupt,
     )

@@ -244,7 +244,8 @@ class VideoWriter:
             self.stream.time_base = self.time_base
             self.stream.codec_context.time_base = self.time_base
             if self.format is MP4:
-                self.stream.options = {"preset": encode.preset, "crf": str(encode.crf)}
+                tune = {"tune": encode.tune} if encode.tune else {}
+                self.stream.options = {"preset": encode.preset, "crf": str(encode.crf), **tune}
             self.audio = None
             if audio_from:
                 try:

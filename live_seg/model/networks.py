@@ -9,17 +9,52 @@ Imports torch: only the runtimes load this module.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torchvision.models import get_model_builder, get_model_weights
+from torchvision.models import WeightsEnum, get_model_builder, get_model_weights
 
-from ..base.errors import ModelError
+from ..base.errors import ModelError, one_line
 from ..base.registry import DEFAULT_WEIGHTS, RANDOM_WEIGHTS
-from ..base.specs import TFLITE, TORCHVISION, ModelSpec
+from ..base.specs import MODEL_NAMES, SPECS, TFLITE, TORCHVISION, ModelSpec
 from .weights import build_network
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class TorchvisionModel:
+    """A torchvision segmentation model: its builder and its weights enum."""
+
+    builder: Callable[..., nn.Module]
+    weights: type[WeightsEnum]
+
+
+MODELS: dict[str, TorchvisionModel] = {
+    name: TorchvisionModel(get_model_builder(name), get_model_weights(name))
+    for name in MODEL_NAMES
+    if SPECS[name].family == TORCHVISION
+}
+"""The registry's torchvision models with torchvision's builders and weights (a test checks their
+categories and weights files against the specs)."""
+
+
+def fold_batchnorm(module: nn.Module, name: str) -> nn.Module:
+    """Fold every eval-mode BatchNorm into the convolution before it (one op instead of two).
+
+    The same function up to rounding, and faster on the CPU, where BatchNorm passes are
+    memory-bound (see the README). Uses torch.fx; a network it cannot trace is returned unchanged.
+    """
+    from torch.fx.experimental.optimization import fuse
+
+    try:
+        return fuse(module)
+    except Exception as exc:  # noqa: BLE001 - tracing limits differ between torch versions
+        logger.debug("%s: BatchNorm folding skipped (%s)", name, one_line(exc, with_type=True, limit=200))
+        return module
+
 
 
 def main_output(out: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:

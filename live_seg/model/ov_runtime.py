@@ -15,7 +15,8 @@ pixels. The preprocessing is traced from torch ops rather than OpenVINO's PrePos
 ``convert_color(BGR→RGB)`` step gave wrong results with these networks in OpenVINO 2026.4.1
 (masks agreeing with torch on 72 % of pixels), the traced ops agree to 1e-6.
 
-Converted networks (IR) and compiled blobs are cached under ``$XDG_CACHE_HOME/live_seg/openvino/``.
+Converted networks (IR) and compiled blobs are cached under ``$XDG_CACHE_HOME/live_seg/openvino/``
+(:mod:`live_seg.model.ov_cache`: entries written as one unit, checksummed, cleaned and pruned).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from __future__ import annotations
 import logging
 import os
 import queue
-import tempfile
 import threading
 import time
 from collections import deque
@@ -40,7 +40,7 @@ from ..base.options import ModelOptions, check_threshold
 from ..base.registry import INT8
 from ..base.registry import OPENVINO_MODES as MODES
 from ..base.specs import PROBABILITY, ModelSpec
-from . import quantize
+from . import ov_cache, quantize
 from .identity import UNTRAINED_NOTE, describe_model
 from .ov_heads import with_head
 from .preprocess import resize_batch
@@ -124,14 +124,9 @@ def cache_root() -> Path:
     return Path(base) / "live_seg" / "openvino"
 
 
-def save_model_atomic(model: Any, xml: Path) -> None:
-    """Write ``model`` as ``xml`` + ``.bin`` (fp32 weights) under temporary names, then rename."""
-    xml.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=xml.parent, prefix=".tmp-") as tmp:
-        tmp_xml = Path(tmp) / xml.name
-        ov.save_model(model, tmp_xml, compress_to_fp16=False)
-        os.replace(tmp_xml.with_suffix(".bin"), xml.with_suffix(".bin"))  # the .bin first: readers look for the .xml
-        os.replace(tmp_xml, xml)
+def save_ir(model: Any, xml: Path) -> None:
+    """Write ``model`` as ``xml`` + ``.bin`` (fp32 weights) into a cache entry's temporary folder."""
+    ov.save_model(model, xml, compress_to_fp16=False)
 
 
 class _Compiled:
@@ -264,14 +259,8 @@ class OpenVinoSegmenter:
         self.categories = list(spec.categories)
         self.num_classes = len(self.categories)
         self.precision = resolve_precision(precision)
-        root = cache_root() if cache_dir is None else (Path(cache_dir) if cache_dir != "" else None)
-        if root is not None and weights_key is None and module is not None:
-            from .ov_convert import weights_digest
-
-            weights_key = weights_digest(module)
-        h, w = spec.input_hw
-        folder = f"{cache_name(spec)}-{h}x{w}-{weights_key}"
-        self.cache: Path | None = None if root is None or weights_key is None else root / folder
+        self._root = cache_root() if cache_dir is None else (Path(cache_dir) if cache_dir != "" else None)
+        self.cache: Path | None = self._entry(module, weights_key)
         self.converted = False
         self._model = network if network is not None else self._load_or_convert(module if build is None else build)
         self.compiled_dir = None if self.cache is None else self.cache / f"compiled-{self.precision}"
@@ -289,30 +278,37 @@ class OpenVinoSegmenter:
         how = "compiled model from the cache" if self.cache_hit else "converted and compiled" if self.converted else ""
         log.info(
             "model %s (%s weights) on OpenVINO %s, %s, %s mode (%d requests), input %dx%d; setup %.1f s (%s)",
-            *(spec.name, weights, ov.__version__.split("-")[0], self.precision, mode, self.requests, w, h),
+            *(spec.name, weights, ov.__version__.split("-")[0], self.precision, mode, self.requests, *spec.input_hw[::-1]),
             *(self.setup_s, how or "compiled"),
         )
+
+    def _entry(self, module: nn.Module | None, weights_key: str | None) -> Path | None:
+        """The cache entry of this network (``None``: no cache), keyed by ``weights_key`` or ``module``'s tensors."""
+        if self._root is None:
+            return None
+        if weights_key is None and module is not None:
+            from .ov_convert import weights_digest
+
+            weights_key = weights_digest(module)
+        if weights_key is None:
+            return None
+        h, w = self.spec.input_hw
+        return ov_cache.network_entry(self._root, cache_name(self.spec), f"{h}x{w}", weights_key)
 
     def _quantize(self, calib: Calibration) -> None:
         """Make the network int8: NNCF on ``calib``'s frames, or the int8 network cached for them."""
         self.calibration = calib.source
-        folder = None if self.cache is None else self.cache / calib.cache_name()
+        folder = None if self.cache is None else ov_cache.int8_entry(self.cache, calib.cache_name())
         self.compiled_dir = None if folder is None else folder / "compiled"
-        self._model, _ = quantize.load_or_quantize(
-            self._model, calib, self.spec, folder, _core().read_model, save_model_atomic
-        )
+        self._model, _ = quantize.load_or_quantize(self._model, calib, self.spec, folder, _core().read_model, save_ir)
 
     def _load_or_convert(self, network: nn.Module | Callable[[], nn.Module]) -> Any:
         """The network as an OpenVINO model: read from the cache, or converted (and cached).
 
         ``network`` is the module, or the function that builds it (called only here, on a miss).
         """
-        xml = self.cache / "model.xml" if self.cache else None
-        if xml is not None and xml.is_file():
-            try:
-                return _core().read_model(xml)
-            except Exception as exc:  # noqa: BLE001 - a damaged cache entry is rebuilt, not fatal
-                log.warning("OpenVINO cache entry %s unreadable (%s); converting again", xml, one_line(exc))
+        if self.cache is not None and (cached := ov_cache.load(self.cache, _core().read_model)) is not None:
+            return cached
         from torch import nn
 
         from .ov_convert import convert  # torch and torchvision load here, and only here
@@ -325,12 +321,12 @@ class OpenVinoSegmenter:
                 f"OpenVINO could not convert {self.name} ({one_line(exc, with_type=True, limit=200)}); {FIX}"
             ) from exc
         self.converted = True
-        if xml is not None:
+        if self.cache is not None:
             try:
-                save_model_atomic(model, xml)
-                return _core().read_model(xml)  # what later starts read: the compiled cache's key matches
+                ov_cache.store(self.cache, lambda folder: save_ir(model, folder / "model.xml"))
+                return _core().read_model(self.cache / "model.xml")  # as later starts read it: same compiled key
             except OSError as exc:
-                log.warning("could not cache the converted %s in %s (%s)", self.name, xml.parent, one_line(exc))
+                log.warning("could not cache the converted %s in %s (%s)", self.name, self.cache, one_line(exc))
         return model
 
     def _head(self, head: str) -> _Compiled:
@@ -341,8 +337,10 @@ class OpenVinoSegmenter:
                     "INFERENCE_PRECISION_HINT": PRECISIONS[self.precision],
                     "PERFORMANCE_HINT": self.mode.upper(),
                 }
+                blobs = None  # one folder per head and mode: its newest blob is the one in use
                 if self.compiled_dir is not None:
-                    config["CACHE_DIR"] = str(self.compiled_dir)
+                    blobs = self.compiled_dir.with_name(f"{self.compiled_dir.name}-{self.mode}-{head}")
+                    config["CACHE_DIR"] = str(blobs)
                 try:
                     model = with_head(self._model, head, self.spec.output, self.threshold)
                     compiled = _core().compile_model(model, "CPU", config)
@@ -350,6 +348,8 @@ class OpenVinoSegmenter:
                     raise ModelError(
                         f"OpenVINO could not compile {self.name} for the CPU ({one_line(exc, limit=200)}); {FIX}"
                     ) from exc
+                if blobs is not None:
+                    ov_cache.prune_compiled(blobs, self._root)
                 self._heads[head] = _Compiled(compiled)
             return self._heads[head]
 

@@ -35,6 +35,7 @@ import numpy as np
 from ..base.errors import ModelError, one_line
 from ..base.frames import Frame, check_frame
 from ..base.specs import ModelSpec
+from . import ov_cache
 from .preprocess import resize_batch
 
 log = logging.getLogger(__name__)
@@ -242,28 +243,25 @@ def load_or_quantize(
     read: Callable[[Path], Any],
     save: Callable[[Any, Path], None],
 ) -> tuple[Any, bool]:
-    """The int8 network for ``calib``: read from ``folder`` (the cache), or quantised and saved there.
+    """The int8 network for ``calib``: read from ``folder`` (a cache entry, checked), or quantised and
+    stored there (as one unit: see :mod:`live_seg.model.ov_cache`).
 
     Args:
         model: the float network; calib: the calibration frames; spec: the network's spec.
-        folder: where the int8 network is cached (``None``: no cache).
-        read, save: read an ``openvino.Model`` from an ``.xml``; write one to an ``.xml`` (atomically).
+        folder: the cache entry of the int8 network (``None``: no cache).
+        read, save: read an ``openvino.Model`` from an ``.xml``; write one to an ``.xml``.
 
     Returns:
         ``(network, quantised)``: ``quantised`` is False for a network read from the cache.
     """
-    xml = folder / "model.xml" if folder is not None else None
-    if xml is not None and xml.is_file():
-        try:
-            return read(xml), False
-        except Exception as exc:  # noqa: BLE001 - a damaged cache entry is rebuilt, not fatal
-            log.warning("int8 cache entry %s unreadable (%s); quantising again", xml, one_line(exc))
+    if folder is not None and (cached := ov_cache.load(folder, read)) is not None:
+        return cached, False
     log.info("int8: calibration frames from %s", calib.source)
     quantized = quantize(model, calib.load(), spec, calib.tail)
-    if xml is not None:
+    if folder is not None:
         try:
-            save(quantized, xml)
-            return read(xml), True
+            ov_cache.store(folder, lambda tmp: save(quantized, tmp / "model.xml"))
+            return read(folder / "model.xml"), True
         except OSError as exc:
             log.warning("could not cache the int8 network in %s (%s)", folder, one_line(exc))
     return quantized, True

@@ -11,15 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
-from torch import nn
-from torchvision.models import WeightsEnum, get_model_builder, get_model_weights
 
-from ..base.errors import ModelError, one_line
+from ..base.errors import ModelError
 from ..base.frames import SOFT_THRESHOLD, check_frame, soft_from_probability
 from ..base.options import ModelOptions, check_threshold
 from ..base.registry import (
@@ -37,15 +34,13 @@ from ..base.specs import (
     HALF_PIXEL,
     IMAGENET_MEAN,
     IMAGENET_STD,
-    MODEL_NAMES,
     PROBABILITY,
-    SPECS,
     TORCHVISION,
     ModelSpec,
 )
 from . import device_ops
 from .identity import UNTRAINED_NOTE, describe_model
-from .networks import build_module, main_output
+from .networks import MODELS, build_module, fold_batchnorm, main_output
 from .preprocess import resize_batch
 
 logger = logging.getLogger(__name__)
@@ -83,21 +78,6 @@ def auto_precision(device: str) -> str:
     return AUTO_PRECISION[device]
 
 
-@dataclass(frozen=True, slots=True)
-class TorchvisionModel:
-    """A torchvision segmentation model: its builder and its weights enum."""
-
-    builder: Callable[..., nn.Module]
-    weights: type[WeightsEnum]
-
-
-MODELS: dict[str, TorchvisionModel] = {
-    name: TorchvisionModel(get_model_builder(name), get_model_weights(name))
-    for name in MODEL_NAMES
-    if SPECS[name].family == TORCHVISION
-}
-"""The registry's torchvision models with torchvision's builders and weights (a test checks their
-categories and weights files against the specs)."""
 
 
 def _available(device: str) -> bool:
@@ -193,20 +173,6 @@ def resolve_precision(precision: str, device: str) -> str:
     return precision
 
 
-def _fold_batchnorm(module: nn.Module, name: str) -> nn.Module:
-    """Fold every eval-mode BatchNorm into the convolution before it (one op instead of two).
-
-    The same function up to rounding, and faster on the CPU, where BatchNorm passes are
-    memory-bound (see the README). Uses torch.fx; a network it cannot trace is returned unchanged.
-    """
-    from torch.fx.experimental.optimization import fuse
-
-    try:
-        return fuse(module)
-    except Exception as exc:  # noqa: BLE001 - tracing limits differ between torch versions
-        logger.debug("%s: BatchNorm folding skipped (%s)", name, one_line(exc, with_type=True, limit=200))
-        return module
-
 
 class Segmenter:
     """A segmentation network on torch that turns BGR frames into class masks.
@@ -281,11 +247,11 @@ class Segmenter:
         module = module.to(self.device, dtype=self._cast, memory_format=self._memory_format).eval()
         if self.precision != "fp32" and spec.family == TORCHVISION:
             # fp32 stays the plain reference network; the fast paths fold BatchNorm into convs.
-            module = _fold_batchnorm(module, spec.name)
+            module = fold_batchnorm(module, spec.name)
         self.module = module
         self._mean = torch.tensor(spec.mean, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
         self._std = torch.tensor(spec.std, dtype=torch.float32, device=self.device).view(1, 3, 1, 1)
-        self._pinned: dict[tuple[int, ...], tuple[torch.Tensor, torch.cuda.Event]] = {}
+        self._pinned: tuple[torch.Tensor, torch.cuda.Event] | None = None
         h, w = spec.input_hw
         logger.info(
             "model %s (%s weights) on %s, %s, input %dx%d", spec.name, weights, self.device, self.precision, w, h
@@ -342,13 +308,17 @@ class Segmenter:
             return self._normalise(out)
 
     def _staging(self, shape: tuple[int, ...]) -> tuple[torch.Tensor, torch.cuda.Event]:
-        """A pinned host buffer for frames of ``shape`` and the event of its last upload."""
-        entry = self._pinned.get(shape)
-        if entry is None:
-            entry = (torch.empty(shape, dtype=torch.uint8, pin_memory=True), torch.cuda.Event())
-            entry[1].record()
-            self._pinned = {shape: entry}  # one frame size at a time: a video keeps its size
-        return entry
+        """A pinned host buffer viewed as ``shape`` and the event of its last upload: one buffer, grown
+        to the biggest frame so far and never shrunk, so frames of changing sizes allocate nothing."""
+        need = int(np.prod(shape))
+        if self._pinned is None or self._pinned[0].numel() < need:
+            if self._pinned is not None:
+                self._pinned[1].synchronize()  # its last upload has finished before it is freed
+            event = torch.cuda.Event()
+            event.record()
+            self._pinned = (torch.empty(need, dtype=torch.uint8, pin_memory=True), event)
+        buffer, event = self._pinned
+        return buffer[:need].view(shape), event
 
     def _forward(self, batch: torch.Tensor) -> torch.Tensor:
         with torch.inference_mode():

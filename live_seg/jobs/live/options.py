@@ -9,7 +9,15 @@ from pathlib import Path
 
 from ...analysis.run import FILE_OPTIONS, AnalysisOptions
 from ...base.options import IMAGE_RENDER
-from ...base.registry import DEFAULT_READ_TIMEOUT_S, DEFAULT_RECONNECT, DISPLAYS, PAIRINGS, RTSP_TRANSPORTS, VIEWS
+from ...base.registry import (
+    DEFAULT_MAX_FRAME_PIXELS,
+    DEFAULT_READ_TIMEOUT_S,
+    DEFAULT_RECONNECT,
+    DISPLAYS,
+    PAIRINGS,
+    RTSP_TRANSPORTS,
+    VIEWS,
+)
 from ...render.effects import EffectOptions
 
 DEFAULT_MAX_BATCH = 8
@@ -27,6 +35,8 @@ class LiveOptions:
         reconnect: for a camera or stream: reopen attempts after it is lost (each source's own).
         rtsp_transport: ``"tcp"`` (default) or ``"udp"`` for RTSP sources.
         read_timeout: seconds without data after which a stream counts as lost.
+        max_frame_pixels: a camera or stream whose frames are bigger (width x height) is refused
+            with a one-line error (with several sources: that one is dropped, the others go on).
         pairing: ``"newest"`` (newest frame + newest mask) or ``"matched"`` (each mask on
             the frame it was computed on).
         view: first view mode: ``"overlay"``, ``"mask"`` or ``"side"`` (key m cycles).
@@ -52,6 +62,7 @@ class LiveOptions:
     reconnect: int = DEFAULT_RECONNECT
     rtsp_transport: str = RTSP_TRANSPORTS[0]
     read_timeout: float = DEFAULT_READ_TIMEOUT_S
+    max_frame_pixels: int = DEFAULT_MAX_FRAME_PIXELS
     pairing: str = PAIRINGS[0]
     view: str = IMAGE_RENDER.view
     legend: bool = IMAGE_RENDER.legend
@@ -91,6 +102,8 @@ class LiveOptions:
             raise ValueError(f"rtsp transport: expected one of {known}, got {self.rtsp_transport!r}")
         if self.read_timeout <= 0:
             raise ValueError(f"read timeout: expected > 0 seconds, got {self.read_timeout}")
+        if self.max_frame_pixels < 1:
+            raise ValueError(f"max frame pixels: expected >= 1, got {self.max_frame_pixels}")
         if self.max_batch < 1:
             raise ValueError(f"max batch: expected >= 1, got {self.max_batch}")
         if len(self.source_list) > 1 and self.record is not None and not record_is_folder(self.record):

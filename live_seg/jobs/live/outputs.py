@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from ...base.frames import Frame
+from ...base.options import EncodeOptions
 from ...media.webview import PreviewServer
 from ...media.window import PreviewWindow
 from ...media.writer import VideoWriter, check_output_path
@@ -23,6 +24,14 @@ CELL_MAX = (640, 360)
 """A tile is at most this big in the grid."""
 SELECTED = (0, 230, 255)
 """BGR colour of the frame around the selected tile."""
+LIVE_ENCODE = EncodeOptions(tune="zerolatency")
+"""The live recording: no look-ahead or B-frames, so libx264 holds no queue of frames (at 59 megapixels a
+frame its default look-ahead alone took ~3 GB)."""
+VIEW_MAX_PIXELS = 3840 * 2160
+"""A source's view (window, page, recording, snapshots) is painted at most this big: a bigger frame is
+scaled down for it (its aspect kept), while the model and the mask files see it whole. This bounds what
+painting, the page's JPEG and the recording's encoder hold per frame (a 7680x7680 camera: 8.3 instead
+of 59 megapixels each)."""
 
 
 class WindowOutput:
@@ -89,7 +98,7 @@ class Recorder:
     def write(self, view: Frame, t_capture: float) -> None:
         if self.writer is None:
             h, w = view.shape[:2]
-            self.writer = VideoWriter(self.path, w, h, fps=self.fps, overwrite=self.overwrite)
+            self.writer = VideoWriter(self.path, w, h, fps=self.fps, overwrite=self.overwrite, encode=LIVE_ENCODE)
             self.t0 = t_capture
         size = (self.writer.width, self.writer.height)
         if (view.shape[1], view.shape[0]) != size:
@@ -110,6 +119,16 @@ class Recorder:
         if writer is not None:
             self.output = writer.close()
         return self.output
+
+
+def fit_view(image: Frame, max_pixels: int = VIEW_MAX_PIXELS) -> Frame:
+    """``image`` itself, or scaled down (area averaging, even sides) to at most ``max_pixels``."""
+    h, w = image.shape[:2]
+    if w * h <= max_pixels:
+        return image
+    scale = math.sqrt(max_pixels / (w * h))
+    size = (max(2, int(w * scale) // 2 * 2), max(2, int(h * scale) // 2 * 2))
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
 def letterbox(image: Frame, size: tuple[int, int]) -> Frame:

@@ -37,9 +37,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import queue
+import threading
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -188,10 +189,12 @@ class LiveSession:
         multi = len(sources) > 1
         try:
             display, reason = self._pick_display()
-            with contextlib.ExitStack() as opened:
+            with contextlib.ExitStack() as opened, self._opening_deadline():
                 for src in sources:
                     # One source (and every file) opens now: a wrong camera index or URL is reported
                     # before seconds of model loading. With several, streams open in their own thread.
+                    # A stop (Ctrl-C, or --duration running out while a stream is still opening) ends
+                    # the opening at once, and the run ends without loading the model.
                     if not multi or isinstance(src.reader, VideoFileSource):
                         opened.enter_context(src.reader)
                 run = self._start(sources, display)
@@ -203,11 +206,13 @@ class LiveSession:
             raise
         main_error: BaseException | None = None
         try:
-            if display == "window":
-                run.window = PreviewWindow(f"live_seg: {_title(sources)}")
-            self._set_up(run, reason, t_setup)
-            view = self._view(run)
-            view.run(lambda: run.threads.finished, None if opts.duration is None else self.t_start + opts.duration)
+            if not control.stopping.is_set():
+                if display == "window":
+                    run.window = PreviewWindow(f"live_seg: {_title(sources)}")
+                self._set_up(run, reason, t_setup)
+                view = self._view(run)
+                deadline = None if opts.duration is None else self.t_start + opts.duration
+                view.run(lambda: run.threads.finished, deadline)
         except BaseException as exc:  # noqa: BLE001 - stop the threads first, raise below
             main_error = exc
             control.abort("display failed" if self.t_start else "setup failed")
@@ -217,6 +222,23 @@ class LiveSession:
             raise_user_error(main_error, "display" if self.t_start else "setup")
         assert self.summary is not None
         return self.summary
+
+    @contextlib.contextmanager
+    def _opening_deadline(self) -> Iterator[None]:
+        """While the sources open: ``--duration`` seconds later the run stops (a stream that never
+        answers does not keep the run going past its duration)."""
+        duration = self.options.duration
+        if duration is None:
+            yield
+            return
+        timer = threading.Timer(duration, self.control.stop, args=("duration",))
+        timer.name, timer.daemon = "live_seg-deadline", True
+        timer.start()
+        try:
+            yield
+        finally:
+            timer.cancel()
+            timer.join()
 
     def _prepare(self) -> list[Source]:
         """Every source's reader, analysis files and recording, checked before anything opens."""
@@ -244,6 +266,8 @@ class LiveSession:
                     reconnect=opts.reconnect,
                     rtsp_transport=opts.rtsp_transport,
                     read_timeout_s=opts.read_timeout,
+                    max_frame_pixels=opts.max_frame_pixels,
+                    interrupt=self.control.stopping,
                 )
                 metrics = self.metrics if not multi else LiveMetrics()
                 made.append(Source(spec, name, reader, analysis, recorder, metrics))

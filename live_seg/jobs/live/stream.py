@@ -107,6 +107,8 @@ def stream(
                 reconnect=opts.reconnect,
                 rtsp_transport=opts.rtsp_transport,
                 read_timeout_s=opts.read_timeout,
+                max_frame_pixels=opts.max_frame_pixels,
+                interrupt=control.stopping,
             )
             for spec in specs
         ]
@@ -114,6 +116,8 @@ def stream(
             stack.callback(reader.close)
             if not multi or isinstance(reader, VideoFileSource):
                 reader.open()
+        if control.stopping.is_set():  # stopped while a source was opening
+            return
         if segmenter is None:
             from ...model.select import segmenter_for
 

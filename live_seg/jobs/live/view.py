@@ -33,7 +33,7 @@ from ...pipeline.live_run import Feed, ViewOutput
 from ...pipeline.threads import POLL_S, Control
 from ...render.hud import HudInfo, draw_hud
 from ...render.renderer import Renderer, side_by_side
-from .outputs import Recorder, WindowOutput, compose_grid
+from .outputs import Recorder, WindowOutput, compose_grid, fit_view
 from .stats import LiveMetrics
 
 if TYPE_CHECKING:
@@ -99,6 +99,7 @@ class Tile:
         self._fresh: FramePacket | None = None
         self._fresh_mask: tuple[str, float] | None = None  # its mask: fresh/carried/held, age in s
         self._first: SegResult | None = None
+        self._fitted: tuple[FramePacket | None, Frame | None] = (None, None)  # a frame, scaled for the view
 
     @property
     def name(self) -> str:
@@ -254,16 +255,20 @@ class Tile:
         return view
 
     def _render(self, packet: FramePacket, mask: Mask | None, soft: np.ndarray | None = None) -> Frame:
-        """The view of ``packet`` with ``mask`` (and a probability model's ``soft`` map), or the bare frame
-        before the first mask."""
+        """The view of ``packet`` (scaled down to :data:`~.outputs.VIEW_MAX_PIXELS`) with ``mask`` (and a
+        probability model's ``soft`` map), or the bare frame before the first mask."""
         renderer = self.renderer
+        if self._fitted[0] is not packet:
+            self._fitted = (packet, fit_view(packet.image))
+        image = self._fitted[1]
+        assert image is not None
         if mask is not None:
-            return renderer.render(packet.image, mask, soft=soft)
+            return renderer.render(image, mask, soft=soft)
         if renderer.mode == "side":
-            return side_by_side(packet.image, packet.image.copy())
+            return side_by_side(image, image.copy())
         if renderer.mode == "mask":
-            return np.zeros_like(packet.image)
-        return packet.image.copy()
+            return np.zeros_like(image)
+        return image.copy()
 
 
 class LiveView:
