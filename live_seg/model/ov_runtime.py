@@ -278,7 +278,8 @@ class OpenVinoSegmenter:
         how = "compiled model from the cache" if self.cache_hit else "converted and compiled" if self.converted else ""
         log.info(
             "model %s (%s weights) on OpenVINO %s, %s, %s mode (%d requests), input %dx%d; setup %.1f s (%s)",
-            *(spec.name, weights, ov.__version__.split("-")[0], self.precision, mode, self.requests, *spec.input_hw[::-1]),
+            *(spec.name, weights, ov.__version__.split("-")[0], self.precision, mode, self.requests),
+            *(spec.input_hw[1], spec.input_hw[0]),
             *(self.setup_s, how or "compiled"),
         )
 
