@@ -270,6 +270,7 @@ def _live_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     o.add_argument("--duration", type=seconds, metavar="S", help="stop after S seconds")
     o.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON (also when the source is lost)")
     analysis_arguments(live, live=True)
+    events_arguments(live)
     model_arguments(live)
     render_arguments(live, IMAGE_RENDER)
     effect_arguments(live, cycles=True)

@@ -22,7 +22,7 @@ from typing import Any
 from ..base.errors import LiveSegError, OutputError, UsageError, one_line
 from ..base.files import write_json
 from ..base.metrics import Stats
-from ..base.options import AnalysisOptions, BenchOptions, ModelOptions, RenderOptions
+from ..base.options import AnalysisOptions, BenchOptions, EventOptions, ModelOptions, RenderOptions
 from ..base.registry import RANDOM_WEIGHTS
 from ..pipeline.threads import Control
 from .args import effect_options, get_args_parser, options_from, video_options
@@ -311,6 +311,7 @@ def _live_options(args: argparse.Namespace) -> Any:
         duration=args.duration,
         snapshot_dir=args.snapshot_dir,
         analysis=options_from(AnalysisOptions, args),
+        events=options_from(EventOptions, args),
     )
 
 

@@ -44,11 +44,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...analysis.event_outputs import EventOutputs
 from ...analysis.propagate import MaskPropagator
 from ...analysis.run import RunAnalysis
 from ...base.errors import LiveSegError, OutputError
 from ...base.frames import FramePacket, SegResult
 from ...base.options import ModelOptions, model_options
+from ...base.specs import resolve_spec
 from ...media.camera import CaptureSource, open_live_source
 from ...media.file_source import VideoFileSource
 from ...media.webview import PreviewServer
@@ -58,7 +60,7 @@ from ...pipeline.threads import Control, raise_user_error
 from ...render.renderer import Renderer
 from .options import LiveOptions, record_is_folder
 from .outputs import BrowserOutput, Recorder, WindowOutput, source_slug, unique_names
-from .stats import LiveMetrics, run_summary
+from .stats import NORMAL_ENDS, LiveMetrics, run_summary
 from .view import LiveView, Tile, ViewSettings
 
 if TYPE_CHECKING:
@@ -141,6 +143,7 @@ class LiveSession:
         self.metrics = LiveMetrics()
         self.slot: Any = None
         self.t_start = 0.0
+        self.events: EventOutputs | None = None
         self._keys: queue.SimpleQueue[int] = queue.SimpleQueue()
 
     @property
@@ -197,6 +200,8 @@ class LiveSession:
             for src in sources:
                 src.reader.close()
                 src.analysis.abort()
+            assert self.events is not None
+            self.events.abort()
             raise
         main_error: BaseException | None = None
         try:
@@ -229,12 +234,16 @@ class LiveSession:
             Path(masks).mkdir(
                 exist_ok=True
             )  # --masks DIR: DIR/NAME/ per source (a missing parent: one-line error below)
+        # One event output for the run (a bad path or URL fails here, before the model loads), one feed per source.
+        seg = self.segmenter
+        categories = seg.categories if seg is not None else resolve_spec(self.model_options).categories
+        self.events = EventOutputs(opts.events, opts.overwrite)
         try:
             for spec, name in zip(specs, names, strict=True):
                 path = opts.recording(name)
                 recorder = Recorder(path, opts.overwrite, RECORD_FPS) if path is not None else None
                 analysis_opts = opts.analysis_for(name) if multi else opts.analysis
-                analysis = RunAnalysis(analysis_opts, overwrite=opts.overwrite, title=spec)
+                analysis = RunAnalysis(analysis_opts, opts.overwrite, spec, categories, self.events, spec)
                 reader = open_live_source(
                     spec,
                     realtime=opts.realtime,
@@ -247,6 +256,7 @@ class LiveSession:
         except BaseException:
             for src in made:
                 src.analysis.abort()
+            self.events.abort()
             raise
         return made
 
@@ -363,6 +373,7 @@ class LiveSession:
             run.server.close()
         for src in run.sources:
             self._close_source(src)
+        self._close_events(control.reason)
         self.summary = run_summary(self, run)
         run.runtime.close()  # torch's thread settings back as they were, after the summary read them
         return main_error
@@ -378,6 +389,14 @@ class LiveSession:
             src.analysis.close()
         except LiveSegError as exc:
             log.error("analysis of %s: %s", src.name, exc)
+
+    def _close_events(self, reason: str | None) -> None:
+        """Finish the event outputs once every source ended (their ``end`` events are queued)."""
+        assert self.events is not None
+        try:
+            self.events.close(complete=reason in NORMAL_ENDS)
+        except LiveSegError as exc:
+            log.error("events: %s", exc)
 
     def _serve(self, title: str, reason: str | None) -> PreviewServer:
         """Start the browser view and announce its URL."""

@@ -207,6 +207,7 @@ def run_summary(session: Any, run: Any) -> dict[str, Any]:
         snapshots=list(session.snapshots),
         **(seg.describe() if seg is not None else {}),
         **({} if multi else first.analysis.summary()),
+        **(session.events.summary() if session.events is not None else {}),
     )
     summary["sources"] = [source_entry(s) | ({"analysis": s.analysis.summary()} if multi else {}) for s in sources]
     return summary
