@@ -334,9 +334,11 @@ def _cmd_live(args: argparse.Namespace) -> int:
         if args.stats and session.summary is not None:
             write_stats(args.stats, session.summary)
     lat = summary["latency_ms"]
+    latency = f"latency p50 {lat['p50']} ms, p95 {lat['p95']} ms" if lat["p50"] is not None else "no mask shown"
+    if not summary["frames_captured"]:
+        latency = "no source delivered a frame"
     log.info(
-        "%s: %d frames captured, %d inferred, %d dropped, %d shown in %.1f s (%.1f fps); "
-        "latency p50 %s ms, p95 %s ms%s",
+        "%s: %d frames captured, %d inferred, %d dropped, %d shown in %.1f s (%.1f fps); %s%s",
         summary["input"],
         summary["frames_captured"],
         summary["frames_inferred"],
@@ -344,8 +346,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         summary["frames_shown"],
         summary["wall_s"],
         summary["display_fps"],
-        lat["p50"],
-        lat["p95"],
+        latency,
         ", untrained weights" if summary.get("untrained") else "",
     )
     log_sources(summary)  # several sources: one line each

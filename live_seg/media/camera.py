@@ -120,7 +120,7 @@ class CaptureSource:
         state: ``"connecting"`` until it delivered its first frame, then ``"live"``, and
             ``"reconnecting"`` while it is lost and tried again.
         reconnects: successful reconnections so far.
-        failed_attempts: reconnect attempts that failed so far.
+        failed_attempts: reconnect attempts that failed so far (also those to open it at first).
     """
 
     def __init__(
@@ -212,6 +212,7 @@ class CaptureSource:
                 log.warning("could not open %s: attempt %d/%d in %.1f s", self.name, attempt, self.reconnect, delay)
                 if self._stop.wait(delay) or (cap := self._new_capture()) is not None:
                     break
+                self.failed_attempts += 1
             tries = f" after {self.reconnect + 1} attempts"
         if cap is None:
             if self.camera:

@@ -133,26 +133,32 @@ def grid_shape(n: int) -> tuple[int, int, tuple[int, int]]:
 
 
 def compose_grid(
-    cells: list[Frame | None], selected: int | None, cache: dict[int, tuple[Frame, Frame]] | None = None
+    cells: list[Frame | None],
+    selected: int | None,
+    cache: dict[int, tuple[int, Frame]] | None = None,
+    versions: list[int] | None = None,
 ) -> Frame:
     """The tiles' views in a grid, left to right then top to bottom, each letterboxed into its cell.
 
     Args:
         cells: one view per tile (``None``: black).
         selected: the tile framed in colour (``None``: all tiles are selected; nothing framed).
-        cache: kept between calls: a tile whose view is the same object as last time is not scaled again.
+        cache: kept between calls with ``versions``: a tile whose version is the one of last time
+            is not scaled again. (Not the view's identity: a renderer paints into the same buffer.)
+        versions: one number per tile that changes whenever its view is repainted.
 
     Returns:
         ``(rows * cell_h, cols * cell_w, 3)`` uint8 BGR.
     """
     cols, rows, (cw, ch) = grid_shape(len(cells))
     grid = np.zeros((rows * ch, cols * cw, 3), np.uint8)
-    cache = {} if cache is None else cache
+    cache = {} if cache is None or versions is None else cache
     for i, cell in enumerate(cells):
         y, x = (i // cols) * ch, (i % cols) * cw
         if cell is not None:
-            if i not in cache or cache[i][0] is not cell:
-                cache[i] = (cell, letterbox(cell, (cw, ch)))
+            version = versions[i] if versions is not None else 0
+            if i not in cache or cache[i][0] != version:
+                cache[i] = (version, letterbox(cell, (cw, ch)))
             grid[y : y + ch, x : x + cw] = cache[i][1]
         if i == selected:
             cv2.rectangle(grid, (x + 1, y + 1), (x + cw - 2, y + ch - 2), SELECTED, 3)
