@@ -227,6 +227,12 @@ def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> N
             metavar="N",
             help="run the network on every N-th frame only, masks carried in between (default: %(default)s: all)",
         )
+        a.add_argument(
+            "--cut-keys",
+            action=argparse.BooleanOptionalAction,
+            default=AnalysisOptions.cut_keys,
+            help="with --key-interval: the first frame after a scene cut is a key frame too (default: on)",
+        )
     a.add_argument(
         "--propagate",
         default=AnalysisOptions.propagate,
