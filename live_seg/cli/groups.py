@@ -188,8 +188,8 @@ def render_arguments(parser: argparse.ArgumentParser, defaults: RenderOptions) -
     )
 
 
-def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> None:
-    a = parser.add_argument_group("analysis (per-frame masks and figures; --stats also reports flicker)")
+def smooth_arguments(a: Any) -> None:
+    """``--smooth`` and ``--smooth-strength`` into the argument group ``a``."""
     a.add_argument(
         "--smooth",
         default=AnalysisOptions.smooth,
@@ -204,6 +204,11 @@ def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> N
         metavar="S",
         help="weight of the past in the average, 0 <= S < 1 (default: %(default)s)",
     )
+
+
+def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> None:
+    a = parser.add_argument_group("analysis (per-frame masks and figures; --stats also reports flicker)")
+    smooth_arguments(a)
     each = "inferred frame" if live else "frame"
     a.add_argument("--masks", metavar="DIR", help=f"one palette PNG of class ids per {each} (INDEX_TIMEms.png)")
     a.add_argument(
