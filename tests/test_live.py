@@ -30,7 +30,7 @@ from media import CODE_BITS, SlowModel, make_video, probe, read_index
 from mjpeg import MJPEGServer, read_parts
 
 from live_seg.base.errors import ModelError, SourceError
-from live_seg.base.options import AnalysisOptions
+from live_seg.base.options import AnalysisOptions, ModelOptions
 from live_seg.jobs.live.session import LiveOptions, LiveSession
 from live_seg.media.camera import CaptureSource, open_live_source, parse_source, redact_url
 from live_seg.media.file_source import VideoFileSource
@@ -451,7 +451,7 @@ def test_frames_are_fresh_even_after_a_slow_model_load(server, lraspp, monkeypat
 
 def test_model_that_fails_to_load_stops_the_capture(server):
     options = LiveOptions(source=server.url, display="none", duration=5.0)
-    session = LiveSession(options, model="lraspp_mobilenet_v3_large", weights="no-such-weights.pt")
+    session = LiveSession(options, model=ModelOptions("lraspp_mobilenet_v3_large", weights="no-such-weights.pt"))
     with pytest.raises(ModelError, match="weights file not found"):
         session.run()
     assert live_threads() == []

@@ -273,7 +273,8 @@ def test_a_slot_keeps_the_newest_frame_and_counts_the_ones_it_replaced():
         slot.offer(packet(5, 5))
         assert wait_until(lambda: len(out.results) == 2)
     assert [r.packet.index for r in out.results] == [4, 5]
-    assert (slot.frames_in, slot.frames_processed, slot.dropped) == (6, 2, 4)
+    assert (slot.frames_in, slot.frames_processed, slot.dropped) == (6, 2, 0)
+    assert slot.skipped_loading == 4  # replaced before the model ran: not drops
 
 
 def test_frames_replaced_before_the_model_runs_are_not_drops():
