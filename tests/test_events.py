@@ -456,3 +456,114 @@ def test_bad_event_options_are_usage_errors():
 def test_events_take_one_input_video(tmp_path):
     r = run_cli("video", "a.mp4", "b.mp4", "-o", f"{tmp_path}/out/", "--events", tmp_path / "e.jsonl")
     assert r.returncode == 2 and "--events and --mqtt take one input video" in r.stderr
+
+
+# --- live: one event output for the run, one feed per source ----------------------------------
+
+
+def live_cli(*args: object) -> list[str]:
+    return [sys.executable, str(ROOT / "run_live.py"), "live", "--display", "none", *map(str, args)]
+
+
+def two_clips(folder: Path, count: int, repeat: int = 1) -> tuple[Path, Path]:
+    """Two clips of ``count`` frames of the sample (from different starts) played ``repeat`` times."""
+    return (write_clip(folder / "left.mp4", sample_frames(count, 160, 96) * repeat),
+            write_clip(folder / "right.mp4", sample_frames(count, 200, 120, start=30) * repeat))  # fmt: skip
+
+
+def test_live_two_sources_give_records_of_each_and_rle_masks_match_the_mask_files(tmp_path, content_weights):
+    left, right = two_clips(tmp_path, 10)
+    r = run_cli("live", "--display", "none", "--source", left, "--source", right, *LIGHT, "--weights",
+                content_weights, "--size", "64", "--masks", tmp_path / "m", "--masks-size", "source",
+                "--events", tmp_path / "e.jsonl", "--events-masks", "rle", "--stats", tmp_path / "s.json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    records = read_records((tmp_path / "e.jsonl").read_text())
+    for src, name, shape in ((left, "left", (96, 160)), (right, "right", (120, 200))):
+        own = [rec for rec in records if rec["source"] == str(src)]
+        assert [rec["frame"] for rec in own] == list(range(10))  # a file read as fast as the model goes: every frame
+        assert all(rec["key"] and (rec["height"], rec["width"]) == shape for rec in own)
+        assert all(sum(rec["coverage"].values()) == pytest.approx(1.0, abs=1e-5) for rec in own)
+        for rec in own:
+            png = np.array(Image.open(tmp_path / "m" / name / mask_name(rec["frame"], rec["pts"])))
+            assert np.array_equal(rle_image(rec["masks"], shape), png)
+    assert len(records) == 20
+    stats = json.loads((tmp_path / "s.json").read_text())
+    assert stats["events"] == {"jsonl": {"path": str(tmp_path / "e.jsonl"), "lines": 20, "dropped": 0}}
+
+
+def test_live_sources_each_publish_frames_and_appear_leave_events(tmp_path, broker, subscriber, content_weights,
+                                                                  scenes_clip):  # fmt: skip
+    other = tmp_path / "other.mp4"
+    shutil.copy(scenes_clip, other)
+    url = f"mqtt://127.0.0.1:{broker.port}/live"
+    r = run_cli("live", "--display", "none", "--source", scenes_clip, "--source", other, *LIGHT, "--weights",
+                content_weights, "--size", "64", "--mqtt", url, "--events-every", "6", "--event-threshold", "0.1",
+                "--event-frames", "2", "--stats", tmp_path / "s.json")  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    stats = json.loads((tmp_path / "s.json").read_text())["events"]["mqtt"]
+    wait_until(lambda: len(subscriber.messages) >= stats["published"] + 2, 10, "every message to arrive")
+    for src in (scenes_clip, other):
+        frames = subscriber.on(f"live/{src.name}/frame")
+        assert [f["frame"] for f in frames] == [0, 6, 12] and all(f["source"] == str(src) for f in frames)
+        events = subscriber.on(f"live/{src.name}/event")
+        dog = [(e["type"], e["frame"]) for e in events if e["label"] == "dog"]
+        assert dog == [("new", 7), ("end", 13)], events  # the same clip: the same events, on each source's topic
+        assert events[-1]["reason"] == "ended"
+    assert stats["dropped"] == 0 and stats["published"] == 6 + stats["events"]
+
+
+def infer_fps(stats_path: Path) -> float:
+    return json.loads(stats_path.read_text())["infer_fps"]
+
+
+def test_live_killing_the_broker_mid_run_keeps_the_rate_and_counts_the_drops(tmp_path, broker, subscriber,
+                                                                             content_weights):  # fmt: skip
+    """Two files read as fast as the model goes: the inference rate is the model's. Killing the
+    broker after the first frames arrived leaves it where a run without MQTT has it."""
+    left, right = two_clips(tmp_path, 100, 4)  # 400 frames each: a run of seconds
+    common = ["--source", left, "--source", right, *LIGHT, "--weights", content_weights, "--size", "64"]
+    base = run_cli("live", "--display", "none", *common, "--stats", tmp_path / "base.json")
+    assert base.returncode == 0, base.stderr
+    cmd = live_cli(*common, "--stats", tmp_path / "s.json", "--mqtt", f"mqtt://127.0.0.1:{broker.port}/t")
+    with subprocess.Popen(cmd, stderr=subprocess.PIPE, text=True, cwd=ROOT) as proc:
+        wait_until(lambda: len(subscriber.on("/frame")) >= 6 or proc.poll() is not None, 120, "six frames")
+        broker.kill()
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert "MQTT: lost mqtt://127.0.0.1" in err
+    stats = json.loads((tmp_path / "s.json").read_text())
+    mqtt_stats = stats["events"]["mqtt"]
+    ratio = stats["infer_fps"] / infer_fps(tmp_path / "base.json")
+    print(f"infer fps: {infer_fps(tmp_path / 'base.json'):.1f} without MQTT, {stats['infer_fps']:.1f} broker killed "
+          f"({ratio:.2f}x); {mqtt_stats}")  # fmt: skip
+    assert mqtt_stats["published"] >= 6 and mqtt_stats["dropped"] > 0
+    assert mqtt_stats["published"] + mqtt_stats["dropped"] == 800 + mqtt_stats["events"]  # every message counted
+    assert ratio >= 0.5  # generous: two runs one after the other on a shared, loaded 2-core machine
+
+
+def test_live_events_into_a_slow_pipe_do_not_slow_inference(tmp_path, content_weights):
+    left, right = two_clips(tmp_path, 100, 4)  # 400 frames each: a run of seconds
+    common = ["--source", left, "--source", right, *LIGHT, "--weights", content_weights, "--size", "64"]
+    base = run_cli("live", "--display", "none", *common, "--stats", tmp_path / "base.json")
+    assert base.returncode == 0, base.stderr
+    cmd = live_cli(*common, "--events", "-", "--events-masks", "rle", "--stats", tmp_path / "slow.json")
+    got: list[bytes] = []
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, cwd=ROOT) as proc:
+        assert proc.stdout is not None
+        while proc.poll() is None:  # one line a second while the run lasts, then the rest at once
+            got.append(proc.stdout.readline())
+            time.sleep(1.0)
+        got += proc.stdout.read().splitlines(keepends=True)
+    assert proc.returncode == 0
+    stats = json.loads((tmp_path / "slow.json").read_text())
+    events = stats["events"]["jsonl"]
+    ratio = stats["infer_fps"] / infer_fps(tmp_path / "base.json")
+    print(f"infer fps: {infer_fps(tmp_path / 'base.json'):.1f} without events, {stats['infer_fps']:.1f} into a slow "
+          f"pipe ({ratio:.2f}x); {events}")  # fmt: skip
+    assert events["dropped"] > 0 and events["lines"] + events["dropped"] == 800  # the sink did fall behind
+    assert ratio >= 0.5  # generous, as above
+    records = [json.loads(line) for line in got if line.strip()]
+    assert len(records) == events["lines"]
+    for name in ("left.mp4", "right.mp4"):
+        frames = [rec["frame"] for rec in records if rec["source"].endswith(name)]
+        assert frames == sorted(set(frames))

@@ -30,7 +30,7 @@ from media import CODE_BITS, SlowModel, make_video, probe, read_index
 from mjpeg import MJPEGServer, read_parts
 
 from live_seg.base.errors import ModelError, SourceError
-from live_seg.base.options import AnalysisOptions
+from live_seg.base.options import AnalysisOptions, ModelOptions
 from live_seg.jobs.live.session import LiveOptions, LiveSession
 from live_seg.media.camera import CaptureSource, open_live_source, parse_source, redact_url
 from live_seg.media.file_source import VideoFileSource
@@ -302,6 +302,18 @@ def test_hud_box_is_dark_with_bright_text_and_untrained_in_orange():
     assert orange.sum() > 30
 
 
+@pytest.mark.parametrize(("h", "w"), [(96, 160), (144, 256)])
+def test_hud_on_a_small_picture_is_compact_and_leaves_most_of_it_free(h, w):
+    image = np.full((h, w, 3), 200, np.uint8)
+    info = HudInfo(25.0, 12.0, 80.0, 3, "lraspp_mobilenet_v3_large", "cpu", "fp32", status="left: live")
+    draw_hud(image, info)
+    rows = np.any(image != 200, axis=(1, 2))
+    assert 0.1 < rows.mean() < 0.45 and rows[-h // 4 : -4].all()  # a box at the bottom, most of the picture free
+    big = np.full((720, 1280, 3), 200, np.uint8)
+    draw_hud(big, info)
+    assert np.any(big != 200, axis=(1, 2)).mean() < 0.3
+
+
 def test_display_problem_without_display(monkeypatch):
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
@@ -424,20 +436,22 @@ def test_frames_are_fresh_even_after_a_slow_model_load(server, lraspp, monkeypat
             seen.append((read_index(frames[0]), time.perf_counter()))
             return lraspp.preprocess(frames)
 
-    def slow_load(**kwargs):
+    def slow_load(options, mode="throughput", cache_dir=None):
         time.sleep(3.0)  # like loading big weights: 75 frame intervals
         return Watched()
 
-    monkeypatch.setattr("live_seg.model.select.build_segmenter", slow_load)
+    monkeypatch.setattr("live_seg.model.select.segmenter_for", slow_load)
     summary = LiveSession(LiveOptions(source=server.url, display="none", duration=3.0)).run()
     ages = [t - server.produced_at(index) for index, t in seen]
     assert len(ages) >= 5 and max(ages) < 6 * INTERVAL, [round(a, 3) for a in ages[:5]]
-    assert summary["frames_captured"] > FPS * 5.5  # read during the load too (and dropped)
+    assert summary["frames_captured"] > FPS * 5.5  # read during the load too
+    assert summary["frames_skipped_loading"] > FPS * 2  # replaced while the model loaded: not the model's drops
+    assert summary["frames_dropped"] < summary["frames_skipped_loading"]
 
 
 def test_model_that_fails_to_load_stops_the_capture(server):
     options = LiveOptions(source=server.url, display="none", duration=5.0)
-    session = LiveSession(options, model="lraspp_mobilenet_v3_large", weights="no-such-weights.pt")
+    session = LiveSession(options, model=ModelOptions("lraspp_mobilenet_v3_large", weights="no-such-weights.pt"))
     with pytest.raises(ModelError, match="weights file not found"):
         session.run()
     assert live_threads() == []

@@ -4,6 +4,7 @@ grid view; the ``live_seg.stream`` generator. Real loopback MJPEG cameras, LRASP
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -24,6 +25,7 @@ from live_seg.base.errors import SourceError
 from live_seg.jobs.live.options import LiveOptions
 from live_seg.jobs.live.outputs import compose_grid, grid_shape, source_slug, unique_names
 from live_seg.jobs.live.session import LiveSession
+from live_seg.jobs.live.stats import source_line
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST_MODEL = ["--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--device", "cpu", "--size", "128"]
@@ -114,12 +116,14 @@ def test_two_cameras_and_one_that_never_comes(lraspp, tmp_path):
     assert "could not open" in entries[2]["error"]
     for entry, size in zip(entries[:2], [(320, 180), (256, 144)], strict=True):
         assert entry["frames_in"] > 50 and entry["frames_processed"] > 10
-        assert entry["frames_in"] == entry["frames_processed"] + entry["dropped"]
+        assert entry["frames_in"] == entry["frames_processed"] + entry["dropped"] + entry["skipped_loading"]
         assert entry["latency_ms"]["p50"] is not None
         info = probe(entry["output"])["video"]
         assert (info["width"], info["height"]) == size and info["frames"] == entry["frames_recorded"] > 10
         assert Path(entry["output"]).parent == rec
     assert entries[2]["output"] is None and entries[2]["frames_in"] == 0
+    assert (entries[2]["reconnects"], entries[2]["reconnect_attempts"]) == (0, 1)  # it was tried again, in vain
+    assert "never delivered a frame, 0 reconnects (1 attempts)" in source_line(entries[2])
     assert summary["frames_captured"] == sum(e["frames_in"] for e in entries)
     assert summary["frames_inferred"] == sum(e["frames_processed"] for e in entries)
     assert summary["batch"] > 1.2  # the two live cameras mostly share a forward pass
@@ -320,3 +324,83 @@ def test_smoothing_and_coverage_per_source(lraspp, tmp_path):
         rows = (tmp_path / f"cov-{name}.csv").read_text().splitlines()
         assert len(rows) - 1 == entry["frames_processed"] > 5  # one row per inferred frame of that source
         assert len(list((tmp_path / "masks" / name).glob("*.png"))) == entry["frames_processed"]
+
+
+def test_a_repainted_buffer_is_scaled_again_and_an_unchanged_one_is_not():
+    """A renderer paints into the same buffer each time: the grid keys its cache on the tile's
+    version, not the buffer's identity (which froze every tile, its HUD at 0.0 fps, in a mosaic)."""
+    view, other = np.zeros((90, 160, 3), np.uint8), np.full((90, 160, 3), 50, np.uint8)
+    cache: dict = {}
+    first = compose_grid([view, other], None, cache, [1, 1])
+    view[:] = 200  # repainted in place
+    again = compose_grid([view, other], None, cache, [1, 1])
+    assert np.array_equal(first, again)  # same version: the scaled cell is reused
+    repainted = compose_grid([view, other], None, cache, [2, 1])
+    _, _, (w, h) = grid_shape(2)
+    assert repainted[h // 2, w // 2, 0] == 200 and repainted[h // 2, w + w // 2, 0] == 50
+
+
+def test_every_tile_of_a_mosaic_is_live_with_its_rates(lraspp, monkeypatch):
+    """Four cameras in a browser grid: each tile's HUD gets its capture and inference rates, and
+    each cell of the grid moves on."""
+    huds: dict[str, list] = {}
+    from live_seg.jobs.live import view as view_module
+
+    def draw(image, info):
+        huds.setdefault(info.status.split(":")[0], []).append(info)
+        return image
+
+    monkeypatch.setattr(view_module, "draw_hud", draw)
+    urls: list[str] = []
+    with contextlib.ExitStack() as stack:
+        servers = [stack.enter_context(MJPEGServer(fps=25, size=(160 + 32 * i, 96), duration=60)) for i in range(4)]
+        options = LiveOptions(sources=tuple(s.url for s in servers), display="browser", port=0, duration=30.0)
+        session = LiveSession(options, lraspp, on_serve=urls.append)
+        runner = threading.Thread(target=session.run)
+        runner.start()
+        try:
+            assert wait_for(lambda: urls and session.metrics.inferred >= 40, 30)
+            grabs = []
+            for _ in range(2):
+                jpeg = urllib.request.urlopen(urls[0] + "frame.jpg", timeout=5).read()
+                grabs.append(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).astype(int))
+                time.sleep(1.0)
+        finally:
+            session.control.stop("quit")
+            runner.join(30)
+    assert live_threads() == []
+    _, _, (w, h) = grid_shape(4)
+    for i in range(4):  # every cell changed between the two grabs a second apart
+        y, x = (i // 2) * h, (i % 2) * w
+        assert np.abs(grabs[0][y : y + h, x : x + w] - grabs[1][y : y + h, x : x + w]).mean() > 1.0, i
+    names = unique_names([s.url for s in servers])
+    for name in names:
+        late = [info for info in huds[name] if info.latency_ms is not None][-5:]
+        assert late and all(info.capture_fps > 5 and info.infer_fps > 1 for info in late), (name, late)
+
+
+def wait_for(condition, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_cli_stats_name_the_files_as_they_were_given(tmp_path):
+    (tmp_path / "clips").mkdir()
+    for name in ("a", "b"):
+        make_video(tmp_path / "clips" / f"{name}.mp4", frames=6, width=160, height=96)
+    args = ["--source", "clips/a.mp4", "--source", "clips/b.mp4", "--display", "none", "--record", "rec/"]
+    args += ["--masks", "m", "--coverage", "cov.csv", "--events", "e.jsonl", "--stats", "s.json", *FAST_MODEL]
+    proc = subprocess.run([sys.executable, str(ROOT / "run_live.py"), "live", *args], capture_output=True, text=True,
+                          timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    summary = json.loads((tmp_path / "s.json").read_text())
+    assert summary["input"] == "clips/a.mp4 + clips/b.mp4" and summary["output"] == ["rec/a.mp4", "rec/b.mp4"]
+    assert [(e["source"], e["analysis"]["masks"], e["analysis"]["coverage"]) for e in summary["sources"]] == [
+        ("clips/a.mp4", "m/a", "cov-a.csv"),
+        ("clips/b.mp4", "m/b", "cov-b.csv"),
+    ]
+    assert summary["events"]["jsonl"]["path"] == "e.jsonl"

@@ -273,4 +273,20 @@ def test_a_slot_keeps_the_newest_frame_and_counts_the_ones_it_replaced():
         slot.offer(packet(5, 5))
         assert wait_until(lambda: len(out.results) == 2)
     assert [r.packet.index for r in out.results] == [4, 5]
-    assert (slot.frames_in, slot.frames_processed, slot.dropped) == (6, 2, 4)
+    assert (slot.frames_in, slot.frames_processed, slot.dropped) == (6, 2, 0)
+    assert slot.skipped_loading == 4  # replaced before the model ran: not drops
+
+
+def test_frames_replaced_before_the_model_runs_are_not_drops():
+    """A camera is read while the model loads: the frames replaced then are counted apart."""
+    mux = Multiplexer(FakeModel(), Control())
+    out = Collector()
+    slot = mux.add("cam", out)
+    for i in range(5):
+        slot.offer(packet(i, 1))
+    assert (slot.frames_in, slot.dropped, slot.skipped_loading) == (5, 0, 4)
+    mux.start()
+    assert wait_until(lambda: len(out.results) == 1)
+    assert out.results[0].packet.index == 4  # the newest frame waited for the model
+    mux.close()
+    assert slot.frames_in == slot.frames_processed + slot.dropped + slot.skipped_loading

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import importlib.util
+import os
 import threading
 import time
 from pathlib import Path
@@ -228,6 +229,80 @@ def test_cli_key_interval_runs_and_bad_values_are_one_line(pan_clip, content_wei
     assert '"key_interval": 4' in stats.read_text() and '"propagate": "hold"' in stats.read_text()
     bad = run_cli("video", pan_clip, "-o", tmp_path / "b.mp4", "--key-interval", "0", *args)
     assert bad.returncode == 2 and "--key-interval" in bad.stderr and "Traceback" not in bad.stderr
+
+
+# -- scene cuts make key frames ------------------------------------------------------------------
+
+SCENE = 10
+"""Frames per scene of the cut clip: cuts at 10 and 20, neither a multiple of the key interval 8."""
+
+
+def cut_clip(path: Path, width: int = 256, height: int = 192) -> Path:
+    """Three real photographs, each a slow pan (1 px a frame) of :data:`SCENE` frames, joined by hard
+    cuts: the astronaut, the cameraman, the astronaut mirrored (people the selfie model finds steadily)."""
+    from skimage import data
+    from test_analysis_cli import write_clip
+
+    frames = []
+    for image in (data.astronaut(), np.dstack([data.camera()] * 3), data.astronaut()[:, ::-1]):
+        scale = (height + 40) / image.shape[0]
+        big = cv2.resize(np.ascontiguousarray(image[..., ::-1]), (round(image.shape[1] * scale), height + 40))
+        frames += [big[20 : 20 + height, i : i + width].copy() for i in range(SCENE)]
+    return write_clip(path, frames)
+
+
+@pytest.fixture(scope="module")
+def cut_runs(tmp_path_factory) -> dict[str, list[np.ndarray]]:
+    """Person masks of the cut clip with the selfie model: every frame, key interval 8 with and without cuts."""
+    from live_seg.base.errors import ModelError
+
+    out = tmp_path_factory.mktemp("cuts")
+    clip = cut_clip(out / "clip.mp4")
+    masks = {}
+    for name, interval, cut_keys in (("every", 1, True), ("cuts", 8, True), ("no cuts", 8, False)):
+        analysis = AnalysisOptions(key_interval=interval, cut_keys=cut_keys, mask_video=out / f"{name}.mkv",
+                                   masks_size="source")  # fmt: skip
+        try:
+            summary = process_video(clip, out / f"{name}.mp4", analysis=analysis, model="selfie", device="cpu")
+        except ModelError as exc:  # the weights come from the registry's mediapipe wheel, cached once
+            if "selfie" in str(exc) and not os.environ.get("CI"):
+                pytest.skip(f"the selfie model is not available here: {exc}")
+            raise
+        if interval > 1:
+            assert summary["cut_key_frames"] == (2 if cut_keys else None)  # exactly the two cuts, no pan
+            assert summary["key_frames"] == (4 + 2 if cut_keys else 4)
+        masks[name] = [m == 1 for m in read_masks(out / f"{name}.mkv")]
+    return masks
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return 1.0 if union == 0 else np.count_nonzero(a & b) / union
+
+
+def test_a_scene_cut_makes_a_key_frame_and_the_masks_after_it_follow_the_new_scene(cut_runs):
+    every = cut_runs["every"]
+    assert all(0.2 < m.mean() < 0.8 for m in every)  # a person in every scene
+    for cut in (SCENE, 2 * SCENE):
+        after = range(cut, cut + 3)  # the cut's own frame and the two carried to after it
+        with_cuts = [iou(cut_runs["cuts"][i], every[i]) for i in after]
+        without = [iou(cut_runs["no cuts"][i], every[i]) for i in after]
+        assert with_cuts[0] == 1.0 and np.mean(with_cuts) >= 0.9, with_cuts  # the network's own mask, then carried
+        assert max(without) < 0.6, without  # the old scene's person, carried across the cut
+    for i in range(0, 3 * SCENE, 8):  # the grid's key frames stay key frames
+        assert iou(cut_runs["cuts"][i], every[i]) == 1.0
+
+
+def test_look_marks_cuts_in_frame_order_and_skip_agrees_on_any_thread():
+    analysis = RunAnalysis(AnalysisOptions(key_interval=4))
+    flat = [np.full((48, 64, 3), v, np.uint8) for v in (40, 40, 40, 200, 200, 200, 200, 200, 90)]
+    packets = [FramePacket(i, i / 25, 0.0, image) for i, image in enumerate(flat)]
+    for packet in packets:
+        analysis.look(packet)
+    skipped = [analysis.skip(p) for p in reversed(packets)][::-1]  # asked out of order: the same answers
+    assert skipped == [False, True, True, False, False, True, True, True, False]  # 0, cut at 3, 4, 8 (and a cut)
+    assert analysis.summary()["cut_key_frames"] == 1  # frame 8 is a key frame anyway
+    assert RunAnalysis(AnalysisOptions(key_interval=4, cut_keys=False)).look is None
 
 
 def test_content_weights_follow_the_recipe(content_weights):

@@ -534,3 +534,70 @@ def test_serve_fills_its_summary_when_it_fails_while_serving(monkeypatch):
         serve.run_serve(serve.ServeOptions(port=0), seg, summary=summary)
     assert summary["clients"] == [] and summary["url"].startswith("http://127.0.0.1:") and summary["wall_s"] >= 0
     assert "token" not in summary["url"]
+
+
+def test_serve_smooths_each_client_on_its_own(tmp_path):
+    """``--smooth ema``: the model gives class probabilities and each client's masks are averaged
+    over its own frames, in its order, exactly as a :class:`TemporalSmoother` of its own would."""
+    import torch
+    from test_analysis_cli import lraspp_state, sample_frames
+
+    from live_seg.analysis.smoothing import TemporalSmoother, pack_scores
+    from live_seg.base.options import AnalysisOptions
+    from live_seg.jobs.serve import ServeJob, ServeOptions
+    from live_seg.model.segmenter import Segmenter
+
+    weights = tmp_path / "content.pth"  # masks that follow the picture: a dozen classes
+    shape = lraspp_state()["classifier.low_classifier.weight"].shape
+    torch.save(lraspp_state(low_weight=torch.randn(shape, generator=torch.Generator().manual_seed(0)) * 10), weights)
+    seg = Segmenter("lraspp_mobilenet_v3_large", weights=str(weights), device="cpu", size=64)
+    job = ServeJob(ServeOptions(port=0, analysis=AnalysisOptions(smooth="ema", smooth_strength=0.8)), seg, Control())
+    got: dict[str, list[SegResult]] = {"a": [], "b": []}
+
+    class Client:
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def deliver(self, result: SegResult) -> None:
+            got[self.name].append(result)
+
+        def summary(self) -> dict:
+            return {}
+
+    views = [job.connect(Client(name)) for name in got]  # type: ignore[arg-type]
+    frames = sample_frames(6, 64, 48, start=20)
+    job.mux.start()
+    try:
+        for i, frame in enumerate(frames):
+            views[0].offer(FramePacket(i, i / 25, time.perf_counter(), frame))
+            deadline = time.monotonic() + 30
+            while len(got["a"]) <= i and time.monotonic() < deadline:
+                time.sleep(0.01)
+        views[1].offer(FramePacket(0, 0.0, time.perf_counter(), frames[-1]))
+        deadline = time.monotonic() + 30
+        while not got["b"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        job.mux.close()
+        job.server.close()
+
+    def smoothed(images: list[np.ndarray]) -> list[np.ndarray]:
+        smoother = TemporalSmoother(0.8)
+        return [smoother.step(pack_scores(seg.infer_scores(seg.preprocess([f])))[0], f) for f in images]
+
+    expected = smoothed(frames)
+    assert [r.mask.dtype for r in got["a"]] == [np.uint8] * 6
+    assert all(np.array_equal(r.mask, e) for r, e in zip(got["a"], expected, strict=True))
+    alone = smoothed(frames[-1:])[0]  # client b's first frame: its own mask, not a's past
+    assert len(got["b"]) == 1 and np.array_equal(got["b"][0].mask, alone)
+    assert not np.array_equal(alone, expected[-1])  # a's smoothing did change its mask
+    assert job.summary(time.perf_counter())["smooth"] == "ema"
+
+
+def test_serve_refuses_analysis_files():
+    from live_seg.base.errors import UsageError
+    from live_seg.base.options import AnalysisOptions
+    from live_seg.jobs.serve import ServeOptions
+
+    with pytest.raises(UsageError, match="smoothing"):
+        ServeOptions(analysis=AnalysisOptions(masks="m")).check()

@@ -168,6 +168,8 @@ class EventOutputs:
     def _send(self, message: Message) -> bool:
         assert self.publisher is not None
         topic, payload = message
+        if not self.publisher.connected:  # refused anyway: not worth making the JSON (a broker that is away)
+            return False
         return self.publisher.publish(topic, payload if isinstance(payload, bytes) else payload.payload())
 
     def topic(self, *levels: str) -> str:

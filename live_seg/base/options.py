@@ -223,6 +223,8 @@ class AnalysisOptions:
         key_interval: run the network on every N-th frame (0, N, 2N, ...); 1: every frame.
         propagate: between key frames, ``"flow"`` (the key mask moved along the optical flow) or
             ``"hold"`` (the key mask as it is).
+        cut_keys: with key frames, the first frame after a scene cut is a key frame too (the cut
+            is found on the pictures before inference; see :mod:`live_seg.analysis.run`).
     """
 
     smooth: str = SMOOTH_MODES[0]
@@ -234,6 +236,7 @@ class AnalysisOptions:
     coverage_plot: PathLike | None = None
     key_interval: int = 1
     propagate: str = PROPAGATE_MODES[0]
+    cut_keys: bool = True
 
     def check(self) -> None:
         """Raise ``ValueError`` for a value out of its range."""

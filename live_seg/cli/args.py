@@ -55,6 +55,7 @@ from .groups import (
     render_arguments,
     seconds,
     size_and_threads,
+    smooth_arguments,
 )
 
 if TYPE_CHECKING:
@@ -279,6 +280,7 @@ def _live_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     o.add_argument("--duration", type=seconds, metavar="S", help="stop after S seconds")
     o.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON (also when the source is lost)")
     analysis_arguments(live, live=True)
+    events_arguments(live)
     model_arguments(live)
     render_arguments(live, IMAGE_RENDER)
     effect_arguments(live, cycles=True)
@@ -307,6 +309,7 @@ def _serve_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     w.add_argument("--duration", type=seconds, metavar="S", help="stop after S seconds")
     w.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON, one entry per client")
     serve.add_argument("--view", default=VIEWS[0], choices=VIEWS, help="first view (the page can change it)")
+    smooth_arguments(serve.add_argument_group("analysis (each client's masks smoothed on its own)"))
     model_arguments(serve)
     render_arguments(serve, IMAGE_RENDER)
     effect_arguments(serve)

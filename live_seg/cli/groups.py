@@ -188,8 +188,8 @@ def render_arguments(parser: argparse.ArgumentParser, defaults: RenderOptions) -
     )
 
 
-def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> None:
-    a = parser.add_argument_group("analysis (per-frame masks and figures; --stats also reports flicker)")
+def smooth_arguments(a: Any) -> None:
+    """``--smooth`` and ``--smooth-strength`` into the argument group ``a``."""
     a.add_argument(
         "--smooth",
         default=AnalysisOptions.smooth,
@@ -204,6 +204,11 @@ def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> N
         metavar="S",
         help="weight of the past in the average, 0 <= S < 1 (default: %(default)s)",
     )
+
+
+def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> None:
+    a = parser.add_argument_group("analysis (per-frame masks and figures; --stats also reports flicker)")
+    smooth_arguments(a)
     each = "inferred frame" if live else "frame"
     a.add_argument("--masks", metavar="DIR", help=f"one palette PNG of class ids per {each} (INDEX_TIMEms.png)")
     a.add_argument(
@@ -226,6 +231,12 @@ def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> N
             default=AnalysisOptions.key_interval,
             metavar="N",
             help="run the network on every N-th frame only, masks carried in between (default: %(default)s: all)",
+        )
+        a.add_argument(
+            "--cut-keys",
+            action=argparse.BooleanOptionalAction,
+            default=AnalysisOptions.cut_keys,
+            help="with --key-interval: the first frame after a scene cut is a key frame too (default: on)",
         )
     a.add_argument(
         "--propagate",

@@ -22,7 +22,7 @@ from typing import Any
 from ..base.errors import LiveSegError, OutputError, UsageError, one_line
 from ..base.files import write_json
 from ..base.metrics import Stats
-from ..base.options import AnalysisOptions, BenchOptions, ModelOptions, RenderOptions
+from ..base.options import AnalysisOptions, BenchOptions, EventOptions, ModelOptions, RenderOptions
 from ..base.registry import RANDOM_WEIGHTS
 from ..pipeline.threads import Control
 from .args import effect_options, get_args_parser, options_from, video_options
@@ -312,6 +312,7 @@ def _live_options(args: argparse.Namespace) -> Any:
         duration=args.duration,
         snapshot_dir=args.snapshot_dir,
         analysis=options_from(AnalysisOptions, args),
+        events=options_from(EventOptions, args),
     )
 
 
@@ -334,9 +335,11 @@ def _cmd_live(args: argparse.Namespace) -> int:
         if args.stats and session.summary is not None:
             write_stats(args.stats, session.summary)
     lat = summary["latency_ms"]
+    latency = f"latency p50 {lat['p50']} ms, p95 {lat['p95']} ms" if lat["p50"] is not None else "no mask shown"
+    if not summary["frames_captured"]:
+        latency = "no source delivered a frame"
     log.info(
-        "%s: %d frames captured, %d inferred, %d dropped, %d shown in %.1f s (%.1f fps); "
-        "latency p50 %s ms, p95 %s ms%s",
+        "%s: %d frames captured, %d inferred, %d dropped, %d shown in %.1f s (%.1f fps); %s%s",
         summary["input"],
         summary["frames_captured"],
         summary["frames_inferred"],
@@ -344,8 +347,7 @@ def _cmd_live(args: argparse.Namespace) -> int:
         summary["frames_shown"],
         summary["wall_s"],
         summary["display_fps"],
-        lat["p50"],
-        lat["p95"],
+        latency,
         ", untrained weights" if summary.get("untrained") else "",
     )
     log_sources(summary)  # several sources: one line each

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..base.errors import one_line
 from ..base.files import written_beside
-from ..base.options import ModelOptions
+from ..base.options import AnalysisOptions, ModelOptions
 from .args import effect_options, options_from
 from .main import SIGNAL_EXIT, SignalGate
 
@@ -42,6 +42,7 @@ def serve_options(args: argparse.Namespace) -> Any:
         palette=args.palette,
         alpha=args.alpha,
         effect=effect_options(args),
+        analysis=options_from(AnalysisOptions, args),
     )
 
 

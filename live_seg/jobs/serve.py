@@ -4,7 +4,9 @@ One model serves every client: each client's frames go into its own newest-frame
 :class:`~live_seg.pipeline.multiplex.Multiplexer`, which batches the clients whose frames wait;
 each client renders its results with its own settings (effect, classes, view, legend), changed
 from its page. Nothing queues: a frame the model had no time for is replaced by the next one, so
-latency stays flat however slow the model is.
+latency stays flat however slow the model is. With ``--smooth ema`` each client has its own smoother
+(the model then gives class probabilities; :mod:`live_seg.analysis.run`), stepped on the inference
+thread in the client's frame order.
 """
 
 from __future__ import annotations
@@ -18,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..analysis.run import RunAnalysis
 from ..base.errors import LiveSegError, PipelineError, UsageError, one_line
 from ..base.frames import Frame, FramePacket, SegResult
-from ..base.options import ModelOptions, model_options
+from ..base.options import AnalysisOptions, ModelOptions, model_options
 from ..base.registry import DEFAULT_ALPHA, EFFECTS, VIEWS
 from ..media.serve_page import serve_page
 from ..media.web_security import WebPolicy, resolve_token
@@ -55,6 +58,7 @@ class ServeOptions:
         duration: stop by itself after this many seconds (``None``: until stopped).
         view, legend, palette, alpha, effect: every client's first rendering settings.
         max_batch: most clients' frames in one forward pass.
+        analysis: temporal smoothing (``smooth``, ``smooth_strength``), per client; no files.
     """
 
     host: str = "127.0.0.1"
@@ -73,6 +77,7 @@ class ServeOptions:
     alpha: float = DEFAULT_ALPHA
     effect: EffectOptions = field(default_factory=EffectOptions)
     max_batch: int = 8
+    analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
 
     def check(self) -> None:
         """Raise ``ValueError`` (``UsageError``) for settings that cannot work."""
@@ -88,6 +93,10 @@ class ServeOptions:
         if self.duration is not None and self.duration <= 0:
             raise ValueError(f"duration: expected > 0 seconds, got {self.duration}")
         self.effect.check()
+        self.analysis.check()
+        smoothing = AnalysisOptions(smooth=self.analysis.smooth, smooth_strength=self.analysis.smooth_strength)
+        if self.analysis != smoothing:
+            raise UsageError("serve takes the smoothing of the analysis options only (no mask files, no key frames)")
 
 
 def classes_text(effect: EffectOptions) -> str:
@@ -183,7 +192,8 @@ class ServeJob:
         self.options, self.segmenter, self.control = options, segmenter, control
         self.views: list[ClientView] = []
         self.finished: deque[dict[str, Any]] = deque(maxlen=MAX_FINISHED)
-        self.mux = Multiplexer(segmenter, control, max_batch=options.max_batch)
+        model = RunAnalysis(options.analysis, categories=segmenter.categories).model(segmenter)  # scores to smooth
+        self.mux = Multiplexer(model, control, max_batch=options.max_batch)
         page = serve_page("live_seg serve", EFFECTS, VIEWS, effect=options.effect.name, view=options.view,
                           legend=options.legend, classes=classes_text(options.effect))  # fmt: skip
         token = resolve_token(options.token, options.token_file)  # a per-run one when none is given
@@ -194,7 +204,8 @@ class ServeJob:
 
     def connect(self, client: WebClient) -> ClientView:
         """A new client: a slot in the multiplexer and a renderer of its own."""
-        slot = self.mux.add(client.name, client.deliver)
+        refine = RunAnalysis(self.options.analysis, categories=self.segmenter.categories).refine  # its own smoother
+        slot = self.mux.add(client.name, client.deliver if refine is None else lambda r: client.deliver(refine(r)))
 
         def closed() -> None:
             self.mux.remove(client.name)
@@ -226,6 +237,7 @@ class ServeJob:
             "mean_batch": round(mux.batched_frames / mux.batches, 3) if mux.batches else None,
             "wall_s": round(time.perf_counter() - t_start, 3),
             "stop_reason": self.control.reason,
+            "smooth": self.options.analysis.smooth,
             **self.segmenter.describe(),
         }
 

@@ -99,7 +99,7 @@ def _run(
                 workers=workers,
                 control=control,
                 on_frame=on_frame,
-                steps=Steps(analysis.refine, analysis.feed, analysis.skip),
+                steps=Steps(analysis.refine, analysis.feed, analysis.skip, analysis.look),
             )
     except BaseException:
         if keep_partial:

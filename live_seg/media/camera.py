@@ -114,7 +114,7 @@ class CaptureSource:
         state: ``"connecting"`` until it delivered its first frame, then ``"live"``, and
             ``"reconnecting"`` while it is lost and tried again.
         reconnects: successful reconnections so far.
-        failed_attempts: reconnect attempts that failed so far.
+        failed_attempts: reconnect attempts that failed so far (also those to open it at first).
     """
 
     def __init__(
@@ -233,6 +233,7 @@ class CaptureSource:
                     log.warning("could not open %s: attempt %d/%d in %.1f s", self.name, attempt, self.reconnect, delay)
                     if self._wait(delay) or (opened := self._new_capture()) is not None:
                         break
+                    self.failed_attempts += 1
                 tries = f" after {self.reconnect + 1} attempts"
         except Abandoned:
             opened = None

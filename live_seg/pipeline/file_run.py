@@ -29,11 +29,17 @@ class Steps:
         on_result: in frame order, each written result (mask files, coverage).
         skip: ``skip(packet)`` True: the model leaves the frame out, and ``refine`` gets its result with
             ``mask=None`` to fill (key frames); such frames count in neither ``preprocess`` nor ``infer``.
+            Called on any inference worker, in any order, and again on the write thread: it must
+            give the same answer each time.
+        look: called with each frame on the capture thread, in frame order, before it is queued
+            (before ``skip`` is asked about it): a decision that depends on the frame before
+            (a scene cut that makes a key frame).
     """
 
     refine: Callable[[SegResult], SegResult] | None = None
     on_result: Callable[[SegResult], None] | None = None
     skip: Callable[[FramePacket], bool] | None = None
+    look: Callable[[FramePacket], None] | None = None
 
 
 def run_file(
@@ -82,7 +88,7 @@ def run_file(
         raise ValueError(f"workers and batch must be >= 1, got {workers} and {batch}")
     size = queue_size or workers * (2 * batch + 1) + 1
     steps = steps or Steps()
-    run = _FileRun(source, model, write, control, batch, size, write_thread, on_frame, steps.on_result, steps.skip)
+    run = _FileRun(source, model, write, control, batch, size, write_thread, on_frame, steps)
     stages = [Stage("capture", run.capture, control, run.frames_q, ends=workers)]
     stages += [
         Stage("infer" if workers == 1 else f"infer-{i}", run.infer, control, run.results_q) for i in range(workers)
@@ -125,12 +131,11 @@ class _FileRun:
         queue_size: int,
         write_thread: bool,
         on_frame: Callable[[Stats], None] | None,
-        on_result: Callable[[SegResult], None] | None,
-        skip: Callable[[FramePacket], bool] | None = None,
+        steps: Steps,
     ) -> None:
         self.source, self.model, self.write, self.control = source, model, write, control
-        self.batch, self.on_frame, self.skip = batch, on_frame, skip
-        self.on_result = on_result or (lambda _result: None)
+        self.batch, self.on_frame, self.skip, self.look = batch, on_frame, steps.skip, steps.look
+        self.on_result = steps.on_result or (lambda _result: None)
         self.frames_q: queue.Queue = queue.Queue(maxsize=queue_size)
         self.results_q: queue.Queue = queue.Queue(maxsize=queue_size)
         self.write_q: queue.Queue | None = queue.Queue(maxsize=WRITE_QUEUE) if write_thread else None
@@ -141,6 +146,8 @@ class _FileRun:
         for packet in self.source:
             if control.stopping.is_set():
                 break
+            if self.look is not None:
+                self.look(packet)
             if not put(self.frames_q, packet, control, give_up=control.stopping):
                 break  # read but never queued: not counted
             self.stats.frames_in += 1

@@ -46,7 +46,8 @@ class LiveSource(Protocol):
 
     Iterating opens it if needed, yields frames until it ends, and raises
     :class:`~live_seg.base.errors.SourceError` when it is lost for good. ``state`` (optional) is one
-    of ``connecting``, ``live``, ``reconnecting``; ``reconnects`` (optional) counts reconnections.
+    of ``connecting``, ``live``, ``reconnecting``; ``reconnects`` (optional) counts reconnections,
+    ``failed_attempts`` (optional) the attempts to (re)open it that failed.
     """
 
     def __iter__(self) -> Iterator[FramePacket]: ...
@@ -159,7 +160,13 @@ class Feed:
 
     @property
     def reconnects(self) -> int:
+        """Successful reconnections."""
         return int(getattr(self.source, "reconnects", 0))
+
+    @property
+    def reconnect_attempts(self) -> int:
+        """Attempts to (re)open it after the first: successful or not."""
+        return self.reconnects + int(getattr(self.source, "failed_attempts", 0))
 
 
 Refine = Callable[[SegResult], SegResult]

@@ -39,19 +39,26 @@ class Slot:
         deliver: called with each result computed on one of this slot's frames, on the inference thread.
         frames_in: frames offered.
         frames_processed: frames the model ran on and delivered.
-        dropped: frames replaced before the model took them, or discarded at removal or close.
+        dropped: frames replaced before the model took them, or discarded at removal or close,
+            once the inference thread runs.
+        skipped_loading: frames replaced by a newer one before the inference thread started (a
+            camera read while the model loads): not the model's drops.
 
-    Once the multiplexer is closed (or the slot removed), ``frames_in == frames_processed + dropped``
-    (+ at most one batch in flight when it was removed).
+    Once the multiplexer is closed (or the slot removed), ``frames_in == frames_processed + dropped
+    + skipped_loading`` (+ at most one batch in flight when it was removed).
     """
 
-    def __init__(self, name: str, deliver: Deliver, cond: threading.Condition) -> None:
+    def __init__(
+        self, name: str, deliver: Deliver, cond: threading.Condition, running: threading.Event | None = None
+    ) -> None:
         self.name = name
         self.deliver = deliver
         self.frames_in = 0
         self.frames_processed = 0
         self.dropped = 0
+        self.skipped_loading = 0
         self._cond = cond
+        self._running = running
         self._item: FramePacket | None = None
         self._removed = False
 
@@ -66,7 +73,10 @@ class Slot:
                 return
             self.frames_in += 1
             if self._item is not None:
-                self.dropped += 1
+                if self._running is None or self._running.is_set():
+                    self.dropped += 1
+                else:
+                    self.skipped_loading += 1
             self._item = packet
             self._cond.notify_all()
 
@@ -129,6 +139,7 @@ class Multiplexer:
         self._turn = 0
         self._busy = False
         self._closing = threading.Event()
+        self._running = threading.Event()  # set by start(): a frame replaced before it is no drop
         self._stage: Stage | None = None
         self._closed = False
 
@@ -143,7 +154,7 @@ class Multiplexer:
         with self._cond:
             if name in self._slots:
                 raise ValueError(f"a source named {name!r} is already added")
-            slot = Slot(name, deliver, self._cond)
+            slot = Slot(name, deliver, self._cond, self._running)
             if self._closing.is_set():
                 slot._discard()
             self._slots[name] = slot
@@ -179,6 +190,7 @@ class Multiplexer:
         """
         if self._stage is not None or self._closing.is_set():
             raise RuntimeError("a Multiplexer starts once")
+        self._running.set()
         self._stage = Stage("infer", self._loop, self.control, None)
         self._stage.start()
         return self

@@ -70,29 +70,56 @@ def hud_lines(info: HudInfo) -> list[tuple[str, Color]]:
     return lines
 
 
-def draw_hud(image: Frame, info: HudInfo, margin: int = 8) -> Frame:
-    """Draw the HUD box in the bottom-left corner of ``image``, in place.
+MAX_SHARE = 0.4
+"""The HUD box covers at most about this share of the picture's height: a small picture (a small
+source's tile) gets the compact HUD (:func:`compact_lines`) in smaller text."""
 
-    The text shrinks to fit narrow images. The legend (top-right) and side-by-side labels
-    (top-left) stay clear of it.
 
-    Args:
-        image: ``(H, W, 3)`` uint8 BGR, modified in place.
-        info: what to show.
-        margin: pixels between the box and the image's edges.
+def compact_lines(info: HudInfo) -> list[tuple[str, Color]]:
+    """The HUD of a small picture: rates, latency and drops on one line, then the status."""
+    latency = "--" if info.latency_ms is None else f"{info.latency_ms:.0f}"
+    rates = f"cap {info.capture_fps:.1f}  inf {info.infer_fps:.1f} fps  {latency} ms  drop {info.dropped}"
+    lines = [(rates, ORANGE if info.untrained else WHITE)]
+    if info.status:
+        lines.append((info.status, YELLOW))
+    if info.paused:
+        lines.append(("PAUSED", YELLOW))
+    return lines
 
-    Returns:
-        ``image``.
-    """
-    lines = hud_lines(info)
-    texts = [text for text, _ in lines]
-    h, w = image.shape[:2]
+
+def _fitted(texts: list[str], h: int, w: int, margin: int) -> tuple[float, int, int, int]:
+    """The font scale, stroke and box size for ``texts`` in an ``h x w`` picture."""
     scale = max(0.35, min(0.7, h / 900))
     box_w, _ = text_box_size(texts, scale, 1)
     if box_w + 2 * margin > w:
         scale = max(0.25, scale * (w - 2 * margin - 2 * TEXT_PAD) / (box_w - 2 * TEXT_PAD))
     thick = 1 if scale < 0.6 else 2
     box_w, box_h = text_box_size(texts, scale, thick)
+    return scale, thick, box_w, box_h
+
+
+def draw_hud(image: Frame, info: HudInfo, margin: int = 8) -> Frame:
+    """Draw the HUD box in the bottom-left corner of ``image``, in place.
+
+    The text shrinks to fit narrow images; where the full HUD would cover more than
+    :data:`MAX_SHARE` of the height, the compact one is drawn. The legend (top-right) and
+    side-by-side labels (top-left) stay clear of it.
+
+    Args:
+        image: ``(H, W, 3)`` uint8 BGR, modified in place.
+        info: what to show.
+        margin: pixels between the box and the image's edges (fewer on a small picture).
+
+    Returns:
+        ``image``.
+    """
+    h, w = image.shape[:2]
+    margin = min(margin, max(2, h // 48))
+    lines = hud_lines(info)
+    scale, thick, box_w, box_h = _fitted([text for text, _ in lines], h, w, margin)
+    if box_h > MAX_SHARE * h:
+        lines = compact_lines(info)
+        scale, thick, box_w, box_h = _fitted([text for text, _ in lines], h, w, margin)
     origin = (margin if w > box_w + margin else 0, max(0, h - box_h - margin))
     draw_text_box(image, lines, origin, scale=scale, thick=thick, shade=BOX_SHADE)
     return image

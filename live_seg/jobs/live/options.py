@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ...analysis.run import FILE_OPTIONS, AnalysisOptions
-from ...base.options import IMAGE_RENDER
+from ...base.options import IMAGE_RENDER, EventOptions
 from ...base.registry import (
     DEFAULT_MAX_FRAME_PIXELS,
     DEFAULT_READ_TIMEOUT_S,
@@ -54,6 +54,8 @@ class LiveOptions:
         analysis: smoothing and per-frame mask outputs (see :mod:`live_seg.analysis.run`); with
             several sources each gets its own files (``masks/NAME/``, ``coverage-NAME.csv``…).
         max_batch: most frames in one forward pass with several sources.
+        events: per-frame event records (``--events``, ``--mqtt``): one output for the run, one
+            feed per source (see :mod:`live_seg.analysis.event_outputs`).
     """
 
     source: str = "0"
@@ -79,6 +81,7 @@ class LiveOptions:
     snapshot_dir: str | os.PathLike[str] = "."
     analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
     max_batch: int = DEFAULT_MAX_BATCH
+    events: EventOptions = field(default_factory=EventOptions)
 
     @property
     def source_list(self) -> list[str]:

@@ -4,6 +4,7 @@ the browser page and the recording; and the grid that puts several sources' view
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -14,9 +15,16 @@ import numpy as np
 
 from ...base.frames import Frame
 from ...base.options import EncodeOptions
+from ...media.web_security import WebPolicy, resolve_token
 from ...media.webview import PreviewServer
 from ...media.window import PreviewWindow
 from ...media.writer import VideoWriter, check_output_path
+from .options import LiveOptions
+
+log = logging.getLogger(__name__)
+
+DEFAULT_SERVE_PORT = 8090
+"""The live browser view's port when ``--serve`` names none (the next free one if it is taken)."""
 
 GRID_MAX = (1920, 1080)
 """The grid of several sources fits in this (width, height)."""
@@ -152,26 +160,32 @@ def grid_shape(n: int) -> tuple[int, int, tuple[int, int]]:
 
 
 def compose_grid(
-    cells: list[Frame | None], selected: int | None, cache: dict[int, tuple[Frame, Frame]] | None = None
+    cells: list[Frame | None],
+    selected: int | None,
+    cache: dict[int, tuple[int, Frame]] | None = None,
+    versions: list[int] | None = None,
 ) -> Frame:
     """The tiles' views in a grid, left to right then top to bottom, each letterboxed into its cell.
 
     Args:
         cells: one view per tile (``None``: black).
         selected: the tile framed in colour (``None``: all tiles are selected; nothing framed).
-        cache: kept between calls: a tile whose view is the same object as last time is not scaled again.
+        cache: kept between calls with ``versions``: a tile whose version is the one of last time
+            is not scaled again. (Not the view's identity: a renderer paints into the same buffer.)
+        versions: one number per tile that changes whenever its view is repainted.
 
     Returns:
         ``(rows * cell_h, cols * cell_w, 3)`` uint8 BGR.
     """
     cols, rows, (cw, ch) = grid_shape(len(cells))
     grid = np.zeros((rows * ch, cols * cw, 3), np.uint8)
-    cache = {} if cache is None else cache
+    cache = {} if cache is None or versions is None else cache
     for i, cell in enumerate(cells):
         y, x = (i // cols) * ch, (i % cols) * cw
         if cell is not None:
-            if i not in cache or cache[i][0] is not cell:
-                cache[i] = (cell, letterbox(cell, (cw, ch)))
+            version = versions[i] if versions is not None else 0
+            if i not in cache or cache[i][0] != version:
+                cache[i] = (version, letterbox(cell, (cw, ch)))
             grid[y : y + ch, x : x + cw] = cache[i][1]
         if i == selected:
             cv2.rectangle(grid, (x + 1, y + 1), (x + cw - 2, y + ch - 2), SELECTED, 3)
@@ -204,3 +218,16 @@ def unique_names(specs: list[str]) -> list[str]:
             n += 1
         names.append(name if n == 1 else f"{name}-{n}")
     return names
+
+
+def serve_view(opts: LiveOptions, title: str, reason: str | None) -> PreviewServer:
+    """Start the browser view of a live run (its per-run token from ``$LIVE_SEG_TOKEN`` or made now) and
+    log its address without the token."""
+    port = DEFAULT_SERVE_PORT if opts.port is None else opts.port
+    policy = WebPolicy.for_bind(opts.host, resolve_token())
+    server = PreviewServer(opts.host, port, f"live_seg: {title}", any_port_if_busy=opts.port is None, policy=policy)
+    server.start()
+    if reason:
+        log.warning("no preview window (%s): serving the live view in the browser instead", reason)
+    log.info("live view at %s", server.public_url)
+    return server

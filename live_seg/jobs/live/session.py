@@ -45,23 +45,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...analysis.event_outputs import EventOutputs
 from ...analysis.propagate import MaskPropagator
 from ...analysis.run import RunAnalysis
 from ...base.errors import LiveSegError, OutputError
 from ...base.frames import FramePacket, SegResult
 from ...base.options import ModelOptions, model_options
 from ...base.redact import redact_text, redact_url
+from ...base.specs import resolve_spec
 from ...media.camera import CaptureSource, open_live_source
 from ...media.file_source import VideoFileSource
-from ...media.web_security import WebPolicy, resolve_token
 from ...media.webview import PreviewServer
 from ...media.window import PreviewWindow, display_problem
 from ...pipeline.live_run import Feed, LiveRun
 from ...pipeline.threads import Control, raise_user_error
 from ...render.renderer import Renderer
 from .options import LiveOptions, record_is_folder
-from .outputs import BrowserOutput, Recorder, WindowOutput, source_slug, unique_names
-from .stats import LiveMetrics, run_summary
+from .outputs import BrowserOutput, Recorder, WindowOutput, serve_view, source_slug, unique_names
+from .stats import NORMAL_ENDS, LiveMetrics, run_summary
 from .view import LiveView, Tile, ViewSettings
 
 if TYPE_CHECKING:
@@ -72,7 +73,6 @@ __all__ = ["LiveOptions", "LiveSession", "run_live"]
 
 log = logging.getLogger(__name__)
 
-DEFAULT_SERVE_PORT = 8090
 RECORD_FPS = 25.0
 """The recording's nominal rate when the source does not say its own."""
 
@@ -145,6 +145,7 @@ class LiveSession:
         self.metrics = LiveMetrics()
         self.slot: Any = None
         self.t_start = 0.0
+        self.events: EventOutputs | None = None
         self._keys: queue.SimpleQueue[int] = queue.SimpleQueue()
 
     @property
@@ -203,6 +204,8 @@ class LiveSession:
             for src in sources:
                 src.reader.close()
                 src.analysis.abort()
+            assert self.events is not None
+            self.events.abort()
             raise
         main_error: BaseException | None = None
         try:
@@ -254,12 +257,16 @@ class LiveSession:
             Path(masks).mkdir(
                 exist_ok=True
             )  # --masks DIR: DIR/NAME/ per source (a missing parent: one-line error below)
+        # One event output for the run (a bad path or URL fails here, before the model loads), one feed per source.
+        seg = self.segmenter
+        categories = seg.categories if seg is not None else resolve_spec(self.model_options).categories
+        self.events = EventOutputs(opts.events, opts.overwrite)
         try:
             for spec, name in zip(specs, names, strict=True):
                 path = opts.recording(name)
                 recorder = Recorder(path, opts.overwrite, RECORD_FPS) if path is not None else None
                 analysis_opts = opts.analysis_for(name) if multi else opts.analysis
-                analysis = RunAnalysis(analysis_opts, overwrite=opts.overwrite, title=redact_url(spec))
+                analysis = RunAnalysis(analysis_opts, opts.overwrite, redact_url(spec), categories, self.events, spec)
                 reader = open_live_source(
                     spec,
                     realtime=opts.realtime,
@@ -274,6 +281,7 @@ class LiveSession:
         except BaseException:
             for src in made:
                 src.analysis.abort()
+            self.events.abort()
             raise
         return made
 
@@ -340,7 +348,10 @@ class LiveSession:
         run.runtime.enter_context(job_runtime(self.segmenter))
         run.threads.mux.model.target = run.sources[0].analysis.model(self.segmenter)
         if run.display == "browser":
-            run.server = self._serve(_title(run.sources), reason)
+            run.server = serve_view(self.options, _title(run.sources), reason)
+            self.url = run.server.public_url  # logs and --stats: never the token
+            if self.on_serve is not None:
+                self.on_serve(run.server.url)  # with the token, for the terminal only
         if run.window is not None:
             log.info("keys in the window: q/Esc quit, space pause, m view, e effect, l legend, s snapshot")
         run.setup_s = time.perf_counter() - t_setup
@@ -390,6 +401,7 @@ class LiveSession:
             run.server.close()
         for src in run.sources:
             self._close_source(src)
+        self._close_events(control.reason)
         self.summary = run_summary(self, run)
         run.runtime.close()  # torch's thread settings back as they were, after the summary read them
         return main_error
@@ -406,20 +418,13 @@ class LiveSession:
         except LiveSegError as exc:
             log.error("analysis of %s: %s", src.name, exc)
 
-    def _serve(self, title: str, reason: str | None) -> PreviewServer:
-        """Start the browser view and announce its URL."""
-        opts = self.options
-        port = DEFAULT_SERVE_PORT if opts.port is None else opts.port
-        policy = WebPolicy.for_bind(opts.host, resolve_token())  # $LIVE_SEG_TOKEN, or one for this run
-        server = PreviewServer(opts.host, port, f"live_seg: {title}", any_port_if_busy=opts.port is None, policy=policy)
-        server.start()
-        self.url = server.public_url  # logs and --stats: never the token
-        if reason:
-            log.warning("no preview window (%s): serving the live view in the browser instead", reason)
-        log.info("live view at %s", self.url)
-        if self.on_serve is not None:
-            self.on_serve(server.url)  # with the token, for the terminal only
-        return server
+    def _close_events(self, reason: str | None) -> None:
+        """Finish the event outputs once every source ended (their ``end`` events are queued)."""
+        assert self.events is not None
+        try:
+            self.events.close(complete=reason in NORMAL_ENDS)
+        except LiveSegError as exc:
+            log.error("events: %s", exc)
 
 
 def _title(sources: list[Source]) -> str:
@@ -431,15 +436,13 @@ def _title(sources: list[Source]) -> str:
 
 
 class _LateModel:
-    """The model of a run whose captures start before the model is loaded: set ``target`` first."""
+    """The model of a run whose captures start before the model is loaded: set ``target`` first; every
+    attribute (``preprocess``, ``infer``, a probability model's ``infer_soft``...) is the target's."""
 
     target: Any = None
 
-    def preprocess(self, frames: Any) -> Any:
-        return self.target.preprocess(frames)
-
-    def infer(self, batch: Any) -> Any:
-        return self.target.infer(batch)
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.target, name)
 
 
 def run_live(options: LiveOptions, segmenter: Segmenter | None = None, **kwargs: Any) -> dict[str, Any]:

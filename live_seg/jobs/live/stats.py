@@ -150,7 +150,9 @@ def source_entry(src: Any) -> dict[str, Any]:
         "frames_in": slot.frames_in if slot is not None else 0,
         "frames_processed": slot.frames_processed if slot is not None else 0,
         "dropped": slot.dropped if slot is not None else 0,
+        "skipped_loading": slot.skipped_loading if slot is not None else 0,
         "reconnects": feed.reconnects if feed is not None else 0,
+        "reconnect_attempts": feed.reconnect_attempts if feed is not None else 0,
         "latency_ms": {k: v for k, v in spread_ms(src.metrics.latency_s).items() if k != "max"},
         "frames_shown": src.metrics.stats.frames_out,
         "frames_recorded": src.recorder.frames if src.recorder is not None else 0,
@@ -206,9 +208,12 @@ def run_summary(session: Any, run: Any) -> dict[str, Any]:
         display=run.display,
         url=session.url,
         reconnects=sum(s.feed.reconnects for s in sources if s.feed is not None),
+        reconnect_attempts=sum(s.feed.reconnect_attempts for s in sources if s.feed is not None),
+        frames_skipped_loading=sum(s.feed.slot.skipped_loading for s in sources if s.feed is not None),
         snapshots=list(session.snapshots),
         **(seg.describe() if seg is not None else {}),
         **({} if multi else first.analysis.summary()),
+        **(session.events.summary() if session.events is not None else {}),
     )
     summary["sources"] = [source_entry(s) | ({"analysis": s.analysis.summary()} if multi else {}) for s in sources]
     return summary
@@ -219,9 +224,21 @@ def log_sources(summary: dict[str, Any]) -> None:
     if len(summary["sources"]) < 2:
         return
     for e in summary["sources"]:
-        lat = e["latency_ms"]
-        line = (
-            f"{e['name']}: {e['state']}, {e['frames_in']} in, {e['frames_processed']} processed, {e['dropped']} "
-            f"dropped, {e['reconnects']} reconnects, latency p50 {lat['p50']} ms, p95 {lat['p95']} ms"
-        )
-        log.info("  %s%s", line, f", recorded {e['output']}" if e["output"] else "")
+        log.info("  %s: %s%s", e["name"], source_line(e), f", recorded {e['output']}" if e["output"] else "")
+
+
+def source_line(e: dict[str, Any]) -> str:
+    """One source's state, counts, reconnections and latency, in words (a summary's ``sources`` entry)."""
+    tries = f"{e['reconnects']} reconnects ({e['reconnect_attempts']} attempts)"
+    if not e["frames_in"]:
+        return f"{e['state']}, never delivered a frame, {tries}"
+    lat = e["latency_ms"]
+    shown = f"latency p50 {lat['p50']} ms, p95 {lat['p95']} ms" if lat["p50"] is not None else "no mask shown"
+    return (
+        f"{e['state']}, {e['frames_in']} in, {e['frames_processed']} processed, {e['dropped']} dropped"
+        f"{_loading(e['skipped_loading'])}, {tries}, {shown}"
+    )
+
+
+def _loading(skipped: int) -> str:
+    return f" (+{skipped} while the model loaded)" if skipped else ""

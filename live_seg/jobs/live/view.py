@@ -90,6 +90,7 @@ class Tile:
         self.paused = False
         self.dirty = self.snapshot_due = False
         self.view: Frame | None = None
+        self.version = 0  # counts repaints of view (which may be the renderer's same buffer)
         self.seen = (0, 0)
         self._shown: FramePacket | None = None  # the frame on screen
         self._shown_result: SegResult | None = None  # the mask on screen
@@ -140,6 +141,7 @@ class Tile:
         if packet is None:
             if self.label is not None and (self.view is None or now - self._last_paint >= HUD_REFRESH_S):
                 self.view, self._last_paint = self._placeholder(now), now
+                self.version += 1
                 return True
             return False
         if not (fresh or self.dirty or now - self._last_paint >= HUD_REFRESH_S):
@@ -151,6 +153,7 @@ class Tile:
             status = f"no new frame for {now - frame.t_capture:.0f} s"
         mask, kind = self._mask_for(packet, mask_result)
         self.view = self._paint(packet, mask_result, mask, first_show, status, settings, segmenter)
+        self.version += 1
         # A new frame on screen counts as shown (and is recorded) once, in capture order;
         # with matched pairing, only frames that carry their own mask do.
         if fresh and packet.index > self._last_counted and (mask_result is not None or settings.pairing == "newest"):
@@ -298,7 +301,7 @@ class LiveView:
         self.control, self.keys, self.settings, self.outputs = control, keys, settings, list(outputs)
         self.selected: int | None = None  # None: keys act on every tile
         self._grid_dirty = False
-        self._cells: dict[int, tuple[Frame, Frame]] = {}  # each tile's view scaled into its cell
+        self._cells: dict[int, tuple[int, Frame]] = {}  # each tile's view scaled into its cell, by version
 
     @property
     def paused(self) -> bool:
@@ -373,7 +376,8 @@ class LiveView:
             if len(self.tiles) == 1:
                 view = self.tiles[0].view
             elif self.outputs:  # the grid only when someone looks (--display none: recordings only)
-                view = compose_grid([tile.view for tile in self.tiles], self.selected, self._cells)
+                tiles = self.tiles
+                view = compose_grid([t.view for t in tiles], self.selected, self._cells, [t.version for t in tiles])
             else:
                 view = None
             t_shown = self._show(view, now) if view is not None else time.perf_counter()
