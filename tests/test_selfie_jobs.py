@@ -109,8 +109,13 @@ def test_effects_get_soft_edges_from_the_probability(segmenters, photos):
     image = photos["astronaut"]
     seg = segmenters["openvino"]
     ids, soft = seg.infer_soft(seg.preprocess([image]))
-    fx = EffectOptions("blur", classes=None, invert=True, feather=0).build(seg.categories)
-    hard = fx.alpha(image.shape, ids[0])
-    smooth = fx.alpha(image.shape, ids[0], soft[0])
     between = lambda a: int(((a.values > 10) & (a.values < 245)).sum())  # noqa: E731
-    assert between(hard) == 0 and between(smooth) > 1000
+    blur = EffectOptions("blur", classes=None, invert=True).build(seg.categories)  # its default feather
+    smooth = blur.alpha(image.shape, ids[0], soft[0])
+    assert between(smooth) > 1000 and not smooth.hard
+    overlay = EffectOptions("overlay", feather=0).build(seg.categories)  # hard edges, on the probability's contour
+    hard, blocky = overlay.alpha(image.shape, ids[0], soft[0]), overlay.alpha(image.shape, ids[0])
+    assert between(hard) == 0 and between(blocky) == 0
+    p = seg.logits([image])[0, 0].numpy()
+    contour = cv2.resize(p, image.shape[1::-1], interpolation=cv2.INTER_LINEAR) > 0.5
+    assert iou(hard.values > 0, contour) > iou(blocky.values > 0, contour)

@@ -64,8 +64,12 @@ def soft_alpha(
     full = (0, height, 0, width)
     if count == chosen.size:
         return Alpha("all", full, np.full((height, width), 255, np.uint8))
-    if feather <= 0 and weight is None:
-        hard = cv2.resize(chosen * np.uint8(255), (width, height), interpolation=cv2.INTER_NEAREST)
+    if feather <= 0:
+        if weight is None:
+            hard = cv2.resize(chosen * np.uint8(255), (width, height), interpolation=cv2.INTER_NEAREST)
+        else:  # the probability's own edge at frame size (as MediaPipe upsamples it), still hard: no blend
+            up = cv2.resize(weight, (width, height), interpolation=cv2.INTER_LINEAR)
+            hard = cv2.threshold(up, 127, 255, cv2.THRESH_BINARY)[1]
         x, y, w, h = cv2.boundingRect(hard)
         return Alpha("some", (y, y + h, x, x + w), hard)
     kx, ky = _odd(feather * mw / width), _odd(feather * mh / height)
@@ -80,6 +84,10 @@ def soft_alpha(
     y0, y1 = math.floor((y - ky // 2 - 1) * sy) - 1, math.ceil((y + h + ky // 2 + 1) * sy) + 1
     roi = (max(0, y0), min(height, y1), max(0, x0), min(width, x1))
     return Alpha("some", roi, values, hard=False)
+
+
+BAND_SHARE = 0.05
+"""Above this share of a box's pixels in the edge band, :func:`composite` blends the whole box at once."""
 
 
 def composite(out: Frame, top: Frame, alpha: Alpha) -> None:
@@ -99,11 +107,16 @@ def composite(out: Frame, top: Frame, alpha: Alpha) -> None:
     if alpha.hard:
         cv2.copyTo(top, values, dst)
         return
-    cv2.copyTo(top, cv2.compare(values, 255, cv2.CMP_EQ), dst)
-    band = cv2.findNonZero(cv2.inRange(values, 1, 254))
-    if band is None:
+    band_mask = cv2.inRange(values, 1, 254)
+    count = cv2.countNonZero(band_mask)
+    if count > BAND_SHARE * band_mask.size:  # a wide band (a soft map): one weighted sum over the box, in C
+        a = values.astype(np.float32) * np.float32(1 / 255)
+        dst[:] = cv2.blendLinear(np.ascontiguousarray(top), np.ascontiguousarray(dst), a, 1 - a)
         return
-    band = band.reshape(-1, 2)
+    cv2.copyTo(top, cv2.compare(values, 255, cv2.CMP_EQ), dst)
+    if count == 0:
+        return
+    band = cv2.findNonZero(band_mask).reshape(-1, 2)
     xs, ys = band[:, 0], band[:, 1]
     w = values[ys, xs].astype(np.uint16)[:, None]
     flat = out.reshape(-1, 3)
