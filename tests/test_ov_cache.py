@@ -31,9 +31,8 @@ def torch_seg() -> Segmenter:
 
 def build(seg: Segmenter, cache: Path) -> ovb.OpenVinoSegmenter:
     return ovb.OpenVinoSegmenter(
-        seg.module, name=seg.name, categories=seg.categories, weights="random", size=seg.size, cache_dir=str(cache),
-        precision="fp32", mode="latency",
-    )  # fmt: skip
+        seg.module, spec=seg.spec, weights="random", cache_dir=str(cache), precision="fp32", mode="latency"
+    )
 
 
 def frames() -> list[np.ndarray]:
