@@ -101,6 +101,7 @@ class Tile:
         self._fresh_mask: tuple[str, float] | None = None  # its mask: fresh/carried/held, age in s
         self._first: SegResult | None = None
         self._fitted: tuple[FramePacket | None, Frame | None] = (None, None)  # a frame, scaled for the view
+        self.headless = False  # no one looks (no window, page or recording): count and time, never paint
 
     @property
     def name(self) -> str:
@@ -151,8 +152,13 @@ class Tile:
             status = "waiting for the first mask"
         elif frame is not None and now - frame.t_capture > STALE_S:
             status = f"no new frame for {now - frame.t_capture:.0f} s"
-        mask, kind = self._mask_for(packet, mask_result)
-        self.view = self._paint(packet, mask_result, mask, first_show, status, settings, segmenter)
+        if self.headless and self.recorder is None and not self.snapshot_due:  # --display none: nothing to paint
+            kind = "fresh" if mask_result is not None and packet is mask_result.packet else "held"
+            if first_show:
+                self._latency_ms = (time.perf_counter() - mask_result.packet.t_capture) * 1000
+        else:
+            mask, kind = self._mask_for(packet, mask_result)
+            self.view = self._paint(packet, mask_result, mask, first_show, status, settings, segmenter)
         self.version += 1
         # A new frame on screen counts as shown (and is recorded) once, in capture order;
         # with matched pairing, only frames that carry their own mask do.
@@ -300,6 +306,8 @@ class LiveView:
         self.tiles, self.segmenter, self.total = list(tiles), segmenter, total
         self.control, self.keys, self.settings, self.outputs = control, keys, settings, list(outputs)
         self.selected: int | None = None  # None: keys act on every tile
+        for tile in self.tiles:
+            tile.headless = not self.outputs
         self._grid_dirty = False
         self._cells: dict[int, tuple[int, Frame]] = {}  # each tile's view scaled into its cell, by version
 

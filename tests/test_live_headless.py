@@ -1,0 +1,50 @@
+"""``live --display none`` without a recording: the run counts and times every mask but paints nothing
+(no render, no mask carried along the flow): with four 720p cameras, painting pictures no one sees took
+more CPU than the model (README, "Many cameras in one run")."""
+
+from __future__ import annotations
+
+import pytest
+from mjpeg import MJPEGServer
+
+from live_seg.jobs.live.options import LiveOptions
+from live_seg.jobs.live.session import LiveSession
+
+FPS = 25
+
+
+@pytest.fixture(scope="module")
+def lraspp():
+    from live_seg.model.segmenter import Segmenter
+
+    return Segmenter("lraspp_mobilenet_v3_large", weights="random", device="cpu", size=64)
+
+
+@pytest.mark.parametrize("record", [False, True])
+def test_no_one_looking_means_nothing_is_painted(lraspp, tmp_path, monkeypatch, record):
+    from live_seg.analysis.propagate import MaskPropagator
+    from live_seg.render.renderer import Renderer
+
+    calls = {"render": 0, "carry": 0}
+    render, carry = Renderer.render, MaskPropagator.carry
+
+    def counted_render(self, *args, **kwargs):
+        calls["render"] += 1
+        return render(self, *args, **kwargs)
+
+    def counted_carry(self, *args, **kwargs):
+        calls["carry"] += 1
+        return carry(self, *args, **kwargs)
+
+    monkeypatch.setattr(Renderer, "render", counted_render)
+    monkeypatch.setattr(MaskPropagator, "carry", counted_carry)
+    with MJPEGServer(fps=FPS, size=(320, 180), duration=60) as a, MJPEGServer(fps=FPS, size=(320, 180)) as b:
+        extra = {"record": f"{tmp_path}/rec/"} if record else {}
+        options = LiveOptions(sources=(a.url, b.url), display="none", duration=3.0, **extra)
+        summary = LiveSession(options, lraspp).run()
+    assert summary["frames_inferred"] > 0 and summary["latency_ms"]["p50"] is not None
+    assert sum(summary["masks_shown"].values()) > 0  # counted as shown (fresh or held), with their latency
+    if record:
+        assert calls["render"] > 0  # a recording is a look: its frames are painted
+    else:
+        assert calls == {"render": 0, "carry": 0}
