@@ -96,7 +96,7 @@ def process_image(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output folder {folder}: {one_line(exc)}") from exc
-    with options.build_before_model(segmenter, render.palette, render.alpha) as fx:
+    with options.build_before_model(segmenter, model, render.palette, render.alpha) as fx:
         seg = segmenter or segmenter_for(model, mode="latency")
         with job_runtime(seg):
             small = seg.predict([image])[0]

@@ -22,7 +22,9 @@ import numpy as np
 
 from ..base.errors import UsageError
 from ..base.frames import Frame, Mask, check_frame, check_mask
+from ..base.options import ModelOptions
 from ..base.registry import ALPHA_EFFECTS, EFFECTS, VOC_CLASSES
+from ..base.specs import resolve_spec
 from .backgrounds import Background, flatten, load_background
 from .renderer import DEFAULT_ALPHA, frame_colors, lookup_table, make_palette
 
@@ -88,11 +90,14 @@ class EffectOptions:
         fx.flat = flat
         return fx
 
-    def build_before_model(self, segmenter: Any, palette: str = "voc", overlay_alpha: float = DEFAULT_ALPHA) -> Effect:
+    def build_before_model(
+        self, segmenter: Any, model: ModelOptions, palette: str = "voc", overlay_alpha: float = DEFAULT_ALPHA
+    ) -> Effect:
         """A job's effect, built before its model loads so that a bad class or background fails
-        first: for ``segmenter``'s categories when one is given, else the VOC classes every
-        registry model has."""
-        categories = segmenter.categories if segmenter is not None else VOC_CLASSES
+        first: for ``segmenter``'s categories when one is given, else for the categories of the
+        model that ``model`` asks for (its spec: VOC's, the selfie model's ``background``/``person``,
+        or your own model's labels)."""
+        categories = segmenter.categories if segmenter is not None else resolve_spec(model).categories
         return self.build(categories, palette=palette, overlay_alpha=overlay_alpha)
 
 
