@@ -1,10 +1,13 @@
-"""The README's effect pictures, made by the tool (``live-seg image``) from a frame of the sample.
+"""The README's effect pictures, made by the tool (``live-seg image``) on a real photo of a person.
 
-No trained weights are needed (nor downloaded): LRASPP with a random low classifier (seed 0)
-whose classes follow the picture's content. The classes covering the middle third of the
-frame are chosen, so each effect shows on a region with ragged, feathered edges.
+The mask is a real one: ``--model selfie`` (MediaPipe's selfie segmentation, its weights fetched
+once from the pinned mediapipe wheel on the package registry and cached) on scikit-image's
+astronaut photo (Eileen Collins, NASA, public domain; it ships in the scikit-image wheel). What
+each effect is given shows the usual use of a person mask: the person coloured (``overlay``),
+kept in colour on grey (``highlight``) or cut out with a transparent background (``cutout``); the
+background blurred (``blur``), pixelated (``pixelate``) or replaced (``replace``, the default green).
 
-    python scripts/effect_pictures.py --out docs/effects --time 0.5 --width 480
+    python scripts/effect_pictures.py --out docs/effects --width 480
 """
 
 from __future__ import annotations
@@ -15,77 +18,58 @@ import sys
 import tempfile
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
-
-from effects_speed import make_weights  # noqa: E402
+sys.path.insert(0, str(ROOT))
 
 from live_seg.base.registry import EFFECTS  # noqa: E402
-from live_seg.render.renderer import VOC_CLASSES  # noqa: E402
+
+CLASSES = {"overlay": "person", "highlight": "person", "cutout": "person",
+           "blur": "background", "pixelate": "background", "replace": "background"}  # fmt: skip
+"""The class each effect is given."""
 
 
-def frame_at(video: Path, seconds: float) -> np.ndarray:
-    """The first frame at or after ``seconds``, BGR."""
-    with av.open(str(video)) as container:
-        for frame in container.decode(video=0):
-            if frame.time is not None and frame.time >= seconds:
-                return frame.to_ndarray(format="bgr24")
-    raise SystemExit(f"{video} has no frame at {seconds} s")
+def photo(name: str) -> np.ndarray:
+    """scikit-image's photograph ``name`` as BGR."""
+    from skimage import data
+
+    image = getattr(data, name)()
+    return np.ascontiguousarray(image[..., :3][..., ::-1])
 
 
-def middle_classes(image: np.ndarray, weights: Path, share: float = 0.4) -> list[str]:
-    """The classes most common in the middle third of the frame (background excluded), as many
-    as cover at most ``share`` of the whole frame (at least one)."""
-    from live_seg.model.segmenter import Segmenter
-
-    seg = Segmenter("lraspp_mobilenet_v3_large", weights=str(weights), device="cpu")
-    mask = seg.predict([image])[0]
-    h, w = mask.shape
-    counts = np.bincount(mask[h // 3 : 2 * h // 3, w // 3 : 2 * w // 3].ravel(), minlength=len(VOC_CLASSES))
-    whole = np.bincount(mask.ravel(), minlength=len(VOC_CLASSES)) / mask.size
-    chosen: list[int] = []
-    for i in (int(i) for i in np.argsort(-counts) if counts[i] and i != 0):
-        if not chosen or whole[chosen].sum() + whole[i] <= share:
-            chosen.append(i)
-    return [VOC_CLASSES[i].strip("_") for i in chosen]
+def save(picture: np.ndarray, path: Path, width: int) -> None:
+    """``picture`` scaled to ``width`` (area), as JPEG (quality 85) or PNG (level 9, alpha kept)."""
+    height = round(picture.shape[0] * width / picture.shape[1])
+    small = cv2.resize(picture, (width, height), interpolation=cv2.INTER_AREA)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, 9] if path.suffix == ".png" else [cv2.IMWRITE_JPEG_QUALITY, 85]
+    if not cv2.imwrite(str(path), small, params):
+        raise SystemExit(f"could not write {path}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--video", default=str(ROOT / "samples" / "sample.mp4"))
-    parser.add_argument("--time", type=float, default=0.5, help="seconds into the clip")
+    parser.add_argument("--photo", default="astronaut", help="a scikit-image photograph of a person")
     parser.add_argument("--out", default=str(ROOT / "docs" / "effects"))
     parser.add_argument("--width", type=int, default=480)
     args = parser.parse_args()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    image = photo(args.photo)
     with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        weights = make_weights(folder)["content"]
-        image = frame_at(Path(args.video), args.time)
-        source = folder / "frame.png"
+        source = Path(tmp) / f"{args.photo}.png"
         cv2.imwrite(str(source), image)
-        classes = ",".join(middle_classes(image, weights))
-        print(f"classes: {classes}")
         for effect in EFFECTS:
-            result = folder / effect
+            result = Path(tmp) / effect
             cmd = [sys.executable, str(ROOT / "run_live.py"), "-q", "image", str(source), "-o", str(result),
-                   "--model", "lraspp_mobilenet_v3_large", "--weights", str(weights), "--device", "cpu",
-                   "--no-legend", "--effect", effect, "--classes", classes]  # fmt: skip
+                   "--model", "selfie", "--device", "cpu", "--no-legend", "--effect", effect,
+                   "--classes", CLASSES[effect]]  # fmt: skip
             subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
-            picture = cv2.imread(str(result / f"{effect}.png"), cv2.IMREAD_UNCHANGED)
-            height = round(picture.shape[0] * args.width / picture.shape[1])
-            small = cv2.resize(picture, (args.width, height), interpolation=cv2.INTER_AREA)
             name = out / (f"{effect}.png" if effect == "cutout" else f"{effect}.jpg")  # a cutout keeps its alpha
-            params = [cv2.IMWRITE_PNG_COMPRESSION, 9] if name.suffix == ".png" else [cv2.IMWRITE_JPEG_QUALITY, 85]
-            cv2.imwrite(str(name), small, params)
-            print(f"wrote {name.relative_to(ROOT) if name.is_relative_to(ROOT) else name}")
-        original = cv2.resize(image, (args.width, round(image.shape[0] * args.width / image.shape[1])))
-        cv2.imwrite(str(out / "source.jpg"), original, [cv2.IMWRITE_JPEG_QUALITY, 85])
+            save(cv2.imread(str(result / f"{effect}.png"), cv2.IMREAD_UNCHANGED), name, args.width)
+            print(f"wrote {name.relative_to(ROOT) if name.is_relative_to(ROOT) else name} ({CLASSES[effect]})")
+    save(image, out / "source.jpg", args.width)
 
 
 if __name__ == "__main__":

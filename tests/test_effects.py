@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from live_seg.base.errors import OutputError, SourceError
+from live_seg.base.options import ModelOptions
 from live_seg.media.formats import MP4, add_video_stream, read_bgra, video_format
 from live_seg.render.backgrounds import (
     ColorBackground,
@@ -25,6 +26,7 @@ from live_seg.render.effects import (
     EFFECTS,
     ClassNameError,
     Effect,
+    EffectOptions,
     blurred,
     choose_classes,
     pixelated,
@@ -85,6 +87,22 @@ def test_unknown_class_lists_valid_names():
     message = str(info.value)
     assert "persn" in message and "background, aeroplane" in message and "\n" not in message
     assert isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("model", "classes", "expected"),
+    [("fcn_resnet101", "person", {PERSON}), ("selfie", "person", {1}), ("selfie_landscape", "background", {0})],
+)
+def test_a_job_chooses_classes_by_its_models_own_names_before_it_loads(model, classes, expected):
+    """``person`` is id 15 for VOC's models and id 1 for the selfie model (not VOC's 15, which chose nothing)."""
+    options = EffectOptions("highlight", classes=classes)
+    with options.build_before_model(None, ModelOptions(model=model)) as fx:
+        assert fx.chosen_ids() == expected
+
+
+def test_a_class_the_model_lacks_is_refused_before_it_loads():
+    with pytest.raises(ClassNameError, match="valid names: background, person"):
+        EffectOptions("blur", classes="cat").build_before_model(None, ModelOptions(model="selfie"))
 
 
 # --- alpha --------------------------------------------------------------------------------------

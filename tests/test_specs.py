@@ -154,6 +154,25 @@ def test_own_model_through_image_video_and_live(own, tmp_path, capsys):
     assert live["model"] == str(own["onnx"]) and live["frames_in"] == 12
 
 
+def test_own_labels_choose_the_classes_of_an_effect(own, tmp_path, capsys):
+    """``--classes`` takes the labels file's names (none of them a VOC class) in ``image`` and ``video``:
+    ``highlight`` keeps the named class in colour and greys the rest."""
+    image = tmp_path / "in.png"
+    blocks = np.random.default_rng(0).integers(0, 256, (12, 16, 3), dtype=np.uint8)  # colour everywhere
+    Image.fromarray(blocks).resize((320, 240), Image.NEAREST).save(image)
+    for cid in (1, 2):
+        flags = ["--model", own["onnx"], "--labels", own["labels"], "--effect", "highlight", "--classes", LABELS[cid]]
+        code, err = run(capsys, "image", image, "-o", tmp_path / LABELS[cid], *flags)
+        assert code == 0, err
+        mask = np.array(Image.open(tmp_path / LABELS[cid] / "mask.png"))
+        out = np.array(Image.open(tmp_path / LABELS[cid] / "highlight.png").convert("RGB")).astype(int)
+        coloured = np.ptp(out, axis=2) > 0
+        assert (coloured == (mask == cid)).mean() > 0.95  # all but a feathered edge
+    clip = make_video(tmp_path / "clip.mp4", frames=4, width=160, height=96, fps=25)
+    code, err = run(capsys, "video", clip, "-o", tmp_path / "out.mp4", *flags)
+    assert code == 0, err
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

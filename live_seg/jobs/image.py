@@ -97,8 +97,7 @@ def process_image(
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"cannot create output folder {folder}: {one_line(exc)}") from exc
-    names = model.spec().categories  # an unknown model or a bad labels file fails here, before the model loads
-    with options.build_before_model(segmenter, render.palette, render.alpha, names) as fx:
+    with options.build_before_model(segmenter, model, render.palette, render.alpha) as fx:
         seg = segmenter or segmenter_for(model, mode="latency")
         with job_runtime(seg):
             batch = seg.preprocess([image])

@@ -16,7 +16,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -24,7 +24,7 @@ from ..analysis.run import RunAnalysis
 from ..base.errors import LiveSegError, PipelineError, UsageError, one_line
 from ..base.frames import Frame, FramePacket, SegResult
 from ..base.options import AnalysisOptions, ModelOptions, model_options
-from ..base.registry import DEFAULT_ALPHA, EFFECTS, VIEWS
+from ..base.registry import DEFAULT_ALPHA, EFFECTS, VIEWS, VOC_CLASSES
 from ..media.serve_page import serve_page
 from ..media.web_security import WebPolicy, resolve_token
 from ..media.webrtc import MAX_SIDE, WebRTCServer, require
@@ -79,7 +79,7 @@ class ServeOptions:
     max_batch: int = 8
     analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
 
-    def check(self) -> None:
+    def check(self, categories: Sequence[str] = VOC_CLASSES) -> None:
         """Raise ``ValueError`` (``UsageError``) for settings that cannot work."""
         if (self.cert is None) != (self.key is None):
             raise UsageError("--cert and --key go together")
@@ -92,7 +92,7 @@ class ServeOptions:
                 raise ValueError(f"{name}: expected >= 1, got {value}")
         if self.duration is not None and self.duration <= 0:
             raise ValueError(f"duration: expected > 0 seconds, got {self.duration}")
-        self.effect.check()
+        self.effect.check(categories)
         self.analysis.check()
         smoothing = AnalysisOptions(smooth=self.analysis.smooth, smooth_strength=self.analysis.smooth_strength)
         if self.analysis != smoothing:
@@ -273,13 +273,13 @@ def run_serve(
     """
     from ..model.select import job_runtime, segmenter_for
 
-    options.check()
+    model = model_options(model)
+    options.check(segmenter.categories if segmenter is not None else model.spec().categories)
     require()
     # the token file is read now: a bad one fails before the model loads
     options = dataclasses.replace(options, token=resolve_token(options.token, options.token_file), token_file=None)
     control = control or Control()
-    options.effect.check()  # a bad class name fails before the model loads
-    seg = segmenter or segmenter_for(model_options(model), mode="latency")
+    seg = segmenter or segmenter_for(model, mode="latency")
     summary = {} if summary is None else summary
     with job_runtime(seg):
         job = ServeJob(options, seg, control)

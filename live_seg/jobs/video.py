@@ -265,8 +265,9 @@ def process_video(
         events = stack.enter_context(EventOutputs(options.events, run.overwrite, keep_partial=run.keep_partial))
         extra = RunAnalysis(options.analysis, run.overwrite, Path(src).name, events=events, source=str(src))
         try:  # until the run starts, a failure leaves none of the analysis files behind
-            names = options.model.spec().categories  # an unknown model or bad labels file fails here, first
-            fx = stack.enter_context(options.effect.build_before_model(segmenter, render.palette, render.alpha, names))
+            fx = stack.enter_context(
+                options.effect.build_before_model(segmenter, options.model, render.palette, render.alpha)
+            )
             source = stack.enter_context(VideoFileSource(src, realtime=run.realtime, max_frames=run.max_frames))
             info = source.info
             assert info is not None

@@ -22,7 +22,9 @@ import numpy as np
 
 from ..base.errors import UsageError
 from ..base.frames import Frame, Mask, check_frame, check_mask
+from ..base.options import ModelOptions
 from ..base.registry import ALPHA_EFFECTS, EFFECTS, VOC_CLASSES
+from ..base.specs import resolve_spec
 from .alpha import SOFT_EDGE, Alpha, composite, soft_alpha
 from .backgrounds import Background, flatten, load_background
 from .renderer import DEFAULT_ALPHA, frame_colors, lookup_table, make_palette
@@ -93,14 +95,14 @@ class EffectOptions:
         return fx
 
     def build_before_model(
-        self, segmenter: Any, palette: str = "voc", overlay_alpha: float = DEFAULT_ALPHA, categories: Any = None
+        self, segmenter: Any, model: ModelOptions, palette: str = "voc", overlay_alpha: float = DEFAULT_ALPHA
     ) -> Effect:
         """A job's effect, built before its model loads so that a bad class or background fails
-        first: for ``segmenter``'s categories when one is given, else ``categories`` (the model's spec's),
-        else the VOC classes."""
-        if segmenter is not None:
-            categories = segmenter.categories
-        return self.build(categories or VOC_CLASSES, palette=palette, overlay_alpha=overlay_alpha)
+        first: for ``segmenter``'s categories when one is given, else for the categories of the
+        model that ``model`` asks for (its spec: VOC's, the selfie model's ``background``/``person``,
+        or your own model's labels)."""
+        categories = segmenter.categories if segmenter is not None else resolve_spec(model).categories
+        return self.build(categories, palette=palette, overlay_alpha=overlay_alpha)
 
 
 ALL_CLASSES = "all"

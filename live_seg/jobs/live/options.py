@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ from ...base.registry import (
     PAIRINGS,
     RTSP_TRANSPORTS,
     VIEWS,
+    VOC_CLASSES,
 )
 from ...render.effects import EffectOptions
 
@@ -88,7 +90,7 @@ class LiveOptions:
         """The sources of the run, in order."""
         return [str(s) for s in self.sources] or [str(self.source)]
 
-    def check(self) -> None:
+    def check(self, categories: Sequence[str] = VOC_CLASSES) -> None:
         """Raise ``ValueError`` for settings that cannot work together (``SourceError``: a bad background)."""
         if self.pairing not in PAIRINGS:
             raise ValueError(f"pairing: expected one of {', '.join(PAIRINGS)}, got {self.pairing!r}")
@@ -112,7 +114,7 @@ class LiveOptions:
         if len(self.source_list) > 1 and self.record is not None and not record_is_folder(self.record):
             raise ValueError(f"--record with several sources takes a folder (DIR/), got {self.record}")
         self.analysis.check()
-        self.effect.check()
+        self.effect.check(categories)
 
     def recording(self, name: str) -> Path | None:
         """Where source ``name`` is recorded: ``record`` itself, or ``record/NAME.mp4`` for a folder."""

@@ -133,10 +133,10 @@ class LiveSession:
         on_serve: Callable[[str], None] | None = None,
         model: ModelOptions | str | None = None,
     ) -> None:
-        options.check()
+        self.model_options = model_options(model)
+        options.check(segmenter.categories if segmenter is not None else self.model_options.spec().categories)
         self.options = options
         self.segmenter = segmenter
-        self.model_options = model_options(model)
         self.control = control or Control()
         self.on_serve = on_serve
         self.summary: dict[str, Any] | None = None

@@ -94,7 +94,8 @@ def stream(
     if not specs:
         raise ValueError("stream: expected at least one source")
     opts = options or LiveOptions()
-    opts.check()
+    model = model_options(model)
+    opts.check(segmenter.categories if segmenter is not None else model.spec().categories)
     control = control or Control()
     multi = len(specs) > 1
     results: queue.Queue[StreamResult] = queue.Queue(maxsize=2 * len(specs))
@@ -121,7 +122,7 @@ def stream(
         if segmenter is None:
             from ...model.select import segmenter_for
 
-            segmenter = segmenter_for(model_options(model), mode="throughput" if multi else "latency")
+            segmenter = segmenter_for(model, mode="throughput" if multi else "latency")
         from ...model.select import job_runtime
 
         stack.enter_context(job_runtime(segmenter))
