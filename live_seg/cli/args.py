@@ -318,9 +318,16 @@ def _serve_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
 Options = TypeVar("Options")
 
 
-def options_from(cls: type[Options], args: argparse.Namespace) -> Options:
-    """An options dataclass from the parsed arguments named like its fields (the others: its defaults)."""
-    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})  # type: ignore[arg-type]
+def options_from(cls: type[Options], args: argparse.Namespace, **given: Any) -> Options:
+    """An options dataclass from the parsed arguments named like its fields (the others: its defaults).
+
+    Args:
+        cls: the options dataclass.
+        args: the parsed arguments.
+        given: fields made from the arguments some other way; they win over arguments of the same name.
+    """
+    named = {f.name: getattr(args, f.name) for f in fields(cls) if f.name not in given and hasattr(args, f.name)}
+    return cls(**named, **given)  # type: ignore[arg-type]
 
 
 def effect_options(args: argparse.Namespace) -> EffectOptions:
