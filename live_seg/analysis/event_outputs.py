@@ -111,7 +111,7 @@ class SourceEvents:
             self.outputs.mqtt.put((self.outputs.topic(self.topic, "event"), event.payload(fields)))
 
 
-class EventOutputs:
+class EventOutputs(contextlib.AbstractContextManager["EventOutputs"]):
     """The JSON-lines and MQTT sinks of one run (see the module).
 
     Args:
@@ -234,9 +234,6 @@ class EventOutputs:
             self.publisher.close()
         if self.writer is not None:
             self.writer.abort()
-
-    def __enter__(self) -> EventOutputs:
-        return self
 
     def __exit__(self, exc_type: object, *_rest: object) -> None:
         """A block that raised: close quietly (keeping the lines with ``keep_partial``), else close."""

@@ -76,39 +76,36 @@ def soft_from_probability(p: np.ndarray, threshold: float) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
-def check_frame(image: object, name: str = "frame") -> Frame:
-    """Return ``image`` if it is an ``(H, W, 3)`` uint8 array, else raise ``ValueError``.
+def _check_uint8(array: object, name: str, channels: int | None, order: str = "") -> np.ndarray:
+    """Return ``array`` if it is an ``(H, W)`` or ``(H, W, channels)`` uint8 array (H, W >= 1), else raise.
 
     Args:
-        image: the candidate frame.
+        array: the candidate.
         name: what to call it in the message.
+        channels: the third axis's length, or ``None`` for a 2-D array.
+        order: the channel order, as the message names it (``" BGR"``).
 
     Raises:
         ValueError: naming the expected and the actual type, dtype or shape.
     """
-    if not isinstance(image, np.ndarray):
-        raise ValueError(f"{name}: expected a numpy array (H, W, 3) uint8 BGR, got {type(image).__name__}")
-    if image.dtype != np.uint8:
-        raise ValueError(f"{name}: expected dtype uint8, got {image.dtype}")
-    if image.ndim != 3 or image.shape[2] != 3 or image.shape[0] < 1 or image.shape[1] < 1:
-        raise ValueError(f"{name}: expected shape (H, W, 3), got {image.shape}")
-    return image
+    layout = "(H, W)" if channels is None else f"(H, W, {channels})"
+    if not isinstance(array, np.ndarray):
+        raise ValueError(f"{name}: expected a numpy array {layout} uint8{order}, got {type(array).__name__}")
+    if array.dtype != np.uint8:
+        raise ValueError(f"{name}: expected dtype uint8, got {array.dtype}")
+    trailing = () if channels is None else (channels,)
+    if array.ndim != 2 + len(trailing) or array.shape[2:] != trailing or min(array.shape[:2]) < 1:
+        raise ValueError(f"{name}: expected shape {layout}, got {array.shape}")
+    return array
+
+
+def check_frame(image: object, name: str = "frame") -> Frame:
+    """Return ``image`` if it is a :data:`Frame` (``(H, W, 3)`` uint8), else raise ``ValueError`` naming
+    ``name`` and the expected and the actual type, dtype or shape."""
+    return _check_uint8(image, name, 3, " BGR")
 
 
 def check_mask(mask: object, name: str = "mask") -> Mask:
-    """Return ``mask`` if it is an ``(H, W)`` uint8 array of class ids, else raise ``ValueError``.
-
-    Args:
-        mask: the candidate mask.
-        name: what to call it in the message.
-
-    Raises:
-        ValueError: naming the expected and the actual type, dtype or shape.
-    """
-    if not isinstance(mask, np.ndarray):
-        raise ValueError(f"{name}: expected a numpy array (H, W) uint8, got {type(mask).__name__}")
-    if mask.dtype != np.uint8:
-        raise ValueError(f"{name}: expected dtype uint8, got {mask.dtype}")
-    if mask.ndim != 2 or mask.shape[0] < 1 or mask.shape[1] < 1:
-        raise ValueError(f"{name}: expected shape (H, W), got {mask.shape}")
-    return mask
+    """Return ``mask`` if it is a :data:`Mask` (``(H, W)`` uint8 class ids), else raise ``ValueError`` naming
+    ``name`` and the expected and the actual type, dtype or shape."""
+    return _check_uint8(mask, name, None)

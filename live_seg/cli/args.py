@@ -45,6 +45,7 @@ from .groups import (
     analysis_arguments,
     effect_arguments,
     events_arguments,
+    field_option,
     global_flags,
     model_arguments,
     model_name,
@@ -99,22 +100,20 @@ def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     video.add_argument(
         "--no-audio", dest="audio", action="store_false", default=EncodeOptions.audio, help="drop the source's audio"
     )
-    video.add_argument("--view", default=RenderOptions.view, choices=VIEWS, help="what to encode")
-    video.add_argument(
-        "--batch",
-        type=positive_int,
-        default=RunOptions.batch,
-        help="frames per forward pass (default: 2 on CPU, 1 on a GPU)",
+    field_option(video, "--view", RenderOptions, choices=VIEWS, help="what to encode")
+    field_option(
+        video, "--batch", RunOptions, type=positive_int, help="frames per forward pass (default: 2 on CPU, 1 on a GPU)"
     )
-    video.add_argument(
+    field_option(
+        video,
         "--workers",
+        RunOptions,
         type=positive_int,
-        default=RunOptions.workers,
         help="inference threads sharing the model (default: one per core, up to 4, on CPU; 1 on a GPU)",
     )
-    video.add_argument("--preset", default=EncodeOptions.preset, help="libx264 preset (default: %(default)s)")
-    video.add_argument(
-        "--crf", type=int, default=EncodeOptions.crf, help="libx264 quality, lower is better (default: %(default)s)"
+    field_option(video, "--preset", EncodeOptions, help="libx264 preset (default: %(default)s)")
+    field_option(
+        video, "--crf", EncodeOptions, type=int, help="libx264 quality, lower is better (default: %(default)s)"
     )
     video.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON")
     analysis_arguments(video)
@@ -153,9 +152,10 @@ def _bench_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help=f"one or more of {', '.join(MODEL_NAMES)} (default: {ModelOptions.model})",
     )
-    g.add_argument(
+    field_option(
+        g,
         "--weights",
-        default=BenchOptions.weights,
+        BenchOptions,
         help=f"default {RANDOM_WEIGHTS!r}: speed does not depend on the weights "
         f"({DEFAULT_WEIGHTS!r} or a file PATH also work)",
     )
@@ -169,20 +169,10 @@ def _bench_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
         help="frames per forward pass; several give one row each (default: %(default)s)",
     )
     t = bench.add_argument_group("timing")
-    t.add_argument(
-        "--frames", type=positive_int, default=BenchOptions.frames, help="frames per timed run (default: %(default)s)"
-    )
-    t.add_argument(
-        "--warmup",
-        type=non_negative_int,
-        default=BenchOptions.warmup,
-        help="untimed frames first (default: %(default)s)",
-    )
-    t.add_argument(
-        "--repeat",
-        type=positive_int,
-        default=BenchOptions.repeat,
-        help="timed runs; the median is kept (default: %(default)s)",
+    field_option(t, "--frames", BenchOptions, type=positive_int, help="frames per timed run (default: %(default)s)")
+    field_option(t, "--warmup", BenchOptions, type=non_negative_int, help="untimed frames first (default: %(default)s)")
+    field_option(
+        t, "--repeat", BenchOptions, type=positive_int, help="timed runs; the median is kept (default: %(default)s)"
     )
     o = bench.add_argument_group("reports")
     o.add_argument("--json", metavar="FILE", help="write the full report as JSON (schema in the README)")
@@ -318,9 +308,16 @@ def _serve_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
 Options = TypeVar("Options")
 
 
-def options_from(cls: type[Options], args: argparse.Namespace) -> Options:
-    """An options dataclass from the parsed arguments named like its fields (the others: its defaults)."""
-    return cls(**{f.name: getattr(args, f.name) for f in fields(cls) if hasattr(args, f.name)})  # type: ignore[arg-type]
+def options_from(cls: type[Options], args: argparse.Namespace, **given: Any) -> Options:
+    """An options dataclass from the parsed arguments named like its fields (the others: its defaults).
+
+    Args:
+        cls: the options dataclass.
+        args: the parsed arguments.
+        given: fields made from the arguments some other way; they win over arguments of the same name.
+    """
+    named = {f.name: getattr(args, f.name) for f in fields(cls) if f.name not in given and hasattr(args, f.name)}
+    return cls(**named, **given)  # type: ignore[arg-type]
 
 
 def effect_options(args: argparse.Namespace) -> EffectOptions:

@@ -63,6 +63,13 @@ positive_float = arg_type(float, lambda v: v > 0, "a number > 0")
 open_unit = arg_type(float, lambda v: 0.0 < v < 1.0, "a number between 0 and 1 (exclusive)")
 
 
+def field_option(group: Any, flag: str, owner: object, **kwargs: Any) -> None:
+    """Add ``flag`` to ``group`` (a parser or an argument group), its default read from ``owner``'s field of
+    the same name (``--key-interval``: ``key_interval``), the field :func:`~live_seg.cli.args.options_from`
+    fills from it; ``owner``: an options dataclass or value, ``kwargs``: the rest of ``add_argument``'s."""
+    group.add_argument(flag, default=getattr(owner, flag[2:].replace("-", "_")), **kwargs)
+
+
 def model_name(text: str) -> str:
     """``--model``: a built-in model's name, or the path of your own ``.onnx`` / ``.xml`` network."""
     if text in SPECS or is_custom(text):
@@ -109,39 +116,41 @@ def global_flags(parser: argparse.ArgumentParser, *, after_command: bool) -> Non
 
 
 def size_and_threads(g: Any, defaults: ModelOptions | BenchOptions) -> None:
-    g.add_argument(
+    field_option(
+        g,
         "--size",
+        defaults,
         type=positive_int,
-        default=defaults.size,
         help="model input is SIZE x SIZE (default: the model's own, 512 for torchvision's; "
         "a model with a fixed input size takes only that)",
     )
-    g.add_argument(
-        "--threads", type=positive_int, default=defaults.threads, help="torch CPU threads (default: torch decides)"
-    )
+    field_option(g, "--threads", defaults, type=positive_int, help="torch CPU threads (default: torch decides)")
 
 
 def model_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("model")
-    g.add_argument(
+    field_option(
+        g,
         "--model",
-        default=ModelOptions.model,
+        ModelOptions,
         type=model_name,
         metavar="NAME|FILE",
         help=f"segmentation model (default: %(default)s): {models_help()}; or your own network "
         f"({' or '.join(CUSTOM_SUFFIXES)}, run by OpenVINO) with --labels",
     )
-    g.add_argument(
+    field_option(
+        g,
         "--weights",
-        default=ModelOptions.weights,
+        ModelOptions,
         help=f"{DEFAULT_WEIGHTS!r} = the model's trained weights (fetched once, then cached), "
         f"{RANDOM_WEIGHTS!r} = untrained (benchmarks, tests), "
         "or a file PATH (a state_dict; a .tflite for MediaPipe's models)",
     )
-    g.add_argument(
+    field_option(
+        g,
         "--threshold",
+        ModelOptions,
         type=open_unit,
-        default=ModelOptions.threshold,
         help="for a model that outputs a probability (MediaPipe's): foreground above it (default: %(default)s)",
     )
     own = parser.add_argument_group("your own model (--model FILE.onnx|FILE.xml)")
@@ -155,18 +164,16 @@ def model_arguments(parser: argparse.ArgumentParser) -> None:
     order = own.add_mutually_exclusive_group()
     order.add_argument("--rgb", dest="rgb", action="store_const", const=True, help="the network takes RGB (default)")
     order.add_argument("--bgr", dest="rgb", action="store_const", const=False, help="the network takes BGR")
-    g.add_argument("--device", default=ModelOptions.device, choices=DEVICES, help=f"default: {auto_device_text()}")
-    g.add_argument(
+    field_option(g, "--device", ModelOptions, choices=DEVICES, help=f"default: {auto_device_text()}")
+    field_option(
+        g,
         "--precision",
-        default=ModelOptions.precision,
+        ModelOptions,
         choices=PRECISIONS,
         help=f"{AUTO}: {auto_precision_text()}; {INT8}: OpenVINO, quantised once on calibration frames",
     )
-    g.add_argument(
-        "--backend",
-        default=ModelOptions.backend,
-        choices=BACKENDS,
-        help=f"inference runtime; {AUTO}: {auto_backend_text()}",
+    field_option(
+        g, "--backend", ModelOptions, choices=BACKENDS, help=f"inference runtime; {AUTO}: {auto_backend_text()}"
     )
     g.add_argument(
         "--calibration",
@@ -179,28 +186,26 @@ def model_arguments(parser: argparse.ArgumentParser) -> None:
 
 def render_arguments(parser: argparse.ArgumentParser, defaults: RenderOptions) -> None:
     g = parser.add_argument_group("rendering")
-    g.add_argument("--palette", default=defaults.palette, choices=PALETTES, help="class colours (default: %(default)s)")
-    g.add_argument(
-        "--alpha", type=unit_float, default=defaults.alpha, help="weight of the mask colour (default %(default)s)"
-    )
-    g.add_argument(
-        "--legend", action=argparse.BooleanOptionalAction, default=defaults.legend, help="draw the classes present"
-    )
+    field_option(g, "--palette", defaults, choices=PALETTES, help="class colours (default: %(default)s)")
+    field_option(g, "--alpha", defaults, type=unit_float, help="weight of the mask colour (default %(default)s)")
+    field_option(g, "--legend", defaults, action=argparse.BooleanOptionalAction, help="draw the classes present")
 
 
 def smooth_arguments(a: Any) -> None:
     """``--smooth`` and ``--smooth-strength`` into the argument group ``a``."""
-    a.add_argument(
+    field_option(
+        a,
         "--smooth",
-        default=AnalysisOptions.smooth,
+        AnalysisOptions,
         choices=SMOOTH_MODES,
         help="ema: average the class probabilities over frames (steadier masks, reset at scene cuts; "
         "default: %(default)s)",
     )
-    a.add_argument(
+    field_option(
+        a,
         "--smooth-strength",
+        AnalysisOptions,
         type=strength,
-        default=AnalysisOptions.smooth_strength,
         metavar="S",
         help="weight of the past in the average, 0 <= S < 1 (default: %(default)s)",
     )
@@ -211,9 +216,10 @@ def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> N
     smooth_arguments(a)
     each = "inferred frame" if live else "frame"
     a.add_argument("--masks", metavar="DIR", help=f"one palette PNG of class ids per {each} (INDEX_TIMEms.png)")
-    a.add_argument(
+    field_option(
+        a,
         "--masks-size",
-        default=AnalysisOptions.masks_size,
+        AnalysisOptions,
         choices=MASK_SIZES,
         help="size of --masks and --mask-video: the model's input or the source frame's (default: %(default)s)",
     )
@@ -225,22 +231,25 @@ def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> N
     )
     a.add_argument("--coverage-plot", metavar="FILE.png", help="chart of each class's share over time (matplotlib)")
     if not live:
-        a.add_argument(
+        field_option(
+            a,
             "--key-interval",
+            AnalysisOptions,
             type=positive_int,
-            default=AnalysisOptions.key_interval,
             metavar="N",
             help="run the network on every N-th frame only, masks carried in between (default: %(default)s: all)",
         )
-        a.add_argument(
+        field_option(
+            a,
             "--cut-keys",
+            AnalysisOptions,
             action=argparse.BooleanOptionalAction,
-            default=AnalysisOptions.cut_keys,
             help="with --key-interval: the first frame after a scene cut is a key frame too (default: on)",
         )
-    a.add_argument(
+    field_option(
+        a,
         "--propagate",
-        default=AnalysisOptions.propagate,
+        AnalysisOptions,
         choices=PROPAGATE_MODES,
         help=(
             "a newer frame than the newest mask's: move that mask along the optical flow, or hold it"
@@ -302,9 +311,10 @@ def events_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="FILE.jsonl",
         help="one JSON line per processed frame: source, frame, pts, time, key, class shares ('-': stdout)",
     )
-    e.add_argument(
+    field_option(
+        e,
         "--events-masks",
-        default=EventOptions.events_masks,
+        EventOptions,
         choices=EVENT_MASKS,
         help="rle: each class's mask at the source's size in the records, COCO run-length encoded "
         "(default: %(default)s)",
@@ -316,24 +326,27 @@ def events_arguments(parser: argparse.ArgumentParser) -> None:
         help="publish the records to PREFIX/<source>/frame, appear/leave to PREFIX/<source>/event, "
         "PREFIX/available online/offline; a broker that is down or goes away never stalls the run",
     )
-    e.add_argument(
+    field_option(
+        e,
         "--events-every",
+        EventOptions,
         type=positive_int,
-        default=EventOptions.events_every,
         metavar="N",
         help="publish every N-th frame's record to MQTT (default: %(default)s)",
     )
-    e.add_argument(
+    field_option(
+        e,
         "--event-threshold",
+        EventOptions,
         type=arg_type(float, lambda v: 0.0 <= v < 1.0, "a share with 0 <= T < 1"),
-        default=EventOptions.event_threshold,
         metavar="T",
         help="a class is seen when it covers more than this share of the frame (default: %(default)s)",
     )
-    e.add_argument(
+    field_option(
+        e,
         "--event-frames",
+        EventOptions,
         type=positive_int,
-        default=EventOptions.event_frames,
         metavar="N",
         help="frames in a row a class must be seen (or not) to appear (or leave) (default: %(default)s)",
     )

@@ -289,28 +289,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def _live_options(args: argparse.Namespace) -> Any:
     from ..jobs.live.session import LiveOptions
 
-    return LiveOptions(
-        source=args.source[0] if args.source else "0",
-        sources=tuple(args.source) if args.source and len(args.source) > 1 else (),
-        realtime=args.realtime,
-        reconnect=args.reconnect,
-        rtsp_transport=args.rtsp_transport,
-        read_timeout=args.read_timeout,
-        max_frame_pixels=args.max_frame_pixels,
-        pairing=args.pairing,
-        view=args.view,
-        legend=args.legend,
-        hud=args.hud,
-        palette=args.palette,
-        alpha=args.alpha,
+    sources = args.source or ["0"]
+    return options_from(
+        LiveOptions,
+        args,
+        source=sources[0],
+        sources=tuple(sources) if len(sources) > 1 else (),
         effect=effect_options(args),
         display="browser" if args.serve is not None else args.display,
-        host=args.host,
         port=args.serve,
-        record=args.record,
-        overwrite=args.overwrite,
-        duration=args.duration,
-        snapshot_dir=args.snapshot_dir,
         analysis=options_from(AnalysisOptions, args),
         events=options_from(EventOptions, args),
     )

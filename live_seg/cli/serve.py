@@ -22,25 +22,15 @@ from .main import SIGNAL_EXIT, SignalGate
 
 log = logging.getLogger(__name__)
 
+
 def serve_options(args: argparse.Namespace) -> Any:
     """The :class:`~live_seg.jobs.serve.ServeOptions` of parsed ``serve`` arguments."""
     from ..jobs.serve import ServeOptions
 
-    return ServeOptions(
-        host=args.host,
-        port=args.port,
-        token=args.token,
-        token_file=args.token_file,
-        cert=args.cert,
-        key=args.key,
+    return options_from(
+        ServeOptions,
+        args,
         allowed_hosts=tuple(args.allow_host),
-        max_clients=args.max_clients,
-        max_side=args.max_side,
-        duration=args.duration,
-        view=args.view,
-        legend=args.legend,
-        palette=args.palette,
-        alpha=args.alpha,
         effect=effect_options(args),
         analysis=options_from(AnalysisOptions, args),
     )

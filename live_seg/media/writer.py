@@ -9,6 +9,7 @@ and renames on :meth:`VideoWriter.close`, so the final name never holds a half-w
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import threading
@@ -186,7 +187,7 @@ class _AudioPass:
             log.warning("audio: %d packet(s) could not be muxed and were skipped", self.errors)
 
 
-class VideoWriter:
+class VideoWriter(contextlib.AbstractContextManager["VideoWriter"]):
     """Encode BGR frames into an H.264 MP4 (BGRA frames into WebM or MOV) at the timestamps given.
 
     Args:
@@ -338,9 +339,6 @@ class VideoWriter:
                 except Exception:  # noqa: BLE001 - best effort while discarding
                     pass
         self.pending.discard()
-
-    def __enter__(self) -> VideoWriter:
-        return self
 
     def __exit__(self, exc_type: object, *rest: object) -> None:
         if exc_type is None:

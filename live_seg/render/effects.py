@@ -12,6 +12,7 @@ pixel is, and the effect and the blend only over the bounding box of the chosen 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -206,7 +207,7 @@ def pixelated(frame: Frame, roi: tuple[int, int, int, int], block: int) -> Frame
     return big[y0 - by0 : y1 - by0, x0 - bx0 : x1 - bx0]
 
 
-class Effect:
+class Effect(contextlib.AbstractContextManager["Effect"]):
     """Applies one effect to the chosen classes of each frame.
 
     Args:
@@ -363,9 +364,6 @@ class Effect:
         """Release the background (a video file)."""
         if self.background is not None:
             self.background.close()
-
-    def __enter__(self) -> Effect:
-        return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()

@@ -5,6 +5,7 @@ batch's outcome counted from those records.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import json
@@ -59,7 +60,7 @@ def _last_byte(path: Path) -> bytes:
         return f.read(1)
 
 
-class Manifest:
+class Manifest(contextlib.AbstractContextManager["Manifest"]):
     """``OUTDIR/live_seg_manifest.jsonl``: one JSON line per input and run, appended, flushed
     and synced to disk as each file finishes, so that it survives a crash.
 
@@ -103,9 +104,6 @@ class Manifest:
     def close(self) -> None:
         if self._file is not None:
             self._file.close()
-
-    def __enter__(self) -> Manifest:
-        return self
 
     def __exit__(self, *_exc: object) -> None:
         self.close()

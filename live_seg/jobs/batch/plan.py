@@ -311,15 +311,10 @@ def log_record(record: Record, name: str) -> None:
 
 
 def prepare(
-    inputs: Sequence[str],
-    outdir: str | os.PathLike[str],
-    manifest: Manifest,
-    *,
-    overwrite: bool = False,
-    suffix: str = MP4_SUFFIX,
+    inputs: Sequence[str], manifest: Manifest, *, overwrite: bool = False, suffix: str = MP4_SUFFIX
 ) -> tuple[list[Job], list[Job], list[Record]]:
-    """Plan a batch and record what is already done (``suffix``: the outputs', see
-    :func:`~live_seg.base.options.video_suffix`).
+    """Plan a batch into the manifest's folder and record what is already done (``suffix``: the outputs',
+    see :func:`~live_seg.base.options.video_suffix`).
 
     Returns:
         ``(jobs, todo, skipped)``: every job, those left to do, and the ``skipped`` records
@@ -328,7 +323,7 @@ def prepare(
     Raises:
         SourceError, OutputError: see :func:`plan_jobs`.
     """
-    jobs = plan_jobs(inputs, outdir, suffix)
+    jobs = plan_jobs(inputs, manifest.path.parent, suffix)
     todo, done = split_done(jobs, overwrite)
     if done:
         log.info("%d of %d already done, skipping", len(done), len(jobs))

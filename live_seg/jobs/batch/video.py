@@ -148,7 +148,7 @@ def run_batch(
     factory = VideoProcessFactory(options)
     with Manifest.in_folder(outdir) as manifest:
         suffix = video_suffix(options.alpha_output)
-        jobs, todo, records = prepare(inputs, outdir, manifest, overwrite=overwrite, suffix=suffix)
+        jobs, todo, records = prepare(inputs, manifest, overwrite=overwrite, suffix=suffix)
         progress = hooks.progress(todo) if hooks.progress is not None and todo else None
         try:
             if ray:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,6 +21,8 @@ from ...base.registry import (
     VIEWS,
     VOC_CLASSES,
 )
+from ...media.camera import CaptureSource, open_live_source
+from ...media.file_source import VideoFileSource
 from ...render.effects import EffectOptions
 
 DEFAULT_MAX_BATCH = 8
@@ -115,6 +118,19 @@ class LiveOptions:
             raise ValueError(f"--record with several sources takes a folder (DIR/), got {self.record}")
         self.analysis.check()
         self.effect.check(categories)
+
+    def open_source(self, spec: str, interrupt: threading.Event | None = None) -> CaptureSource | VideoFileSource:
+        """The reader of source ``spec`` with these settings, not opened yet (see
+        :func:`~live_seg.media.camera.open_live_source`; ``interrupt``: the run's stop)."""
+        return open_live_source(
+            spec,
+            realtime=self.realtime,
+            reconnect=self.reconnect,
+            rtsp_transport=self.rtsp_transport,
+            read_timeout_s=self.read_timeout,
+            max_frame_pixels=self.max_frame_pixels,
+            interrupt=interrupt,
+        )
 
     def recording(self, name: str) -> Path | None:
         """Where source ``name`` is recorded: ``record`` itself, or ``record/NAME.mp4`` for a folder."""

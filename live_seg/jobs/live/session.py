@@ -53,7 +53,7 @@ from ...base.frames import FramePacket, SegResult
 from ...base.options import ModelOptions, model_options
 from ...base.redact import redact_text, redact_url
 from ...base.specs import resolve_spec
-from ...media.camera import CaptureSource, open_live_source
+from ...media.camera import CaptureSource
 from ...media.file_source import VideoFileSource
 from ...media.webview import PreviewServer
 from ...media.window import PreviewWindow, display_problem
@@ -267,15 +267,7 @@ class LiveSession:
                 recorder = Recorder(path, opts.overwrite, RECORD_FPS) if path is not None else None
                 analysis_opts = opts.analysis_for(name) if multi else opts.analysis
                 analysis = RunAnalysis(analysis_opts, opts.overwrite, redact_url(spec), categories, self.events, spec)
-                reader = open_live_source(
-                    spec,
-                    realtime=opts.realtime,
-                    reconnect=opts.reconnect,
-                    rtsp_transport=opts.rtsp_transport,
-                    read_timeout_s=opts.read_timeout,
-                    max_frame_pixels=opts.max_frame_pixels,
-                    interrupt=self.control.stopping,
-                )
+                reader = opts.open_source(spec, self.control.stopping)
                 metrics = self.metrics if not multi else LiveMetrics()
                 made.append(Source(spec, name, reader, analysis, recorder, metrics))
         except BaseException:

@@ -28,7 +28,6 @@ from typing import TYPE_CHECKING, Any
 
 from ...base.frames import Frame, Mask, SegResult
 from ...base.options import ModelOptions, model_options
-from ...media.camera import open_live_source
 from ...media.file_source import VideoFileSource
 from ...pipeline.live_run import LiveRun
 from ...pipeline.threads import POLL_S, Control, put
@@ -101,18 +100,7 @@ def stream(
     results: queue.Queue[StreamResult] = queue.Queue(maxsize=2 * len(specs))
     closing = threading.Event()
     with contextlib.ExitStack() as stack:
-        readers = [
-            open_live_source(
-                spec,
-                realtime=opts.realtime,
-                reconnect=opts.reconnect,
-                rtsp_transport=opts.rtsp_transport,
-                read_timeout_s=opts.read_timeout,
-                max_frame_pixels=opts.max_frame_pixels,
-                interrupt=control.stopping,
-            )
-            for spec in specs
-        ]
+        readers = [opts.open_source(spec, control.stopping) for spec in specs]
         for reader in readers:
             stack.callback(reader.close)
             if not multi or isinstance(reader, VideoFileSource):
