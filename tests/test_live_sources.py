@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 from media import make_video, probe
 from mjpeg import MJPEGServer
+from test_live import at
 
 import live_seg
 from live_seg.base.errors import SourceError
@@ -254,12 +255,12 @@ def test_grid_in_the_browser_and_keys_on_the_selected_tile(lraspp, tmp_path):
             deadline = time.monotonic() + 20
             while time.monotonic() < deadline and not (urls and session.metrics.inferred >= 6):
                 time.sleep(0.1)
-            jpeg = urllib.request.urlopen(urls[0] + "frame.jpg", timeout=5).read()
+            jpeg = urllib.request.urlopen(at(urls[0], "frame.jpg"), timeout=5).read()
             grid = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
             for key in ("2", "s", "0", "s"):  # the second tile's snapshot, then one of each tile
                 session.handle_key(key)
                 time.sleep(0.3)
-            request = urllib.request.Request(urls[0] + "key", data=b"t", method="POST")
+            request = urllib.request.Request(at(urls[0], "key"), data=b"t", method="POST")
             assert urllib.request.urlopen(request, timeout=5).status == 204  # tile keys from the page too
         finally:
             session.control.stop("quit")
@@ -362,7 +363,7 @@ def test_every_tile_of_a_mosaic_is_live_with_its_rates(lraspp, monkeypatch):
             assert wait_for(lambda: urls and session.metrics.inferred >= 40, 30)
             grabs = []
             for _ in range(2):
-                jpeg = urllib.request.urlopen(urls[0] + "frame.jpg", timeout=5).read()
+                jpeg = urllib.request.urlopen(at(urls[0], "frame.jpg"), timeout=5).read()
                 grabs.append(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).astype(int))
                 time.sleep(1.0)
         finally:
