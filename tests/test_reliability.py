@@ -10,6 +10,7 @@ stderr of a fresh interpreter) runs ``python run_live.py`` as a subprocess.
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import os
 import pickle
@@ -532,7 +533,8 @@ def test_frames_in_flight_get_a_bounded_grace(cli, media, tmp_path, monkeypatch)
     """A model too slow to drain its queue in time: the run is aborted after the grace period."""
 
     def slow(options, mode):
-        kept = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("backend", "calibration")}
+        takes = inspect.signature(Segmenter).parameters  # the model options a torch Segmenter takes
+        kept = {k: v for k, v in dataclasses.asdict(options).items() if k in takes}
         return _SlowSegmenter(**kept)
 
     monkeypatch.setattr(live_seg.jobs.video, "segmenter_for", slow)
@@ -542,10 +544,10 @@ def test_frames_in_flight_get_a_bounded_grace(cli, media, tmp_path, monkeypatch)
     at: list[float] = []
     _signal_at_frame(monkeypatch, 2, (signal.SIGINT,), at)
     r = cli("video", src, "-o", out, "--stats", stats, "--batch", "2", *LIGHT)
-    took = time.monotonic() - at[0]
     assert r.returncode == 130, r.stderr
+    took = time.monotonic() - at[0]
     assert any("took over 0.6 s; aborting" in ln for ln in r.lines)
-    assert took < 0.6 + 2 * 0.5 + 2.0  # grace + the forward pass under way + closing
+    assert took < 0.6 + 2 * 0.5 + 5.0  # grace + the forward pass under way + closing (5 s: a loaded machine)
     got = indices(out)
     assert got == list(range(stats_of(stats)["frames_out"])) and len(got) >= 2
     assert live_threads() == []
