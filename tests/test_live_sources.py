@@ -8,7 +8,6 @@ import contextlib
 import json
 import os
 import threading
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -17,6 +16,7 @@ import pytest
 from harness import live_threads, run_cli, wait_for
 from media import make_video, probe
 from mjpeg import MJPEGServer
+from test_live import at, http_get, post_key
 
 import live_seg
 from live_seg.base.errors import SourceError
@@ -243,15 +243,15 @@ def test_grid_in_the_browser_and_keys_on_the_selected_tile(lraspp, tmp_path):
         runner.start()
         try:
             wait_for(lambda: urls and session.metrics.inferred >= 6, 60, "the view and six masks")
-            jpeg = urllib.request.urlopen(urls[0] + "frame.jpg", timeout=5).read()
+            with http_get(at(urls[0], "frame.jpg")) as resp:  # the view's URL carries its token
+                jpeg = resp.read()
             grid = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
             for key in ("2", "s", "0", "s"):  # the second tile's snapshot, then one of each tile
                 shots = len(session.snapshots)
                 session.handle_key(key)
                 if key == "s":
                     wait_for(lambda n=shots: len(session.snapshots) > n, 30, "the snapshot")
-            request = urllib.request.Request(urls[0] + "key", data=b"t", method="POST")
-            assert urllib.request.urlopen(request, timeout=5).status == 204  # tile keys from the page too
+            assert post_key(urls[0], "t") == 204  # tile keys from the page too
         finally:
             session.control.stop("quit")
             runner.join(30)
@@ -353,7 +353,8 @@ def test_every_tile_of_a_mosaic_is_live_with_its_rates(lraspp, monkeypatch):
             wait_for(lambda: urls and session.metrics.inferred >= 40, 60, "the view and 40 masks")
 
             def grab() -> np.ndarray:
-                jpeg = urllib.request.urlopen(urls[0] + "frame.jpg", timeout=5).read()
+                with http_get(at(urls[0], "frame.jpg")) as resp:
+                    jpeg = resp.read()
                 return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).astype(int)
 
             def every_cell_moved() -> bool:
