@@ -6,12 +6,9 @@ import os
 import shutil
 import signal
 import tempfile
-import threading
-import time
 
 import pytest
-
-PREFIX = "live_seg-"
+from harness import no_threads_left
 
 
 def pytest_configure(config):
@@ -25,19 +22,12 @@ def pytest_unconfigure(config):
     shutil.rmtree(getattr(config, "_live_seg_cache", ""), ignore_errors=True)
 
 
-def pipeline_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith(PREFIX) and t.is_alive()]
-
-
 @pytest.fixture(autouse=True)
 def no_thread_left():
-    """Fail a test that leaves a ``live_seg-*`` thread running (after a short grace period)."""
+    """Fail a test that leaves a ``live_seg-*`` thread running (a leaked one never ends; the grace
+    period only lets a thread that is on its way out finish on a loaded machine)."""
     yield
-    deadline = time.monotonic() + 2.0
-    while pipeline_threads() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    left = pipeline_threads()
-    assert not left, f"pipeline threads still alive after the test: {left}"
+    no_threads_left()
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 import tracemalloc
 from fractions import Fraction
 from pathlib import Path
@@ -17,6 +16,7 @@ import av
 import numpy as np
 import pytest
 import torch
+from harness import ROOT, run_cli, start_cli, wait_for
 from media import make_video, probe
 from PIL import Image
 
@@ -25,19 +25,8 @@ from live_seg.analysis.masks import read_masks
 from live_seg.analysis.run import AnalysisOptions
 from live_seg.jobs.video import process_video
 
-ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "samples" / "sample.mp4"
 LIGHT = ["--model", "lraspp_mobilenet_v3_large", "--device", "cpu"]
-
-
-def run_cli(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run_live.py"), *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-    )
 
 
 def lraspp_state(low_weight: torch.Tensor | None = None, bias_class: int | None = None) -> dict:
@@ -214,7 +203,6 @@ def test_bad_analysis_paths_are_one_line_errors_before_processing(tmp_path, extr
     (tmp_path / "file.txt").write_text("")
     (tmp_path / "old.csv").write_text("")
     args = [a.format(tmp=tmp_path) for a in extra]
-    t0 = time.monotonic()
     r = run_cli("video", src, "-o", tmp_path / "o.mp4", *LIGHT, "--weights", "random", "--size", "64", *args)
     assert r.returncode == code, r.stderr
     lines = [line for line in r.stderr.splitlines() if line.strip()]
@@ -222,7 +210,6 @@ def test_bad_analysis_paths_are_one_line_errors_before_processing(tmp_path, extr
     assert len(lines) == 1 if code == 1 else lines[-1].startswith("live-seg")
     assert not (tmp_path / "o.mp4").exists() and "untrained" not in r.stderr  # the model never loaded
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file.txt", "in.mp4", "old.csv"]
-    assert time.monotonic() - t0 < 60
 
 
 def test_read_masks_is_exported_lazily():
@@ -283,26 +270,23 @@ def test_live_writes_coverage_and_masks_per_inferred_frame(tmp_path, person_weig
 def test_live_coverage_is_flushed_as_it_goes_and_survives_a_kill(tmp_path, person_weights):
     src = make_video(tmp_path / "in.mp4", frames=600, fps=Fraction(20))  # 30 s played in real time
     csv_path = tmp_path / "c.csv"
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_live.py"), "live", "--source", str(src), "--realtime", "--display", "none",
-         *LIGHT, "--weights", str(person_weights), "--size", "64", "--coverage", str(csv_path)],
-        cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = start_cli(
+        "live", "--source", src, "--realtime", "--display", "none", *LIGHT, "--weights", person_weights,
+        "--size", "64", "--coverage", csv_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     partial = partial_path(csv_path)
+
+    def rows() -> int:
+        return len(read_csv(partial)[1]) if partial.exists() and partial.stat().st_size else 0
+
     try:
-        counts = []
-        deadline = time.monotonic() + 120
-        while len(counts) < 3 and time.monotonic() < deadline and proc.poll() is None:
-            time.sleep(0.25)
-            rows = len(read_csv(partial)[1]) if partial.exists() and partial.stat().st_size else 0
-            if rows and (not counts or time.monotonic() - counts[-1][0] >= 1.5):
-                counts.append((time.monotonic(), rows))
-        assert len(counts) == 3, counts
-        assert counts[0][1] < counts[1][1] < counts[2][1]  # rows reach the file while the run goes on
+        counts = [wait_for(rows, 120, "the first coverage rows", alive=proc)]
+        for _ in range(2):  # rows reach the file while the run goes on
+            counts.append(wait_for(lambda: (n := rows()) > counts[-1] and n, 120, "more coverage rows", alive=proc))
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(30)
-    header, rows = read_csv(partial)  # what a crash leaves: every class's column, rows to the last second
-    assert len(header) == 23 and header[2] == "background" and len(rows) >= counts[-1][1]
-    assert all(float(row[2 + 15]) == 1.0 for row in rows)
+    header, lines = read_csv(partial)  # what a crash leaves: every class's column, rows to the last second
+    assert len(header) == 23 and header[2] == "background" and len(lines) >= counts[-1]
+    assert all(float(row[2 + 15]) == 1.0 for row in lines)
     assert not csv_path.exists()

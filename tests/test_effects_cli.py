@@ -8,12 +8,12 @@ one-hot bias (every pixel is that class), saved with ``torch.save`` and passed a
 
 from __future__ import annotations
 
+import contextlib
 import http.server
 import json
 import os
 import shutil
 import subprocess
-import sys
 import threading
 import time
 from functools import partial
@@ -23,16 +23,15 @@ import av
 import cv2
 import numpy as np
 import pytest
+from harness import ROOT, Lines, run_cli, start_cli, wait_for
 from mjpeg import MJPEGServer
-from test_live import Lines, at, http_get, post_key, screenshot, xvfb  # noqa: F401 - xvfb is a fixture
+from test_live import at, http_get, post_key, screenshot, xvfb  # noqa: F401 - xvfb is a fixture
 
 from live_seg.base.registry import EFFECTS
-from live_seg.cli.main import main
 from live_seg.jobs.live.session import LiveOptions, LiveSession
 from live_seg.media.formats import read_bgra
 from live_seg.render.renderer import DEFAULT_ALPHA, make_palette
 
-ROOT = Path(__file__).resolve().parents[1]
 PERSON, BACKGROUND = 15, 0
 SIZE = (320, 180)
 GREEN = np.array([0, 255, 0])
@@ -93,13 +92,6 @@ def model_args(weights: Path) -> list[str]:
     return ["--model", "lraspp_mobilenet_v3_large", "--weights", str(weights), "--device", "cpu", "--size", "128"]
 
 
-def run(capsys, *args: str | Path) -> tuple[int, str]:
-    code = main(["-q", *(str(a) for a in args)])
-    err = capsys.readouterr().err
-    assert "Traceback" not in err
-    return code, err
-
-
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
     mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return 99.0 if mse == 0 else 10 * np.log10(255.0**2 / mse)
@@ -114,9 +106,9 @@ def sharpness(image: np.ndarray) -> float:
 
 def test_blur_person_leaves_frames_far_less_sharp(capsys, tmp_path, clip, weights):
     out = tmp_path / "blur.mp4"
-    code, err = run(capsys, "video", clip, "-o", out, "--effect", "blur", "--classes", "person",
-                    *model_args(weights["person"]))  # fmt: skip
-    assert code == 0, err
+    r = run_cli("-q", "video", clip, "-o", out, "--effect", "blur", "--classes", "person",
+                *model_args(weights["person"]), capture=capsys)  # fmt: skip
+    assert r.returncode == 0, r.stderr
     source, result = decoded(clip), decoded(out)
     assert len(result) == len(source) == 6
     for src, got in zip(source, result, strict=True):
@@ -126,8 +118,8 @@ def test_blur_person_leaves_frames_far_less_sharp(capsys, tmp_path, clip, weight
 @pytest.mark.parametrize("effect", ["blur", "pixelate", "replace", "highlight", "overlay"])
 def test_all_background_leaves_the_source(capsys, tmp_path, clip, weights, effect):
     out = tmp_path / f"{effect}.mp4"
-    code, err = run(capsys, "video", clip, "-o", out, "--effect", effect, *model_args(weights["background"]))
-    assert code == 0, err
+    r = run_cli("-q", "video", clip, "-o", out, "--effect", effect, *model_args(weights["background"]), capture=capsys)
+    assert r.returncode == 0, r.stderr
     for src, got in zip(decoded(clip), decoded(out), strict=True):
         expected = (
             cv2.cvtColor(cv2.cvtColor(src, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR) if effect == "highlight" else src
@@ -138,18 +130,23 @@ def test_all_background_leaves_the_source(capsys, tmp_path, clip, weights, effec
 def test_replace_with_green_and_invert(capsys, tmp_path, clip, weights):
     green, back = tmp_path / "green.mp4", tmp_path / "back.mp4"
     common = ["--effect", "replace", "--background", "#00ff00", *model_args(weights["person"])]
-    assert run(capsys, "video", clip, "-o", green, *common)[0] == 0
+    assert run_cli("-q", "video", clip, "-o", green, *common, capture=capsys).returncode == 0
     for frame in decoded(green):
         assert np.abs(frame.astype(int) - GREEN).max() <= 4
-    assert run(capsys, "video", clip, "-o", back, *common, "--classes", "person", "--invert")[0] == 0
+    assert (
+        run_cli("-q", "video", clip, "-o", back, *common, "--classes", "person", "--invert", capture=capsys).returncode
+        == 0
+    )
     for src, got in zip(decoded(clip), decoded(back), strict=True):
         assert psnr(got, src) >= 32
 
 
 def cutout(capsys, tmp_path, clip, weights, name: str, *extra: str) -> Path:
     out = tmp_path / name
-    code, err = run(capsys, "video", clip, "-o", out, "--effect", "cutout", *extra, *model_args(weights["person"]))
-    assert code == 0, err
+    r = run_cli(
+        "-q", "video", clip, "-o", out, "--effect", "cutout", *extra, *model_args(weights["person"]), capture=capsys
+    )
+    assert r.returncode == 0, r.stderr
     return out
 
 
@@ -222,12 +219,13 @@ def test_cutout_webm_plays_in_chromium_with_its_alpha(capsys, tmp_path, clip, we
 # -- errors before any work -----------------------------------------------------------------------
 
 
-def test_cutout_to_mp4_is_one_line_naming_the_fix(capsys, tmp_path, clip):
+def test_cutout_to_mp4_is_one_line_naming_the_fix(capsys, tmp_path, clip, monkeypatch):
+    built: list = []
+    monkeypatch.setattr("live_seg.jobs.video.segmenter_for", lambda *a, **k: built.append(a))
     out = tmp_path / "cut.mp4"
-    t0 = time.perf_counter()
-    code, err = run(capsys, "video", clip, "-o", out, "--effect", "cutout", "--weights", "random")
-    assert code == 1 and time.perf_counter() - t0 < 5
-    [line] = err.strip().splitlines()
+    r = run_cli("-q", "video", clip, "-o", out, "--effect", "cutout", "--weights", "random", capture=capsys)
+    assert r.returncode == 1 and built == []  # refused before the model is built
+    [line] = r.stderr.strip().splitlines()
     assert line.startswith("error: cut.mp4: .mp4 cannot hold transparency") and ".webm" in line and ".mov" in line
     assert os.listdir(tmp_path) == []  # no output, no temporary file
 
@@ -238,17 +236,17 @@ def test_unreadable_background_is_one_line(capsys, tmp_path, clip, background):
         background = str(tmp_path / "junk.png")
         Path(background).write_bytes(b"not a picture")
     out = tmp_path / "o.mp4"
-    code, err = run(capsys, "video", clip, "-o", out, "--effect", "replace", "--background", background,
-                    "--weights", "random")  # fmt: skip
-    assert code == 1
-    [line] = err.strip().splitlines()
+    r = run_cli("-q", "video", clip, "-o", out, "--effect", "replace", "--background", background,
+                "--weights", "random", capture=capsys)  # fmt: skip
+    assert r.returncode == 1
+    [line] = r.stderr.strip().splitlines()
     assert line.startswith("error: ") and "background" in line and not out.exists()
 
 
 def test_unknown_class_exits_2_listing_the_names(capsys, tmp_path, clip):
-    code, err = run(capsys, "video", clip, "-o", tmp_path / "o.mp4", "--classes", "person,unicorn")
-    assert code == 2
-    [line] = err.strip().splitlines()
+    r = run_cli("-q", "video", clip, "-o", tmp_path / "o.mp4", "--classes", "person,unicorn", capture=capsys)
+    assert r.returncode == 2
+    [line] = r.stderr.strip().splitlines()
     assert "'unicorn'" in line and "background, aeroplane" in line and "person" in line
 
 
@@ -258,9 +256,9 @@ def test_unknown_class_exits_2_listing_the_names(capsys, tmp_path, clip):
 def test_image_cutout_is_a_png_with_alpha(capsys, tmp_path, weights):
     src = tmp_path / "in.png"
     cv2.imwrite(str(src), sample_frames(1)[0])
-    code, err = run(capsys, "image", src, "-o", tmp_path / "out", "--effect", "cutout", "--classes", "person",
-                    "--invert", *model_args(weights["person"]))  # fmt: skip
-    assert code == 0, err
+    r = run_cli("-q", "image", src, "-o", tmp_path / "out", "--effect", "cutout", "--classes", "person",
+                "--invert", *model_args(weights["person"]), capture=capsys)  # fmt: skip
+    assert r.returncode == 0, r.stderr
     png = cv2.imread(str(tmp_path / "out" / "cutout.png"), cv2.IMREAD_UNCHANGED)
     assert png.shape == (180, 320, 4) and png[..., 3].max() == 0
     assert (tmp_path / "out" / "mask.png").exists() and (tmp_path / "out" / "side_by_side.png").exists()
@@ -306,19 +304,33 @@ def check_effect_view(name: str, view: np.ndarray, source: np.ndarray) -> None:
         assert psnr(view, source) >= 28
 
 
-def live_cycle(session: LiveSession, grab, shots: dict[str, np.ndarray], press=None) -> None:
+def grab_showing(name: str, grab, source: np.ndarray, timeout: float = 30.0) -> np.ndarray:
+    """Grab the view until it shows effect ``name`` (a key takes effect with the next frame
+    painted) or ``timeout`` passed; the last grab, for the test to check."""
+    last: list[np.ndarray] = []
+
+    def shown() -> bool:
+        last.append(grab())
+        try:
+            check_effect_view(name, last[-1], source)
+        except AssertionError:
+            return False
+        return True
+
+    with contextlib.suppress(AssertionError):
+        wait_for(shown, timeout, f"the view to show {name}", every=0.2)
+    return last[-1]
+
+
+def live_cycle(session: LiveSession, grab, source: np.ndarray, shots: dict[str, np.ndarray], press=None) -> None:
     """Press e through every effect, grabbing the view of each (runs beside the view's thread)."""
     press = press or session.handle_key
-    deadline = time.monotonic() + 60
-    while not session.t_start and time.monotonic() < deadline:
-        time.sleep(0.05)
-    time.sleep(1.0)
     try:
+        wait_for(lambda: session.t_start, 60, "the view to start")
         for index, name in enumerate(EFFECTS):
             if index:
                 press("e")
-            time.sleep(0.8)
-            shots[name] = grab()
+            shots[name] = grab_showing(name, grab, source)
     finally:
         session.handle_key("q")
 
@@ -339,7 +351,7 @@ def test_browser_view_shows_each_effect(still_stream, person_model):
             assert '<button data-k="e">' in resp.read().decode()
         assert post_key(urls[0], key) == 204
 
-    presser = threading.Thread(target=live_cycle, args=(session, grab, shots, press), daemon=True)
+    presser = threading.Thread(target=live_cycle, args=(session, grab, frame, shots, press), daemon=True)
     presser.start()
     summary = session.run()
     presser.join(10)
@@ -357,11 +369,9 @@ def window_run(effect: str, server, frame: np.ndarray, weights, display: str, sh
     (the last check's error, the end of the log, and the X window tree taken while the process ran)."""
     env = {**os.environ, "DISPLAY": display}
     env.pop("WAYLAND_DISPLAY", None)
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "run_live.py"), "live", "--source", server.url, "--display", "window",
-         "--duration", "30", "--no-hud", "--no-legend", "--effect", effect, *model_args(weights)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, cwd=ROOT,
-    )  # fmt: skip
+    args = ["live", "--source", server.url, "--display", "window", "--duration", "30", "--no-hud", "--no-legend",
+            "--effect", effect, *model_args(weights)]  # fmt: skip
+    proc = start_cli(*args, stdout=subprocess.DEVNULL, env=env)
     err = Lines(proc.stderr)
     try:
         err.wait_for("keys in the window", 90)
@@ -403,9 +413,9 @@ def test_batch_cutout_writes_webm_with_alpha(capsys, tmp_path, clip, weights):
     folder.mkdir()
     for name in ("a.mp4", "b.mp4"):
         shutil.copy(clip, folder / name)
-    code, err = run(capsys, "video", folder, "-o", f"{tmp_path / 'out'}/", "--effect", "cutout",
-                    *model_args(weights["person"]))  # fmt: skip
-    assert code == 0, err
+    r = run_cli("-q", "video", folder, "-o", f"{tmp_path / 'out'}/", "--effect", "cutout",
+                *model_args(weights["person"]), capture=capsys)  # fmt: skip
+    assert r.returncode == 0, r.stderr
     for name in ("a.webm", "b.webm"):
         frames = list(read_bgra(tmp_path / "out" / name))
         assert len(frames) == 6 and all(f[..., 3].min() == 255 for f in frames)

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from test_analysis_cli import run_cli
+from harness import run_cli
 from test_propagate import kb
 
 from live_seg.base.errors import ModelError

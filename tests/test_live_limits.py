@@ -16,10 +16,10 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import ROOT, live_threads, start_cli, wait_for
 from mjpeg import MJPEGServer, SilentServer
 
 from live_seg.base.errors import SourceError
@@ -27,7 +27,6 @@ from live_seg.jobs.live.session import LiveOptions, LiveSession
 from live_seg.media.blocking import Abandoned, CallThread
 from live_seg.media.camera import CaptureSource
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST_MODEL = ["--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--device", "cpu", "--size", "128"]
 
 
@@ -38,27 +37,8 @@ def lraspp():
     return Segmenter("lraspp_mobilenet_v3_large", weights="random", device="cpu", size=128)
 
 
-def live_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("live_seg-") and t.is_alive()]
-
-
-def wait_until(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
-
-
 def cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "run_live.py"), "live", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
+    return start_cli("live", *args)
 
 
 def finish(proc: subprocess.Popen, timeout: float) -> tuple[int | None, str, float]:
@@ -94,7 +74,7 @@ def test_call_thread_walks_away_from_a_blocked_call_and_discards_its_result():
         calls.call(lambda: 1)
     assert calls.close(wait_s=0.2) is False  # still blocked: left to end by itself
     release.set()
-    assert wait_until(lambda: discarded == ["capture"] and "live_seg-read-test" not in live_threads(), 5)
+    wait_for(lambda: discarded == ["capture"] and "live_seg-read-test" not in live_threads(), 30, "the call to end")
 
 
 # -- stop reaches a silent camera -----------------------------------------------------------------
@@ -120,7 +100,7 @@ def test_sigint_while_a_silent_camera_opens_exits_130_promptly():
     with SilentServer() as camera:
         proc = cli("--source", camera.url, "--read-timeout", "60", "--display", "none", *FAST_MODEL)
         try:
-            assert wait_until(lambda: camera.connections >= 1, 60), "the CLI never connected"
+            wait_for(lambda: camera.connections >= 1, 60, "the CLI to connect", alive=proc)
             time.sleep(0.5)  # well inside the 10 s open timeout
             proc.send_signal(signal.SIGINT)
             code, err, waited = finish(proc, 30)
@@ -147,7 +127,7 @@ def test_duration_ends_a_run_whose_camera_stalls_mid_read_without_waiting_for_it
         # the pipeline's threads are gone; the abandoned read is all that is left, blocked in FFmpeg
         assert [n for n in live_threads() if not n.startswith("live_seg-read-")] == []
     # the camera going away ends the abandoned read, which releases its capture and ends
-    assert wait_until(lambda: live_threads() == [], 10), live_threads()
+    wait_for(lambda: live_threads() == [], 30, "the abandoned read to end")
 
 
 def test_stop_reaches_a_source_waiting_between_reconnect_attempts():
@@ -158,7 +138,7 @@ def test_stop_reaches_a_source_waiting_between_reconnect_attempts():
     assert time.monotonic() - t0 < 4.0
     assert source.info is None and list(source) == []
     source.close()
-    assert wait_until(lambda: live_threads() == [], 5)
+    wait_for(lambda: live_threads() == [], 30, "no thread left")
 
 
 # -- frame sizes ----------------------------------------------------------------------------------
@@ -202,7 +182,7 @@ def test_a_camera_that_comes_back_bigger_than_the_cap_is_refused_at_the_reconnec
         for server in second:
             server.stop()
     assert source.reconnects == 0 and second and second[0].connections >= 1
-    assert wait_until(lambda: live_threads() == [], 5)
+    wait_for(lambda: live_threads() == [], 30, "no thread left")
 
 
 def test_cli_single_camera_over_the_cap_is_a_one_line_error():

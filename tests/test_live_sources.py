@@ -7,19 +7,16 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import subprocess
-import sys
 import threading
-import time
-import urllib.request
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
+from harness import live_threads, run_cli, wait_for
 from media import make_video, probe
 from mjpeg import MJPEGServer
-from test_live import at
+from test_live import at, http_get, post_key
 
 import live_seg
 from live_seg.base.errors import SourceError
@@ -28,7 +25,6 @@ from live_seg.jobs.live.outputs import compose_grid, grid_shape, source_slug, un
 from live_seg.jobs.live.session import LiveSession
 from live_seg.jobs.live.stats import source_line
 
-ROOT = Path(__file__).resolve().parents[1]
 FAST_MODEL = ["--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--device", "cpu", "--size", "128"]
 
 
@@ -37,10 +33,6 @@ def lraspp():
     from live_seg.model.segmenter import Segmenter
 
     return Segmenter("lraspp_mobilenet_v3_large", weights="random", device="cpu", size=128)
-
-
-def live_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith("live_seg-") and t.is_alive()]
 
 
 def free_port() -> int:
@@ -127,7 +119,10 @@ def test_two_cameras_and_one_that_never_comes(lraspp, tmp_path):
     assert "never delivered a frame, 0 reconnects (1 attempts)" in source_line(entries[2])
     assert summary["frames_captured"] == sum(e["frames_in"] for e in entries)
     assert summary["frames_inferred"] == sum(e["frames_processed"] for e in entries)
-    assert summary["batch"] > 1.2  # the two live cameras mostly share a forward pass
+    # The two live cameras share forward passes: some batches hold both (a mean over 1). How many
+    # depends on when their frames arrive (1.15-1.5 seen, lower on a loaded machine), so the
+    # bound is only that sharing happens; test_multiplex checks the batching itself.
+    assert summary["batch"] > 1.0
     assert sorted(p.name for p in rec.iterdir()) == sorted(Path(e["output"]).name for e in entries[:2])
 
 
@@ -224,12 +219,7 @@ def test_cli_two_cameras_stats_list_sources_in_order(tmp_path):
         stats = tmp_path / "stats.json"
         args = ["--source", b.url, "--source", a.url, "--display", "none", "--duration", "5"]
         args += ["--stats", str(stats), "--record", f"{tmp_path}/rec/", *FAST_MODEL]
-        proc = subprocess.run(
-            [sys.executable, str(ROOT / "run_live.py"), "live", *args],
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = run_cli("live", *args, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr
     summary = json.loads(stats.read_text())
@@ -252,16 +242,16 @@ def test_grid_in_the_browser_and_keys_on_the_selected_tile(lraspp, tmp_path):
         runner = threading.Thread(target=session.run)
         runner.start()
         try:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not (urls and session.metrics.inferred >= 6):
-                time.sleep(0.1)
-            jpeg = urllib.request.urlopen(at(urls[0], "frame.jpg"), timeout=5).read()
+            wait_for(lambda: urls and session.metrics.inferred >= 6, 60, "the view and six masks")
+            with http_get(at(urls[0], "frame.jpg")) as resp:  # the view's URL carries its token
+                jpeg = resp.read()
             grid = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
             for key in ("2", "s", "0", "s"):  # the second tile's snapshot, then one of each tile
+                shots = len(session.snapshots)
                 session.handle_key(key)
-                time.sleep(0.3)
-            request = urllib.request.Request(at(urls[0], "key"), data=b"t", method="POST")
-            assert urllib.request.urlopen(request, timeout=5).status == 204  # tile keys from the page too
+                if key == "s":
+                    wait_for(lambda n=shots: len(session.snapshots) > n, 30, "the snapshot")
+            assert post_key(urls[0], "t") == 204  # tile keys from the page too
         finally:
             session.control.stop("quit")
             runner.join(30)
@@ -360,33 +350,29 @@ def test_every_tile_of_a_mosaic_is_live_with_its_rates(lraspp, monkeypatch):
         runner = threading.Thread(target=session.run)
         runner.start()
         try:
-            assert wait_for(lambda: urls and session.metrics.inferred >= 40, 30)
-            grabs = []
-            for _ in range(2):
-                jpeg = urllib.request.urlopen(at(urls[0], "frame.jpg"), timeout=5).read()
-                grabs.append(cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).astype(int))
-                time.sleep(1.0)
+            wait_for(lambda: urls and session.metrics.inferred >= 40, 60, "the view and 40 masks")
+
+            def grab() -> np.ndarray:
+                with http_get(at(urls[0], "frame.jpg")) as resp:
+                    jpeg = resp.read()
+                return cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR).astype(int)
+
+            def every_cell_moved() -> bool:
+                diff = np.abs(first - grab())
+                return all(diff[y : y + h, x : x + w].mean() > 1.0 for y, x in cells)
+
+            _, _, (w, h) = grid_shape(4)
+            cells = [((i // 2) * h, (i % 2) * w) for i in range(4)]
+            first = grab()
+            wait_for(every_cell_moved, 30, "every cell of the grid to move on", every=0.5)
         finally:
             session.control.stop("quit")
             runner.join(30)
     assert live_threads() == []
-    _, _, (w, h) = grid_shape(4)
-    for i in range(4):  # every cell changed between the two grabs a second apart
-        y, x = (i // 2) * h, (i % 2) * w
-        assert np.abs(grabs[0][y : y + h, x : x + w] - grabs[1][y : y + h, x : x + w]).mean() > 1.0, i
     names = unique_names([s.url for s in servers])
     for name in names:
         late = [info for info in huds[name] if info.latency_ms is not None][-5:]
         assert late and all(info.capture_fps > 5 and info.infer_fps > 1 for info in late), (name, late)
-
-
-def wait_for(condition, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 def test_cli_stats_name_the_files_as_they_were_given(tmp_path):
@@ -395,8 +381,7 @@ def test_cli_stats_name_the_files_as_they_were_given(tmp_path):
         make_video(tmp_path / "clips" / f"{name}.mp4", frames=6, width=160, height=96)
     args = ["--source", "clips/a.mp4", "--source", "clips/b.mp4", "--display", "none", "--record", "rec/"]
     args += ["--masks", "m", "--coverage", "cov.csv", "--events", "e.jsonl", "--stats", "s.json", *FAST_MODEL]
-    proc = subprocess.run([sys.executable, str(ROOT / "run_live.py"), "live", *args], capture_output=True, text=True,
-                          timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    proc = run_cli("live", *args, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     summary = json.loads((tmp_path / "s.json").read_text())
     assert summary["input"] == "clips/a.mp4 + clips/b.mp4" and summary["output"] == ["rec/a.mp4", "rec/b.mp4"]

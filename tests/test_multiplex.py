@@ -7,6 +7,7 @@ import time
 
 import numpy as np
 import pytest
+from harness import live_threads, wait_for
 
 from live_seg.base.errors import PipelineError, SourceError
 from live_seg.base.frames import FramePacket
@@ -59,19 +60,6 @@ def feed(slot, value, fps, stop, start_index=0):
         time.sleep(1 / fps)
 
 
-def pipeline_threads():
-    return [t for t in threading.enumerate() if t.name.startswith(THREAD_PREFIX)]
-
-
-def wait_until(condition, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.01)
-    return False
-
-
 def test_a_batch_holds_one_frame_per_slot_and_results_go_back_to_their_slot():
     model = FakeModel(delay=0.03)
     control = Control()
@@ -84,7 +72,7 @@ def test_a_batch_holds_one_frame_per_slot_and_results_go_back_to_their_slot():
     with mux:
         for t in feeders:
             t.start()
-        assert wait_until(lambda: all(len(c.results) >= 10 for c in out.values()))
+        wait_for(lambda: all(len(c.results) >= 10 for c in out.values()), 30, "ten results from each source")
         stop.set()
         for t in feeders:
             t.join()
@@ -100,7 +88,7 @@ def test_a_batch_holds_one_frame_per_slot_and_results_go_back_to_their_slot():
         assert slot.frames_processed == len(collector.results)
         assert slot.frames_in == slot.frames_processed + slot.dropped
         assert slot.dropped > 0  # 100 fps against a model at ~30 steps a second
-    assert not pipeline_threads()
+    assert live_threads() == []
 
 
 def test_a_stalled_source_never_delays_the_others():
@@ -114,14 +102,15 @@ def test_a_stalled_source_never_delays_the_others():
         stalled_slot.offer(packet(0, 7))  # one frame, then nothing
         feeder = threading.Thread(target=feed, args=(fast_slot, 1, 50, stop))
         feeder.start()
-        time.sleep(1.0)
+        wait_for(lambda: fast_slot.frames_in >= 40, 30, "40 frames of the healthy source")
         stop.set()
         feeder.join()
     latencies = [r.packet.t_capture for r in fast.results]
     assert len(stalled.results) == 1
-    assert fast_slot.frames_in >= 40
-    # nearly every frame of the healthy source was processed, each within a few ms of its capture
-    assert fast_slot.frames_processed >= fast_slot.frames_in - 3
+    # Nearly every frame of the healthy source was processed: a batch that waited for the stalled
+    # source would leave it with one. (Not "all but 3": a loaded machine can hold the inference
+    # thread back for a few of the feeder's 20 ms steps, and the newest frame replaces the others.)
+    assert fast_slot.frames_processed >= 0.8 * fast_slot.frames_in
     assert len(latencies) == fast_slot.frames_processed
     assert max(len(b) for b in model.batches) <= 2
 
@@ -136,7 +125,7 @@ def test_slots_beyond_max_batch_take_turns():
     with mux:
         for t in feeders:
             t.start()
-        time.sleep(0.6)
+        wait_for(lambda: len(model.batches) >= 40, 30, "40 batches")
         stop.set()
         for t in feeders:
             t.join()
@@ -154,19 +143,19 @@ def test_removal_while_running_discards_its_frames_in_flight():
     with mux:
         kept_slot.offer(packet(0, 1))
         gone_slot.offer(packet(0, 2))
-        assert wait_until(lambda: len(model.batches) == 1)  # both frames are in the model now
+        wait_for(lambda: len(model.batches) == 1, 30, "the first batch")  # both frames are in the model now
         mux.remove("gone")
         gone_slot.offer(packet(1, 2))  # ignored once removed
         mux.remove("gone")  # removing twice is harmless
-        assert wait_until(lambda: len(kept.results) == 1)
+        wait_for(lambda: len(kept.results) == 1, 30, "the kept source's result")
         again = mux.add("gone", gone)  # the name can be used again
         again.offer(packet(2, 3))
-        assert wait_until(lambda: len(gone.results) == 1)
+        wait_for(lambda: len(gone.results) == 1, 30, "the added source's result")
     assert model.batches[0] == [1, 2]
     assert [int(r.mask[0, 0]) for r in gone.results] == [3]
     assert gone_slot.frames_in == 1 and gone_slot.frames_processed == 0
     assert [s.name for s in mux.slots()] == ["kept", "gone"]
-    assert not pipeline_threads()
+    assert live_threads() == []
 
 
 def test_added_while_running_and_counts_balance_after_close():
@@ -183,7 +172,7 @@ def test_added_while_running_and_counts_balance_after_close():
         assert slot.frames_in == slot.frames_processed + slot.dropped
     late.offer(packet(9, 2))  # ignored after close
     assert late.frames_in == 5
-    assert not pipeline_threads()
+    assert live_threads() == []
 
 
 @pytest.mark.parametrize(
@@ -205,11 +194,11 @@ def test_errors_are_raised_by_close_and_abort_the_run(where, error, raised, mess
     slot = mux.add("a", deliver if where == "deliver" else Collector())
     mux.start()
     slot.offer(packet(0, 1))
-    assert control.aborted.wait(5)
+    assert control.aborted.wait(30)
     with pytest.raises(raised, match=message):
         mux.close()
     mux.close()  # raised once
-    assert not pipeline_threads()
+    assert live_threads() == []
 
 
 def test_an_abort_ends_the_thread_without_close_and_close_still_joins():
@@ -219,9 +208,9 @@ def test_an_abort_ends_the_thread_without_close_and_close_still_joins():
     stop = threading.Event()
     feeder = threading.Thread(target=feed, args=(mux.add("a", Collector()), 1, 100, stop))
     feeder.start()
-    time.sleep(0.1)
+    wait_for(lambda: model.batches, 30, "the first batch")  # running
     control.abort()
-    assert wait_until(lambda: not pipeline_threads())
+    wait_for(lambda: live_threads() == [], 30, "the inference thread to end")
     stop.set()
     feeder.join()
     mux.close()
@@ -236,7 +225,7 @@ def test_wait_taken_lets_a_file_source_lose_nothing():
         for i in range(20):
             assert slot.wait_taken(5)
             slot.offer(packet(i, i))
-        assert wait_until(lambda: len(out.results) == 20 and mux.idle)
+        wait_for(lambda: len(out.results) == 20 and mux.idle, 30)
     assert [r.packet.index for r in out.results] == list(range(20))
     assert slot.dropped == 0
 
@@ -256,7 +245,7 @@ def test_names_are_unique_and_start_is_once():
     with pytest.raises(RuntimeError):
         mux.start()
     mux.close()
-    assert not pipeline_threads()
+    assert live_threads() == []
 
 
 def test_a_slot_keeps_the_newest_frame_and_counts_the_ones_it_replaced():
@@ -268,10 +257,10 @@ def test_a_slot_keeps_the_newest_frame_and_counts_the_ones_it_replaced():
         slot.offer(packet(i, i))
     assert slot.waiting and not slot.wait_taken(0.01)
     with mux:
-        assert wait_until(lambda: len(out.results) == 1)
+        wait_for(lambda: len(out.results) == 1, 30)
         assert slot.wait_taken(0) and not slot.waiting
         slot.offer(packet(5, 5))
-        assert wait_until(lambda: len(out.results) == 2)
+        wait_for(lambda: len(out.results) == 2, 30)
     assert [r.packet.index for r in out.results] == [4, 5]
     assert (slot.frames_in, slot.frames_processed, slot.dropped) == (6, 2, 0)
     assert slot.skipped_loading == 4  # replaced before the model ran: not drops
@@ -286,7 +275,7 @@ def test_frames_replaced_before_the_model_runs_are_not_drops():
         slot.offer(packet(i, 1))
     assert (slot.frames_in, slot.dropped, slot.skipped_loading) == (5, 0, 4)
     mux.start()
-    assert wait_until(lambda: len(out.results) == 1)
+    wait_for(lambda: len(out.results) == 1, 30)
     assert out.results[0].packet.index == 4  # the newest frame waited for the model
     mux.close()
     assert slot.frames_in == slot.frames_processed + slot.dropped + slot.skipped_loading

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,6 +17,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from harness import run_cli
 from media import frame_pattern, make_video, read_frames, read_index
 
 import live_seg.model.ov_runtime as ovb
@@ -66,9 +65,6 @@ def content_following(seg: Segmenter, seed: int = 1) -> None:
 
 def agreement(a: np.ndarray, b: np.ndarray) -> float:
     return float((np.asarray(a) == np.asarray(b)).mean())
-
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -183,16 +179,12 @@ def test_unreadable_weights_file_is_the_loader_s_error(tmp_path):
 def test_a_start_from_the_cache_never_imports_torch(tmp_path):
     """The second ``video`` run reads the converted network from the cache: torch stays unloaded."""
     src = make_video(tmp_path / "in.mp4", frames=6, width=160, height=96)
-    script = (
-        "import sys\n"
-        "from live_seg.cli.main import main\n"
-        f"code = main(['-q', 'video', {str(src)!r}, '-o', {str(tmp_path / 'o.mp4')!r}, '--overwrite',"
-        f" '--model', {SMALL!r}, '--weights', 'random', '--size', '96', '--stats', {str(tmp_path / 's.json')!r}])\n"
-        "print('torch' in sys.modules, 'torchvision' in sys.modules, code)\n"
-    )
-    runs = [subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, cwd=ROOT)
-            for _ in range(2)]  # fmt: skip
-    assert [r.stdout.split() for r in runs] == [["True", "True", "0"], ["False", "False", "0"]], runs[1].stderr
+    said = "import atexit\natexit.register(lambda: print('torch' in sys.modules, 'torchvision' in sys.modules))"
+    args = ["-q", "video", src, "-o", tmp_path / "o.mp4", "--overwrite", "--model", SMALL, "--weights", "random",
+            "--size", "96", "--stats", tmp_path / "s.json"]  # fmt: skip
+    runs = [run_cli(*args, setup=said) for _ in range(2)]
+    assert [r.stdout.split() for r in runs] == [["True", "True"], ["False", "False"]], runs[1].stderr
+    assert [r.returncode for r in runs] == [0, 0], runs[1].stderr
     assert "untrained weights" in runs[1].stderr  # said without torch too
     stats = json.loads((tmp_path / "s.json").read_text())
     assert (stats["backend"], stats["cache_hit"], stats["frames_out"]) == ("openvino", True, 6)
@@ -356,11 +348,6 @@ def test_build_segmenter_on_the_cpu(frames):
     scores = torch_seg.infer_scores(torch_seg.preprocess(frames[:1]))
     assert scores.shape == (1, 21, 128, 128) and torch.allclose(scores.sum(1), torch.ones(1, 128, 128), atol=1e-4)
     assert torch.allclose(scores, ov_seg.infer_scores(ov_seg.preprocess(frames[:1])), atol=1e-4)
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(ROOT / "run_live.py"), *args], capture_output=True, text=True,
-                          timeout=300, cwd=ROOT)  # fmt: skip
 
 
 def test_cli_video_on_openvino_keeps_every_frame_in_order(tmp_path):

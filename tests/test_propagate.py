@@ -14,7 +14,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_analysis_cli import run_cli
+from harness import run_cli
 
 from live_seg.analysis.masks import read_masks
 from live_seg.analysis.propagate import MaskPropagator

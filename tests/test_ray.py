@@ -13,12 +13,11 @@ import time
 from pathlib import Path
 
 import pytest
+from harness import ROOT, run_cli, start_cli, wait_for
 
 from live_seg.jobs.batch.manifest import Manifest, read_manifest
 from live_seg.jobs.batch.plan import Job
 from live_seg.jobs.batch.ray_runner import CPU_ACTOR_CORES, INSTALL_HINT, ActorPlan, plan_actors
-
-ROOT = Path(__file__).resolve().parents[1]
 
 try:
     import ray  # noqa: F401
@@ -83,11 +82,10 @@ def no_ray_left(monkeypatch):
     monkeypatch.setenv("RAY_TMPDIR", marker)
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(ROOT), str(ROOT / "tests")]))
     yield marker
-    deadline = time.monotonic() + 15
-    while (left := ray_pids(marker)) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    shutil.rmtree(marker, ignore_errors=True)
-    assert not left, f"Ray processes left: {left}"
+    try:
+        wait_for(lambda: not ray_pids(marker), 30, f"the Ray processes to end: {ray_pids(marker)}", every=0.2)
+    finally:
+        shutil.rmtree(marker, ignore_errors=True)
 
 
 def make_jobs(tmp_path: Path, names: str = "abcd") -> list[Job]:
@@ -182,21 +180,18 @@ def test_a_stop_drops_the_videos_in_flight(tmp_path: Path, no_ray_left) -> None:
 LIGHT = ("--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--size", "128", "--device", "cpu")
 
 
-def run_cli(*args: str, cwd: Path, code: str = "") -> subprocess.CompletedProcess:
-    """The command line in a fresh interpreter, after ``code`` (e.g. making ``import ray`` fail)."""
-    script = f"import sys\n{code}\nfrom live_seg.cli.main import main\nraise SystemExit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("RAY_ADDRESS", None)
-    return subprocess.run(
-        [sys.executable, "-c", script, *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
-    )
+def local_env() -> dict[str, str]:
+    """This environment without RAY_ADDRESS: a run starts a private local Ray."""
+    return {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
 
 
 def test_ray_option_without_ray_is_one_line(tmp_path: Path) -> None:
     from media import make_clip_tree
 
     make_clip_tree(tmp_path / "in", ["a.mp4"])
-    out = run_cli("video", "in", "-o", "out/", "--ray", *LIGHT, cwd=tmp_path, code="sys.modules['ray'] = None")
+    out = run_cli(
+        "video", "in", "-o", "out/", "--ray", *LIGHT, cwd=tmp_path, setup="sys.modules['ray'] = None", env=local_env()
+    )
     assert out.returncode == 1
     assert out.stderr.strip() == f"error: --ray needs Ray, which is not installed here; install it with: {INSTALL_HINT}"
     assert not (tmp_path / "out").exists()
@@ -207,8 +202,8 @@ def test_ray_batch_matches_the_local_batch(tmp_path: Path, no_ray_left) -> None:
     from media import make_clip_tree, probe
 
     make_clip_tree(tmp_path / "in")
-    local = run_cli("video", "in", "-o", "local/", *LIGHT, cwd=tmp_path)
-    on_ray = run_cli("video", "in", "-o", "ray/", "--ray", *LIGHT, cwd=tmp_path)
+    local = run_cli("video", "in", "-o", "local/", *LIGHT, cwd=tmp_path, env=local_env())
+    on_ray = run_cli("video", "in", "-o", "ray/", "--ray", *LIGHT, cwd=tmp_path, env=local_env())
     assert (local.returncode, on_ray.returncode) == (1, 1), on_ray.stderr
     assert "on a local Ray" in on_ray.stderr and "6 input(s): 5 done, 1 failed" in on_ray.stderr
 
@@ -229,19 +224,12 @@ def test_a_signal_stops_a_ray_batch_and_leaves_no_ray(tmp_path: Path, no_ray_lef
     from media import make_clip_tree
 
     make_clip_tree(tmp_path / "in", ["a.mp4", "b.mp4"], frames=600, width=160, height=120)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("RAY_ADDRESS", None)
     with (tmp_path / "log.txt").open("w") as log:
-        proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "run_live.py"), "video", "in", "-o", "out/", "--ray", *LIGHT],
-            cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        proc = start_cli("video", "in", "-o", "out/", "--ray", *LIGHT, cwd=tmp_path, env=local_env(), stdout=log,
+                         stderr=subprocess.STDOUT)  # fmt: skip
     out = tmp_path / "out"
     try:
-        deadline = time.monotonic() + 120
-        while not (out.is_dir() and any(out.glob(".*.partial.mp4"))):
-            assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "log.txt").read_text()
-            time.sleep(0.02)
+        wait_for(lambda: out.is_dir() and any(out.glob(".*.partial.mp4")), 120, "a video in flight", alive=proc)
         assert ray_pids(no_ray_left)  # the check below sees this batch's Ray
         proc.send_signal(signum)
         code = proc.wait(timeout=60)
@@ -260,18 +248,8 @@ def test_a_cluster_address_where_nothing_listens_is_one_line(tmp_path: Path) -> 
     from media import make_clip_tree
 
     make_clip_tree(tmp_path / "in", ["a.mp4"])
-    t0 = time.monotonic()
-    out = run_cli(
-        "video",
-        "in",
-        "-o",
-        "out/",
-        "--ray",
-        *LIGHT,
-        cwd=tmp_path,
-        code="import os; os.environ['RAY_ADDRESS'] = '127.0.0.1:9'",
-    )
-    assert time.monotonic() - t0 < 60
+    out = run_cli("video", "in", "-o", "out/", "--ray", *LIGHT, cwd=tmp_path, timeout=120,
+                  setup="import os; os.environ['RAY_ADDRESS'] = '127.0.0.1:9'")  # fmt: skip
     assert out.returncode == 1
     (line,) = out.stderr.strip().splitlines()
     assert (

@@ -10,30 +10,25 @@ stderr of a fresh interpreter) runs ``python run_live.py`` as a subprocess.
 from __future__ import annotations
 
 import dataclasses
-import fcntl
+import inspect
 import json
-import logging
 import os
 import pickle
-import pty
 import re
 import signal
 import socket
-import struct
 import subprocess
-import sys
 import tempfile
-import termios
 import threading
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from pathlib import Path
 
 import av
 import cv2
 import numpy as np
 import pytest
+from harness import CliResult, TerminalCli, live_threads, run_cli, start_cli, wait_for
 from media import (
     corrupt_packets,
     make_audio_only,
@@ -47,31 +42,17 @@ from media import (
 
 import live_seg.jobs.video
 import live_seg.media.writer
-from live_seg.cli.main import SignalGate, main
+from live_seg.cli.main import SignalGate
 from live_seg.media.writer import VideoWriter
 from live_seg.model.segmenter import Segmenter
 
-ROOT = Path(__file__).resolve().parents[1]
-RUN = ROOT / "run_live.py"
 LIGHT = ("--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--size", "128", "--device", "cpu")
-PREFIX = "live_seg-"
 MEMORY_4K_MB = 1500
 """Peak RSS a 4K clip may add over a tiny clip's run (measured: about 1000 MB, most of it the
 libx264 encoder's look-ahead at 3840x2160; it does not grow with the clip's length)."""
 
 
 # --- helpers -----------------------------------------------------------------------------------
-
-
-def pipeline_threads() -> list[str]:
-    return [t.name for t in threading.enumerate() if t.name.startswith(PREFIX) and t.is_alive()]
-
-
-def assert_no_pipeline_thread() -> None:
-    deadline = time.monotonic() + 2.0
-    while pipeline_threads() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert pipeline_threads() == []
 
 
 def leftovers(folder: Path) -> list[str]:
@@ -81,42 +62,11 @@ def leftovers(folder: Path) -> list[str]:
     )
 
 
-@dataclass
-class Result:
-    code: int
-    err: str
-
-    @property
-    def lines(self) -> list[str]:
-        return [ln for ln in self.err.splitlines() if ln.strip()]
-
-    def one_line_error(self, *parts: str) -> str:
-        """Exit 1, one stderr line (the error), no traceback; the line holds every part."""
-        assert self.code == 1, self.err
-        assert "Traceback" not in self.err
-        assert len(self.lines) == 1, self.err
-        line = self.lines[0]
-        assert line.startswith("error: "), line
-        for part in parts:
-            assert part in line, (part, line)
-        return line
-
-
 @pytest.fixture
-def cli(capfd) -> Iterator[Callable[..., Result]]:
-    """``cli(*argv)``: run the command line in this process; its exit code and stderr
-    (file-descriptor level, so FFmpeg or OpenCV printing on their own would show too)."""
-    root = logging.getLogger()
-    saved = (root.handlers[:], root.level)
-
-    def run(*args: object) -> Result:
-        capfd.readouterr()
-        code = main([str(a) for a in args])
-        return Result(code, capfd.readouterr().err)
-
-    yield run
-    root.handlers[:] = saved[0]
-    root.setLevel(saved[1])
+def cli(capfd) -> Callable[..., CliResult]:
+    """``cli(*argv)``: :func:`harness.run_cli` in this process, its output read at the
+    file-descriptor level (so FFmpeg or OpenCV printing on their own would show too)."""
+    return lambda *args: run_cli(*args, capture=capfd)
 
 
 @pytest.fixture(scope="module")
@@ -210,19 +160,13 @@ def test_bad_input_is_one_line_error_and_writes_nothing(cli, tmp_path, case):
     r = cli("video", src, "-o", out, "--stats", stats, *LIGHT)
     r.one_line_error(message, src.name)
     assert list(out_dir.iterdir()) == []  # no output, no temporary file, no stats
-    assert_no_pipeline_thread()
+    assert live_threads() == []
 
 
 def test_bad_input_in_a_fresh_process_has_no_traceback(tmp_path):
     """The same in a real process: FFmpeg and torch print nothing of their own."""
     src = make_audio_only(tmp_path / "voice.mp4", 0.5)
-    r = subprocess.run(
-        [sys.executable, str(RUN), "video", str(src), "-o", str(tmp_path / "o.mp4"), *LIGHT],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        cwd=ROOT,
-    )
+    r = run_cli("video", src, "-o", tmp_path / "o.mp4", *LIGHT, timeout=120)
     assert r.returncode == 1
     assert r.stderr.strip().splitlines() == [f"error: no video stream in {src} (audio or data only)"]
     assert not (tmp_path / "o.mp4").exists()
@@ -238,14 +182,14 @@ def test_mp4_cut_after_its_index_processes_every_decodable_frame(cli, media, tmp
     assert 0 < len(decodable) < 60
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
     r = cli("video", cut, "-o", out, "--stats", stats, *LIGHT)
-    assert r.code == 0, r.err
+    assert r.returncode == 0, r.stderr
     s = stats_of(stats)
     assert s["frames_out"] == len(decodable) and s["truncated_input"] is True
     warning = next(ln for ln in r.lines if "cut short" in ln)
     assert f"{len(decodable)} frame(s) of the 60 its header lists could be decoded" in warning
     assert indices(out) == decodable
     assert probe(out)["video"]["pix_fmt"] == "yuv420p"
-    assert_no_pipeline_thread()
+    assert live_threads() == []
 
 
 def test_corrupt_packets_mid_stream_are_skipped_counted_and_warned(cli, media, tmp_path):
@@ -255,14 +199,14 @@ def test_corrupt_packets_mid_stream_are_skipped_counted_and_warned(cli, media, t
     assert decodable <= 57
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
     r = cli("video", bad, "-o", out, "--stats", stats, *LIGHT)
-    assert r.code == 0, r.err
+    assert r.returncode == 0, r.stderr
     s = stats_of(stats)
     assert s["skipped_packets"] == 3 and s["frames_out"] == decodable and s["truncated_input"] is False
     assert any("skipped 3 corrupt packet(s)" in ln for ln in r.lines)
     got = indices(out)
     assert len(got) == decodable
     assert got[:20] == list(range(20)) and got[-10:] == list(range(50, 60))  # clean GOPs intact
-    assert_no_pipeline_thread()
+    assert live_threads() == []
 
 
 @pytest.mark.parametrize(
@@ -274,7 +218,7 @@ def test_odd_size_is_padded_by_one_pixel(cli, media, tmp_path, name, options):
     src = clip(media, name, width=321, height=241, **options)
     out = tmp_path / "o.mp4"
     r = cli("video", src, "-o", out, *LIGHT)
-    assert r.code == 0, r.err
+    assert r.returncode == 0, r.stderr
     assert any("321x241 is odd: padding to 322x242" in ln for ln in r.lines)
     v = probe(out)["video"]
     assert (v["codec"], v["pix_fmt"], v["width"], v["height"], v["frames"]) == ("h264", "yuv420p", 322, 242, 12)
@@ -289,7 +233,7 @@ def test_phone_rotation_gives_upright_output(cli, media, tmp_path, rotation):
     src = clip(media, f"rot{rotation}.mp4", rotation=rotation)
     out = tmp_path / "o.mp4"
     r = cli("video", src, "-o", out, *LIGHT)
-    assert r.code == 0, r.err
+    assert r.returncode == 0, r.stderr
     p = probe(out)["video"]
     assert (p["width"], p["height"], p["rotation"]) == (96, 160, 0)
     frames = read_frames(out)
@@ -318,7 +262,7 @@ def test_grayscale_and_10_bit_sources(cli, media, tmp_path, name, options):
     src = clip(media, name, **options)
     out = tmp_path / "o.mp4"
     r = cli("video", src, "-o", out, *LIGHT)
-    assert r.code == 0, r.err
+    assert r.returncode == 0, r.stderr
     v = probe(out)["video"]
     assert (v["codec"], v["pix_fmt"], v["frames"]) == ("h264", "yuv420p", 12)
     assert indices(out) == list(range(12))
@@ -329,7 +273,7 @@ def test_variable_frame_rate_keeps_timestamps(cli, media, tmp_path):
     src = clip(media, "vfr.mp4", frames=len(pts), pts=pts, audio="aac")
     out = tmp_path / "o.mp4"
     r = cli("video", src, "-o", out, *LIGHT)
-    assert r.code == 0, r.err
+    assert r.returncode == 0, r.stderr
     p = probe(out)
     assert p["video"]["pts"] == pytest.approx([t / 1000 for t in pts], abs=0.002)
     assert p["audio"]["codec"] == "aac"
@@ -339,7 +283,7 @@ def test_audio_mp4_cannot_hold_is_transcoded_to_aac(cli, media, tmp_path):
     src = clip(media, "phone.mov", frames=8, audio="pcm_mulaw")
     out = tmp_path / "o.mp4"
     r = cli("video", src, "-o", out, *LIGHT)
-    assert r.code == 0, r.err
+    assert r.returncode == 0, r.stderr
     a, b = probe(src)["audio"], probe(out)["audio"]
     assert a["codec"] == "pcm_mulaw" and b["codec"] == "aac"
     assert abs(a["duration"] - b["duration"]) < 0.05
@@ -357,7 +301,7 @@ def test_odd_audio_is_transcoded_to_aac(cli, media, tmp_path, name, options, rat
     src = clip(media, name, **options)
     out = tmp_path / "o.mp4"
     r = cli("video", src, "-o", out, *LIGHT)
-    assert r.code == 0, r.err
+    assert r.returncode == 0, r.stderr
     a, b = probe(src)["audio"], probe(out)["audio"]
     assert (b["codec"], b["sample_rate"], b["channels"]) == ("aac", rate, a["channels"])
     assert abs(a["duration"] - b["duration"]) < 0.1
@@ -371,7 +315,7 @@ def test_audio_that_cannot_be_kept_leaves_the_video(cli, media, tmp_path, monkey
     src = clip(media, "phone.mov", frames=8, audio="pcm_mulaw")
     out = tmp_path / "o.mp4"
     r = cli("video", src, "-o", out, *LIGHT)
-    assert r.code == 0, r.err
+    assert r.returncode == 0, r.stderr
     assert any("cannot be kept" in ln and "writing the video only" in ln for ln in r.lines)
     p = probe(out)
     assert p["audio"] is None and p["video"]["frames"] == 8
@@ -382,7 +326,7 @@ def test_frame_size_change_mid_stream_is_scaled_to_the_first(cli, tmp_path):
     src = _file(tmp_path / "joined.ts", first.read_bytes() + second.read_bytes())  # as `cat a.ts b.ts`
     out = tmp_path / "o.mp4"
     r = cli("video", src, "-o", out, *LIGHT)
-    assert r.code == 0, r.err
+    assert r.returncode == 0, r.stderr
     assert any("frame size changes from 160x96 to 320x240 at frame 12" in ln for ln in r.lines)
     v = probe(out)["video"]
     assert (v["width"], v["height"], v["frames"]) == (160, 96, 24)
@@ -393,13 +337,10 @@ def _run_measured(args: list[str], timeout: float = 300) -> tuple[int, str, floa
     """Run the CLI; its exit code, stderr and peak RSS in MB (of that process alone)."""
     with (
         open(os.devnull, "wb") as null,
-        subprocess.Popen([sys.executable, str(RUN), *args], stdout=null, stderr=subprocess.PIPE, cwd=ROOT) as proc,
+        start_cli(*args, stdout=null, stderr=subprocess.PIPE, text=False) as proc,
     ):
         err = proc.stderr.read().decode()  # until the child closes it, i.e. ends
-        deadline = time.monotonic() + timeout
-        while (done := os.wait4(proc.pid, os.WNOHANG))[0] == 0:
-            assert time.monotonic() < deadline, "timed out"
-            time.sleep(0.05)
+        done = wait_for(lambda: (w := os.wait4(proc.pid, os.WNOHANG))[0] and w, timeout, "the run to end", every=0.05)
         proc.returncode = os.waitstatus_to_exitcode(done[1])
         return proc.returncode, err, done[2].ru_maxrss / 1024
 
@@ -468,7 +409,7 @@ def test_existing_output_is_refused_unless_overwrite(cli, media, tmp_path):
     cli("video", src, "-o", out, *LIGHT).one_line_error("output exists", "--overwrite")
     assert out.read_bytes() == b"keep me"
     r = cli("video", src, "-o", out, "--overwrite", *LIGHT)
-    assert r.code == 0, r.err
+    assert r.returncode == 0, r.stderr
     assert probe(out)["video"]["frames"] == 6
     assert leftovers(tmp_path) == []
 
@@ -494,7 +435,7 @@ def test_written_under_a_temporary_name_then_renamed(cli, media, tmp_path, monke
 
     monkeypatch.setattr(VideoWriter, "write", spy)
     r = cli("video", src, "-o", out, *LIGHT)
-    assert r.code == 0, r.err
+    assert r.returncode == 0, r.stderr
     [(final_exists, temps)] = seen
     assert not final_exists and len(temps) == 1 and re.fullmatch(r"\.o\.\w+\.partial\.mp4", temps[0])
     assert out.exists() and leftovers(tmp_path) == []
@@ -508,19 +449,27 @@ def _signal_at_frame(monkeypatch, frame: int, signals: tuple[int, ...], at: list
 
     The writer runs on the pipeline's write thread, and Python runs signal handlers on the main
     thread: a second identical signal sent before the first was handled would merge with it, as
-    no person's second Ctrl-C does. So each signal gets a moment to be handled first.
+    no person's second Ctrl-C does. So each signal is handled before the next is sent.
     """
-    write = VideoWriter.write
+    write, handle = VideoWriter.write, SignalGate._handle
+    handled: list[int] = []
+
+    def handle_and_count(self, signum, frame_):
+        try:
+            return handle(self, signum, frame_)
+        finally:
+            handled.append(signum)
 
     def write_then_signal(self, image, pts=None):
         write(self, image, pts)
         if self.frames == frame:
             at.append(time.monotonic())
-            for signum in signals:
+            for sent, signum in enumerate(signals, 1):
                 os.kill(os.getpid(), signum)
                 if threading.current_thread() is not threading.main_thread():
-                    time.sleep(0.3)
+                    wait_for(lambda n=sent: len(handled) >= n, 30, f"signal {sent} to be handled")
 
+    monkeypatch.setattr(SignalGate, "_handle", handle_and_count)
     monkeypatch.setattr(VideoWriter, "write", write_then_signal)
 
 
@@ -536,7 +485,7 @@ def test_interrupt_keeps_a_playable_output_of_the_frames_done(cli, media, tmp_pa
     _signal_at_frame(monkeypatch, 5, signals, at)
     r = cli("video", src, "-o", out, "--stats", stats, *LIGHT)
     took = time.monotonic() - at[0]
-    assert r.code == code, r.err
+    assert r.returncode == code, r.stderr
     assert took < 15
     s = stats_of(stats)
     name = signal.Signals(signals[0]).name
@@ -549,7 +498,7 @@ def test_interrupt_keeps_a_playable_output_of_the_frames_done(cli, media, tmp_pa
     if len(signals) == 2:
         assert any("again: aborting" in ln for ln in r.lines)
     assert leftovers(tmp_path) == []
-    assert_no_pipeline_thread()
+    assert live_threads() == []
 
 
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
@@ -566,8 +515,9 @@ def test_interrupt_during_setup_stops_at_once(cli, media, tmp_path, monkeypatch,
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
     t0 = time.monotonic()
     r = cli("video", src, "-o", out, "--stats", stats, *LIGHT)
-    assert r.code == code and time.monotonic() - t0 < 10
-    assert "Traceback" not in r.err
+    assert r.returncode == code
+    assert time.monotonic() - t0 < 30  # not waiting for the 60 s download (30: a loaded machine)
+    assert "Traceback" not in r.stderr
     assert not out.exists() and leftovers(tmp_path) == []
     s = stats_of(stats)
     assert s["interrupted"] is True and s["frames_out"] == 0 and s["output"] is None
@@ -581,8 +531,10 @@ class _SlowSegmenter(Segmenter):
 
 def test_frames_in_flight_get_a_bounded_grace(cli, media, tmp_path, monkeypatch):
     """A model too slow to drain its queue in time: the run is aborted after the grace period."""
+
     def slow(options, mode):
-        kept = {k: v for k, v in dataclasses.asdict(options).items() if k not in ("backend", "calibration")}
+        takes = inspect.signature(Segmenter).parameters  # the model options a torch Segmenter takes
+        kept = {k: v for k, v in dataclasses.asdict(options).items() if k in takes}
         return _SlowSegmenter(**kept)
 
     monkeypatch.setattr(live_seg.jobs.video, "segmenter_for", slow)
@@ -592,69 +544,13 @@ def test_frames_in_flight_get_a_bounded_grace(cli, media, tmp_path, monkeypatch)
     at: list[float] = []
     _signal_at_frame(monkeypatch, 2, (signal.SIGINT,), at)
     r = cli("video", src, "-o", out, "--stats", stats, "--batch", "2", *LIGHT)
+    assert r.returncode == 130, r.stderr
     took = time.monotonic() - at[0]
-    assert r.code == 130, r.err
     assert any("took over 0.6 s; aborting" in ln for ln in r.lines)
-    assert took < 0.6 + 2 * 0.5 + 2.0  # grace + the forward pass under way + closing
+    assert took < 0.6 + 2 * 0.5 + 5.0  # grace + the forward pass under way + closing (5 s: a loaded machine)
     got = indices(out)
     assert got == list(range(stats_of(stats)["frames_out"])) and len(got) >= 2
-    assert_no_pipeline_thread()
-
-
-class CliProcess:
-    """``python run_live.py ARGS`` with stderr on a pseudo-terminal, so that its progress bar
-    says how many frames are done (the bar is drawn only on a terminal)."""
-
-    def __init__(self, *args: object) -> None:
-        master, slave = pty.openpty()
-        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))
-        self.proc = subprocess.Popen(
-            [sys.executable, str(RUN), *map(str, args)],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=slave,
-            cwd=ROOT,
-        )
-        os.close(slave)
-        self._master = master
-        self._chunks: list[str] = []
-        self._reader = threading.Thread(target=self._read, name="test-pty-reader", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        while True:
-            try:
-                data = os.read(self._master, 4096)
-            except OSError:  # the child closed its end
-                return
-            if not data:
-                return
-            self._chunks.append(data.decode("utf-8", "replace"))
-
-    @property
-    def text(self) -> str:
-        return "".join(self._chunks)
-
-    def frames_done(self) -> int:
-        counts = re.findall(r"(\d+)/\d+ \[", self.text)
-        return int(counts[-1]) if counts else 0
-
-    def wait_frames(self, n: int, timeout: float = 120) -> None:
-        deadline = time.monotonic() + timeout
-        while self.frames_done() < n:
-            assert self.proc.poll() is None, f"ended early:\n{self.text}"
-            assert time.monotonic() < deadline, f"no progress:\n{self.text}"
-            time.sleep(0.05)
-
-    def finish(self, timeout: float) -> int:
-        try:
-            return self.proc.wait(timeout)
-        finally:
-            if self.proc.poll() is None:
-                self.proc.kill()
-                self.proc.wait()
-            self._reader.join(5)
-            os.close(self._master)
+    assert live_threads() == []
 
 
 @pytest.fixture(scope="module")
@@ -665,7 +561,7 @@ def long_clip(media) -> Path:
 @pytest.mark.parametrize(("signum", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["SIGINT", "SIGTERM"])
 def test_real_signal_stops_within_15_s_with_a_playable_output(long_clip, tmp_path, signum, code):
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
-    run = CliProcess("video", long_clip, "-o", out, "--stats", stats, *LIGHT)
+    run = TerminalCli("video", long_clip, "-o", out, "--stats", stats, *LIGHT)
     run.wait_frames(5)
     t0 = time.monotonic()
     run.proc.send_signal(signum)
@@ -684,14 +580,17 @@ def test_second_ctrl_c_exits_at_once_and_the_output_still_plays(long_clip, tmp_p
     out, stats = tmp_path / "o.mp4", tmp_path / "s.json"
     # At --size 512 the frames in flight take a few hundred ms to finish, so the second Ctrl-C
     # lands while the first one's drain is still running (at 128 they can all be done in 50 ms).
-    run = CliProcess("video", long_clip, "-o", out, "--stats", stats, *LIGHT, "--size", "512")
+    run = TerminalCli("video", long_clip, "-o", out, "--stats", stats, *LIGHT, "--size", "512")
     run.wait_frames(5)
     run.proc.send_signal(signal.SIGINT)
-    time.sleep(0.05)
+    run.wait_text("finishing the frames in flight")  # the first one is being handled
     t0 = time.monotonic()
     run.proc.send_signal(signal.SIGINT)
     assert run.finish(15) == 130, run.text
-    assert time.monotonic() - t0 < 3
+    # "At once": well inside the 600-frame clip's run. Under a second when the machine is idle;
+    # 10 s because a loaded 2-core machine stretches the exit itself (closing the output, the
+    # interpreter's teardown) several times over. The message says the abort path was taken.
+    assert time.monotonic() - t0 < 10
     assert "again: aborting" in run.text
     s = stats_of(stats)
     got = indices(out)
@@ -700,7 +599,7 @@ def test_second_ctrl_c_exits_at_once_and_the_output_still_plays(long_clip, tmp_p
 
 def test_sigkill_never_leaves_a_half_file_under_the_final_name(long_clip, tmp_path):
     out = tmp_path / "o.mp4"
-    run = CliProcess("video", long_clip, "-o", out, *LIGHT)
+    run = TerminalCli("video", long_clip, "-o", out, *LIGHT)
     run.wait_frames(5)
     run.proc.kill()
     assert run.finish(15) == -signal.SIGKILL
@@ -758,19 +657,19 @@ def test_bad_weights_file_is_one_line_error(cli, media, tmp_path, weights, case,
     src = clip(media, "small.mp4", frames=6)
     out = tmp_path / "o.mp4"
     r = cli("video", src, "-o", out, "--model", model, "--weights", weights[case], "--size", "128", "--device", "cpu")
-    assert "Traceback" not in r.err and r.code == 1
+    assert "Traceback" not in r.stderr and r.returncode == 1
     errors = [ln for ln in r.lines if ln.startswith("error")]
     assert len(errors) == 1 and message in errors[0] and str(weights[case]) in errors[0]
     assert [ln for ln in r.lines if not ln.startswith(("error", "opened"))] == []
     assert not weights["marker"].exists()  # nothing beyond tensors was unpickled
     assert not out.exists() and leftovers(tmp_path) == []
-    assert_no_pipeline_thread()
+    assert live_threads() == []
 
 
 def test_good_weights_file_loads(cli, media, tmp_path, weights):
     src = clip(media, "small.mp4", frames=6)
     r = cli("video", src, "-o", tmp_path / "o.mp4", *LIGHT[:2], "--weights", weights["good"], *LIGHT[4:])
-    assert r.code == 0, r.err
+    assert r.returncode == 0, r.stderr
 
 
 # --- live sources: the input checks ---------------------------------------------------------------
@@ -778,11 +677,11 @@ def test_good_weights_file_loads(cli, media, tmp_path, weights):
 
 def test_live_camera_that_does_not_exist_is_one_line_error(cli):
     r = cli("live", "--source", "97", "--display", "none", "--duration", "5", *LIGHT)
-    assert r.code == 1 and "Traceback" not in r.err
+    assert r.returncode == 1 and "Traceback" not in r.stderr
     errors = [ln for ln in r.lines if ln.startswith("error")]
     assert len(errors) == 1 and "could not open camera 97" in errors[0]
-    assert all(ln.startswith(("error", "untrained", "model ")) for ln in r.lines), r.err  # OpenCV says nothing
-    assert_no_pipeline_thread()
+    assert all(ln.startswith(("error", "untrained", "model ")) for ln in r.lines), r.stderr  # OpenCV says nothing
+    assert live_threads() == []
 
 
 def test_live_unreachable_url_retries_then_one_line_error(cli):
@@ -793,9 +692,9 @@ def test_live_unreachable_url_retries_then_one_line_error(cli):
     t0 = time.monotonic()
     r = cli("live", "--source", url, "--reconnect", "2", "--display", "none", *LIGHT)
     took = time.monotonic() - t0
-    assert r.code == 1 and "Traceback" not in r.err
+    assert r.returncode == 1 and "Traceback" not in r.stderr
     assert r.lines[-1].startswith(f"error: could not open {url} after 3 attempts")
-    assert f"could not open {url}: attempt 1/2 in 0.5 s" in r.err
-    assert f"could not open {url}: attempt 2/2 in 1.0 s" in r.err
+    assert f"could not open {url}: attempt 1/2 in 0.5 s" in r.stderr
+    assert f"could not open {url}: attempt 2/2 in 1.0 s" in r.stderr
     assert 1.5 <= took < 30  # the waits between attempts, bounded
-    assert_no_pipeline_thread()
+    assert live_threads() == []

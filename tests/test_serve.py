@@ -13,7 +13,6 @@ import os
 import signal
 import ssl
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -22,9 +21,9 @@ from urllib.parse import urlsplit
 import numpy as np
 import pytest
 from cdp import CHROMIUM, Chromium, fake_camera_clip, page_state_json, video_box
+from harness import ROOT, Lines, start_cli, threads_since, wait_for
 from media import SlowModel
 from test_effects_cli import PERSON, one_class_weights
-from test_live import Lines
 
 from live_seg.base.frames import FramePacket, SegResult
 from live_seg.media.web_security import WebPolicy, self_signed_certificate
@@ -33,7 +32,6 @@ from live_seg.media.webview import PreviewServer
 from live_seg.pipeline.threads import Control
 from live_seg.render.renderer import make_palette
 
-ROOT = Path(__file__).resolve().parents[1]
 LIGHT_MODEL = ["--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--device", "cpu"]
 needs_chromium = pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed (apt-get install chromium)")
 
@@ -253,10 +251,7 @@ def test_live_view_beyond_loopback_wants_https_and_the_token(tmp_path, monkeypat
 
 
 def serve_cli(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, str(ROOT / "run_live.py"), "serve", *args],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-    )  # fmt: skip
+    return start_cli("serve", *args)
 
 
 def wait_url(proc: subprocess.Popen, timeout: float = 120) -> str:
@@ -345,10 +340,6 @@ def camera(tmp_path_factory) -> Path:
     return fake_camera_clip(folder / "clip.y4m", ROOT / "samples" / "sample.mp4", seconds=2.0)
 
 
-def web_threads() -> set[int]:
-    return {t.ident for t in threading.enumerate() if t.ident is not None}
-
-
 @needs_chromium
 def test_browser_sees_its_camera_segmented_and_a_client_that_leaves_frees_its_place(tmp_path, camera):
     """Frames go both ways; the page shows the mask; settings change from the page; latency stays flat
@@ -358,7 +349,7 @@ def test_browser_sees_its_camera_segmented_and_a_client_that_leaves_frees_its_pl
 
     weights = one_class_weights(tmp_path / "person.pth", PERSON)
     seg = Segmenter("lraspp_mobilenet_v3_large", weights=str(weights), device="cpu", size=128)
-    before = web_threads()
+    before = set(threading.enumerate())
     control, urls, result = Control(), [], {}
     options = ServeOptions(port=0, view="mask", legend=False, max_clients=1)
     runner = threading.Thread(
@@ -414,10 +405,7 @@ def test_browser_sees_its_camera_segmented_and_a_client_that_leaves_frees_its_pl
     # latency stays flat though the model (0.2 s) is slower than the camera: no queue
     assert first["latency_ms"]["p95"] < 1500, first
     assert first["connected_s"] < result["wall_s"] - 3
-    deadline = time.monotonic() + 10
-    while web_threads() - before and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert not web_threads() - before, [t.name for t in threading.enumerate() if t.ident not in before]
+    wait_for(lambda: not threads_since(before), 30, f"the web threads to end: {threads_since(before)}")
 
 
 @needs_chromium
@@ -570,13 +558,9 @@ def test_serve_smooths_each_client_on_its_own(tmp_path):
     try:
         for i, frame in enumerate(frames):
             views[0].offer(FramePacket(i, i / 25, time.perf_counter(), frame))
-            deadline = time.monotonic() + 30
-            while len(got["a"]) <= i and time.monotonic() < deadline:
-                time.sleep(0.01)
+            wait_for(lambda n=i: len(got["a"]) > n, 30, f"the result of frame {i}")
         views[1].offer(FramePacket(0, 0.0, time.perf_counter(), frames[-1]))
-        deadline = time.monotonic() + 30
-        while not got["b"] and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: got["b"], 30, "the second client's result")
     finally:
         job.mux.close()
         job.server.close()

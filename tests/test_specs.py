@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from harness import run_cli
 from media import frame_pattern, make_video
 from PIL import Image
 from torchvision.models import segmentation as tvseg
@@ -21,7 +22,6 @@ from torchvision.models import segmentation as tvseg
 from live_seg.base.errors import ModelError
 from live_seg.base.options import ModelOptions
 from live_seg.base.specs import MODEL_NAMES, PROBABILITY, SPECS, custom_spec, get_spec, resolve_spec
-from live_seg.cli.main import main
 
 ROOT = Path(__file__).resolve().parents[1]
 SIDE = 64
@@ -128,28 +128,25 @@ def test_own_model_agrees_with_the_network_it_was_exported_from(own, kind, tmp_p
         assert mask.shape == (SIDE, SIDE) and (mask == ref).mean() >= 0.99
 
 
-def run(capsys, *argv) -> tuple[int, str]:
-    code = main(["-q", *map(str, argv)])
-    return code, capsys.readouterr().err
-
-
 def test_own_model_through_image_video_and_live(own, tmp_path, capsys):
     model = ["--model", own["onnx"], "--labels", own["labels"]]
     image = tmp_path / "in.png"
     Image.fromarray(frame_pattern(5, 320, 240)[:, :, ::-1]).save(image)
-    code, err = run(capsys, "image", image, "-o", tmp_path / "img", *model)
-    assert code == 0, err
+    r = run_cli("-q", "image", image, "-o", tmp_path / "img", *model, capture=capsys)
+    assert r.returncode == 0, r.stderr
     mask = np.array(Image.open(tmp_path / "img" / "mask.png"))
     assert mask.shape == (240, 320) and set(np.unique(mask)) <= {0, 1, 2}
 
     clip = make_video(tmp_path / "clip.mp4", frames=12, width=160, height=96, fps=25)
-    code, err = run(capsys, "video", clip, "-o", tmp_path / "out.mp4", "--stats", tmp_path / "v.json", *model)
-    assert code == 0, err
+    r = run_cli("-q", "video", clip, "-o", tmp_path / "out.mp4", "--stats", tmp_path / "v.json", *model, capture=capsys)
+    assert r.returncode == 0, r.stderr
     stats = json.loads((tmp_path / "v.json").read_text())
     assert stats["frames_out"] == 12 and stats["model"] == str(own["onnx"]) and stats["backend"] == "openvino"
 
-    code, err = run(capsys, "live", "--source", clip, "--display", "none", "--stats", tmp_path / "l.json", *model)
-    assert code == 0, err
+    r = run_cli(
+        "-q", "live", "--source", clip, "--display", "none", "--stats", tmp_path / "l.json", *model, capture=capsys
+    )
+    assert r.returncode == 0, r.stderr
     live = json.loads((tmp_path / "l.json").read_text())
     assert live["model"] == str(own["onnx"]) and live["frames_in"] == 12
 
@@ -186,10 +183,10 @@ def test_own_model_mistakes_are_one_line(own, tmp_path, capsys, extra, message):
     image = tmp_path / "in.png"
     Image.fromarray(frame_pattern(5, 160, 96)).save(image)
     extra = [e.format(wrong=own["wrong"], labels=own["labels"]) for e in extra]
-    code, err = run(capsys, "image", image, "-o", tmp_path / "img", "--model", own["onnx"], *extra)
-    assert code == 1
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and message in lines[0] and "Traceback" not in err
+    r = run_cli("-q", "image", image, "-o", tmp_path / "img", "--model", own["onnx"], *extra, capture=capsys)
+    assert r.returncode == 1
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0] and "Traceback" not in r.stderr
 
 
 def test_labels_and_normalisation_flags_reach_the_spec(own):
@@ -231,10 +228,9 @@ def test_every_model_option_reaches_every_job(job, own, tmp_path, capsys, monkey
              "--precision", "int8", "--backend", "openvino", "--size", "96", "--threads", "1",
              "--calibration", str(calib), "--mean", "0.5,0.5,0.5", "--std", "0.2,0.2,0.2", "--bgr",
              "--threshold", "0.7"]  # fmt: skip
-    code = main(["-q", *argv, *flags])
-    err = capsys.readouterr().err
-    assert code == 1 and "stopped here by the test" in err
-    assert seen, err
+    r = run_cli("-q", *argv, *flags, capture=capsys)
+    assert r.returncode == 1 and "stopped here by the test" in r.stderr
+    assert seen, r.stderr
     expected = ModelOptions(
         model=str(own["onnx"]), weights="random", device="cpu", precision="int8", backend="openvino", size=96,
         threads=1, calibration=str(calib), labels=str(own["labels"]), mean=(0.5, 0.5, 0.5), std=(0.2, 0.2, 0.2),

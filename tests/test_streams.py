@@ -15,10 +15,8 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import queue
 import signal
 import subprocess
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -28,11 +26,11 @@ import av
 import cv2
 import numpy as np
 import pytest
+from harness import start_cli, threads_since, wait_for
 from media import CODE_BITS, read_index
 from mjpeg import MJPEGServer
 from rtsp import RTSPCamera, free_port, system_python_problem
 
-ROOT = Path(__file__).resolve().parents[1]
 FPS = 25
 SIZE = (320, 180)
 """Picture size of every camera (width, height), small to spare the shared CPU."""
@@ -68,24 +66,16 @@ class Live:
     """``python run_live.py live ARGS`` in a process group of its own, stderr collected."""
 
     def __init__(self, *args: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, str(ROOT / "run_live.py"), "live", *args],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            stdin=subprocess.DEVNULL,
-            text=True,
-            cwd=ROOT,
-            start_new_session=True,
+        self.proc = start_cli(
+            "live", *args, stdout=subprocess.DEVNULL, stdin=subprocess.DEVNULL, start_new_session=True
         )
         self.lines: list[str] = []
-        self._q: queue.Queue[str] = queue.Queue()
         self._reader = threading.Thread(target=self._read, name="test-live-stderr", daemon=True)
         self._reader.start()
 
     def _read(self) -> None:
         for line in self.proc.stderr:
             self.lines.append(line.rstrip("\n"))
-            self._q.put(line)
 
     def wait(self, timeout: float) -> int:
         """Wait for the exit; returns the exit status (the process is killed on timeout)."""
@@ -121,11 +111,9 @@ def wait_until(t0: float, at: float) -> None:
 
 def wait_for_frames(server: MJPEGServer, parts: int, timeout: float, run: Live) -> None:
     """Wait until a client of ``server`` received ``parts`` more JPEG parts (while ``run`` runs)."""
-    start, deadline = server.parts_sent, time.monotonic() + timeout
-    while server.parts_sent - start < parts:
-        assert run.proc.poll() is None, f"live exited with {run.proc.returncode}:\n{run.text()[-3000:]}"
-        assert time.monotonic() < deadline, f"no client read {parts} frames from {server.url} in {timeout} s"
-        time.sleep(0.05)
+    start = server.parts_sent
+    wait_for(lambda: server.parts_sent - start >= parts, timeout, f"a client to read {parts} frames from {server.url}",
+             alive=run.proc)  # fmt: skip
 
 
 def by_source(stats: dict, urls: list[str]) -> list[dict]:
@@ -237,8 +225,7 @@ def test_mjpeg_camera_stalls_with_its_connection_open():
                     resp.read(4096)
             assert server.clients == 1 and server.stalled == 1  # still connected
             made = server.frames_made
-            time.sleep(0.2)
-            assert server.frames_made > made  # the camera itself goes on: a new connection gets frames
+            wait_for(lambda: server.frames_made > made, 30, "the camera to make frames while one client stalls")
             from mjpeg import read_parts
 
             assert len(read_parts(server.url, 3, timeout=5)) == 3
@@ -254,10 +241,7 @@ def test_mjpeg_camera_offline_until_start_after():
         assert server.running and not server.listening
         with pytest.raises(ConnectionRefusedError):
             read_parts(server.url, 1, timeout=1)
-        deadline = time.monotonic() + 10
-        while not server.listening:
-            assert time.monotonic() < deadline
-            time.sleep(0.05)
+        wait_for(lambda: server.listening, 30, "the camera to come online")
         assert len(read_parts(server.url, 2, timeout=5)) == 2
     finally:
         server.stop()
@@ -354,7 +338,7 @@ def test_stream_api_yields_every_source_and_leaves_no_thread(rtsp_ok):
                 assert time.monotonic() < deadline, {u: len(v) for u, v in seen.items()}
         finally:
             results.close()
-        left = [t.name for t in threading.enumerate() if t not in before and not t.name.startswith("mjpeg-test")]
+        left = threads_since(before, ignore="mjpeg-test")
         assert not left, left
     for url in urls:
         rs = seen[url]
@@ -381,21 +365,18 @@ def test_stream_api_leaves_no_thread_after_an_error(rtsp_ok):
                 for n, _ in enumerate(results):
                     if n == 3:
                         raise RuntimeError("the caller's own error")
-        left = [t.name for t in threading.enumerate() if t not in before and not t.name.startswith("mjpeg-test")]
+        left = threads_since(before, ignore="mjpeg-test")
         assert not [name for name in left if not name.startswith("live_seg-read-")], left
         # A camera still opening when the caller stopped is not waited for: its open ends by itself
         # (within the 10 s open timeout; this RTSP camera answers in about a second) and releases it.
-        deadline = time.monotonic() + 15
-        while any(t.name in left for t in threading.enumerate()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert not any(t.name in left for t in threading.enumerate()), left
+        wait_for(lambda: not set(left) & set(threads_since(before)), 30, f"the opening camera's threads {left} to end")
     never = [f"http://127.0.0.1:{free_port()}/stream.mjpg", f"rtsp://127.0.0.1:{free_port()}/cam"]
     options = live_seg.LiveOptions(reconnect=1)
     with pytest.raises(SourceError):
         with contextlib.closing(live_seg.stream(never, options=options, model=model)) as results:
             for _ in results:
                 pytest.fail("a result from a source that does not exist")
-    left = [t.name for t in threading.enumerate() if t not in before]
+    left = threads_since(before)
     assert not left, left
 
 

@@ -5,30 +5,17 @@ from __future__ import annotations
 import json
 import os
 import socket
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from harness import run_cli
 from media import make_video, probe, read_frames, read_index
 
 from live_seg.base.errors import OutputError, SourceError
 from live_seg.base.options import EncodeOptions
 from live_seg.jobs.video import process_video
 
-ROOT = Path(__file__).resolve().parents[1]
 LIGHT = {"model": "lraspp_mobilenet_v3_large", "weights": "random", "device": "cpu", "size": 128}
-
-
-def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, str(ROOT / "run_live.py"), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=env,
-        cwd=ROOT,
-    )
 
 
 def assert_same_timeline(src: Path, dst: Path, audio: bool) -> None:
