@@ -159,15 +159,15 @@ def test_own_labels_choose_the_classes_of_an_effect(own, tmp_path, capsys):
     Image.fromarray(blocks).resize((320, 240), Image.NEAREST).save(image)
     for cid in (1, 2):
         flags = ["--model", own["onnx"], "--labels", own["labels"], "--effect", "highlight", "--classes", LABELS[cid]]
-        code, err = run(capsys, "image", image, "-o", tmp_path / LABELS[cid], *flags)
-        assert code == 0, err
+        r = run_cli("-q", "image", image, "-o", tmp_path / LABELS[cid], *flags, capture=capsys)
+        assert r.returncode == 0, r.stderr
         mask = np.array(Image.open(tmp_path / LABELS[cid] / "mask.png"))
         out = np.array(Image.open(tmp_path / LABELS[cid] / "highlight.png").convert("RGB")).astype(int)
         coloured = np.ptp(out, axis=2) > 0
         assert (coloured == (mask == cid)).mean() > 0.95  # all but a feathered edge
     clip = make_video(tmp_path / "clip.mp4", frames=4, width=160, height=96, fps=25)
-    code, err = run(capsys, "video", clip, "-o", tmp_path / "out.mp4", *flags)
-    assert code == 0, err
+    r = run_cli("-q", "video", clip, "-o", tmp_path / "out.mp4", *flags, capture=capsys)
+    assert r.returncode == 0, r.stderr
 
 
 @pytest.mark.parametrize(
