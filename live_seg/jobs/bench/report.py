@@ -110,7 +110,7 @@ def _method_line(report: dict[str, Any]) -> str:
     return (
         f"fps: median of {s['repeat']} run(s) x {s['frames']} frame(s) after {s['warmup']} warm-up frame(s); "
         f"source {s['source']} ({s['width']}x{s['height']}); "
-        f"input {s['size']}x{s['size']}, batch {_batches(s['batch'])}; "
+        f"input {_input(s['size'])}, batch {_batches(s['batch'])}; "
         f"{weights}; {report['elapsed_s']:.0f} s in all"
     )
 
@@ -196,7 +196,8 @@ def write_plot(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     ax.set_ylabel("frames per second (median)")
     s = report["settings"]
     ax.set_title(
-        f"live_seg bench: {s['width']}x{s['height']} source, input {s['size']}, {report['date'][:10]}", fontsize=10
+        f"live_seg bench: {s['width']}x{s['height']} source, input {_input(s['size'])}, {report['date'][:10]}",
+        fontsize=10,
     )
     ax.legend(fontsize=8)
     out = Path(path)
@@ -207,3 +208,8 @@ def write_plot(report: dict[str, Any], path: str | os.PathLike[str]) -> Path:
     finally:
         plt.close(fig)
     return out
+
+
+def _input(size: int | None) -> str:
+    """The models' input size as a report says it: ``512x512``, or each model's own (``--size`` not given)."""
+    return "each model's own" if size is None else f"{size}x{size}"
