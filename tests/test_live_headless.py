@@ -48,3 +48,14 @@ def test_no_one_looking_means_nothing_is_painted(lraspp, tmp_path, monkeypatch, 
         assert calls["render"] > 0  # a recording is a look: its frames are painted
     else:
         assert calls == {"render": 0, "carry": 0}
+
+
+def test_a_file_as_a_live_source_is_size_capped_too(tmp_path):
+    """``--max-frame-pixels`` holds for every live source: a video file is refused before its first frame."""
+    from harness import run_cli
+    from media import make_video
+
+    clip = make_video(tmp_path / "clip.mp4", frames=4, width=160, height=96)
+    r = run_cli("live", "--source", clip, "--display", "none", "--max-frame-pixels", "10000", "--model",
+                "lraspp_mobilenet_v3_large", "--weights", "random")  # fmt: skip
+    r.one_line_error("160x96 frames", "--max-frame-pixels")

@@ -379,7 +379,8 @@ def open_live_source(
         reconnect: for a camera or stream: reopen attempts after it is lost.
         rtsp_transport: ``"tcp"`` or ``"udp"`` for an RTSP URL.
         read_timeout_s: a stream that sends nothing for this long is lost (and reconnected).
-        max_frame_pixels: for a camera or stream: bigger frames are refused (see :class:`CaptureSource`).
+        max_frame_pixels: bigger frames are refused (a camera's or stream's: see :class:`CaptureSource`; a file's
+            before its first frame is decoded).
         interrupt: for a camera or stream: the run's stop, which also ends opening and reading.
 
     Raises:
@@ -387,7 +388,7 @@ def open_live_source(
     """
     what = parse_source(spec)
     if isinstance(what, str) and "://" not in what and not is_device(what):
-        return VideoFileSource(what, realtime=realtime)
+        return VideoFileSource(what, realtime=realtime, max_frame_pixels=max_frame_pixels)
     return CaptureSource(
         what,
         reconnect=reconnect,

@@ -71,16 +71,25 @@ class VideoFileSource:
         path: the video file.
         realtime: pace frames at their timestamps (as a camera would deliver them).
         max_frames: stop after this many frames (``None``: the whole file).
+        max_frame_pixels: refuse a file whose frames are bigger (width x height), as a live source
+            (``None``: any size).
 
     Raises:
         SourceError: on ``open()`` when the file is missing, empty, not a video, or has no
             decodable video stream.
     """
 
-    def __init__(self, path: str | os.PathLike[str], realtime: bool = False, max_frames: int | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        realtime: bool = False,
+        max_frames: int | None = None,
+        max_frame_pixels: int | None = None,
+    ) -> None:
         self.path = Path(path)
         self.realtime = realtime
         self.max_frames = max_frames
+        self.max_frame_pixels = max_frame_pixels
         self.info: SourceInfo | None = None
         self.skipped_packets = 0
         self.truncated = False
@@ -123,6 +132,12 @@ class VideoFileSource:
         if not ctx.width or not ctx.height:
             container.close()
             raise SourceError(f"cannot read {path}: the video stream has no frame size (broken or cut short)")
+        if self.max_frame_pixels is not None and ctx.width * ctx.height > self.max_frame_pixels:
+            container.close()
+            raise SourceError(
+                f"{path} has {ctx.width}x{ctx.height} frames ({ctx.width * ctx.height / 1e6:.1f} megapixels), over the "
+                f"limit of {self.max_frame_pixels / 1e6:.1f} megapixels; raise --max-frame-pixels"
+            )
         self._container, self._stream = container, stream
         self._frames = self._decoded()
         try:
