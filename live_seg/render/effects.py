@@ -255,6 +255,7 @@ class Effect(contextlib.AbstractContextManager["Effect"]):
         self.overlay_alpha = overlay_alpha
         self.flat = False
         self._color: np.ndarray | None = None
+        self._color_id = -1  # the class whose plain colour _color holds (-1: per-pixel class colours)
         self._out: np.ndarray | None = None
         self._out4: np.ndarray | None = None
 
@@ -342,10 +343,18 @@ class Effect(contextlib.AbstractContextManager["Effect"]):
                 self.background = load_background(None)
             return self.background.frame(h, w)[y0:y1, x0:x1]
         # overlay: the class colours blended 60/40
+        a = self.overlay_alpha
+        chosen = np.flatnonzero(self._lut)
+        if len(chosen) == 1:  # one class chosen (a person model's person): one colour, no per-pixel lookup
+            shape = (y1 - y0, x1 - x0, 3)
+            if self._color is None or self._color.shape != shape or self._color_id != chosen[0]:
+                self._color, self._color_id = np.empty(shape, np.uint8), chosen[0]
+                self._color[:] = self.palette[chosen[0]]
+            return cv2.addWeighted(frame[y0:y1, x0:x1], 1.0 - a, self._color, a, 0.0)
         if self._color is None or self._color.shape[:2] != (h, w):
             self._color = np.empty((h, w, 3), np.uint8)
+        self._color_id = -1
         color = frame_colors(mask, self._table, h, w, out=self._color)
-        a = self.overlay_alpha
         return cv2.addWeighted(frame[y0:y1, x0:x1], 1.0 - a, color[y0:y1, x0:x1], a, 0.0)
 
     def _cutout(self, frame: Frame, alpha: Alpha) -> np.ndarray:
