@@ -475,7 +475,10 @@ def test_newest_frame_gets_the_newest_mask_carried_or_held(tmp_path, lraspp, pro
     the shown one)."""
     clip = make_video(tmp_path / "clip.mp4", frames=40, width=160, height=96, fps=25)
     analysis = AnalysisOptions(propagate=propagate)
-    options = LiveOptions(source=str(clip), realtime=True, display="none", hud=False, legend=False, analysis=analysis)
+    options = LiveOptions(  # recorded: a run that no one looks at paints (and carries) nothing
+        source=str(clip), realtime=True, display="none", hud=False, legend=False, analysis=analysis,
+        record=tmp_path / "rec.mp4",
+    )  # fmt: skip
     summary = LiveSession(options, SlowModel(lraspp, delay=4 * INTERVAL)).run()
     assert live_threads() == []
     kinds = summary["masks_shown"]

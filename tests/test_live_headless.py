@@ -43,7 +43,10 @@ def test_no_one_looking_means_nothing_is_painted(lraspp, tmp_path, monkeypatch, 
         options = LiveOptions(sources=(a.url, b.url), display="none", duration=3.0, **extra)
         summary = LiveSession(options, lraspp).run()
     assert summary["frames_inferred"] > 0 and summary["latency_ms"]["p50"] is not None
-    assert sum(summary["masks_shown"].values()) > 0  # counted as shown (fresh or held), with their latency
+    kinds = summary["masks_shown"]
+    assert sum(kinds.values()) > 0 and summary["frames_shown"] >= sum(kinds.values())  # counted, with latency
+    if not record:
+        assert kinds["carried"] == 0  # nothing carried along the flow for no one
     if record:
         assert calls["render"] > 0  # a recording is a look: its frames are painted
     else:

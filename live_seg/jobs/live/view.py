@@ -179,7 +179,7 @@ class Tile:
             if self.total is not self.metrics:
                 self.total.shown(self._first, t_shown)
         packet = self._fresh
-        if packet is None or self.view is None:
+        if packet is None or (self.view is None and not self.headless):
             return
         for metrics in {id(m): m for m in (self.metrics, self.total)}.values():
             metrics.stats.frames_out += 1
