@@ -145,12 +145,18 @@ class EncodeOptions:
         audio: keep the source's audio.
         tune: libx264's tune (``""``: none); the live recording uses ``zerolatency``: no look-ahead,
             no B-frames, so the encoder holds no queue of frames.
+        x264_params: libx264 settings over the preset's (``""``: the preset's own). The default searches
+            motion with the diamond pattern at subpixel level 1 and leaves out the smallest inter
+            partitions: on 300 frames of a 720p clip at crf 20 it took 45 % less CPU than plain veryfast
+            (5.7 against 10.5 ms a frame) for 7 % more bytes at the same luma PSNR (45.24 against 45.26 dB);
+            ``superfast`` took 6.8 ms for 2.3x the bytes (README, "Speed").
     """
 
     preset: str = "veryfast"
     crf: int = 20
     audio: bool = True
     tune: str = ""
+    x264_params: str = "me=dia:subme=1:partitions=i8x8,i4x4"
 
 
 @dataclass(frozen=True)

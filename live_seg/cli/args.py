@@ -115,6 +115,13 @@ def _video_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     field_option(
         video, "--crf", EncodeOptions, type=int, help="libx264 quality, lower is better (default: %(default)s)"
     )
+    field_option(
+        video,
+        "--x264-params",
+        EncodeOptions,
+        metavar="K=V:…",
+        help="libx264 settings over the preset's; '' for the preset's own (default: %(default)s)",
+    )
     video.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON")
     analysis_arguments(video)
     events_arguments(video)

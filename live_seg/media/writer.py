@@ -246,7 +246,8 @@ class VideoWriter(contextlib.AbstractContextManager["VideoWriter"]):
             self.stream.codec_context.time_base = self.time_base
             if self.format is MP4:
                 tune = {"tune": encode.tune} if encode.tune else {}
-                self.stream.options = {"preset": encode.preset, "crf": str(encode.crf), **tune}
+                params = {"x264-params": encode.x264_params} if encode.x264_params else {}
+                self.stream.options = {"preset": encode.preset, "crf": str(encode.crf), **tune, **params}
             self.audio = None
             if audio_from:
                 try:
