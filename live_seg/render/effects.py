@@ -346,11 +346,10 @@ class Effect(contextlib.AbstractContextManager["Effect"]):
         a = self.overlay_alpha
         chosen = np.flatnonzero(self._lut)
         if len(chosen) == 1:  # one class chosen (a person model's person): one colour, no per-pixel lookup
-            shape = (y1 - y0, x1 - x0, 3)
-            if self._color is None or self._color.shape != shape or self._color_id != chosen[0]:
-                self._color, self._color_id = np.empty(shape, np.uint8), chosen[0]
-                self._color[:] = self.palette[chosen[0]]
-            return cv2.addWeighted(frame[y0:y1, x0:x1], 1.0 - a, self._color, a, 0.0)
+            if self._color is None or self._color.shape[:2] != (h, w) or self._color_id != chosen[0]:
+                self._color, self._color_id = np.empty((h, w, 3), np.uint8), chosen[0]
+                self._color[:] = self.palette[chosen[0]]  # filled once for the frame size, sliced to each box
+            return cv2.addWeighted(frame[y0:y1, x0:x1], 1.0 - a, self._color[y0:y1, x0:x1], a, 0.0)
         if self._color is None or self._color.shape[:2] != (h, w):
             self._color = np.empty((h, w, 3), np.uint8)
         self._color_id = -1
