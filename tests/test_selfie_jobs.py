@@ -7,30 +7,20 @@ the reason; under CI these tests run.
 
 from __future__ import annotations
 
-import os
-
 import cv2
 import numpy as np
 import pytest
 from PIL import Image
 
-from live_seg.base.errors import ModelError
 from live_seg.base.frames import SOFT_THRESHOLD, soft_from_probability
 from live_seg.base.options import ModelOptions
-from live_seg.base.wheel_files import SELFIE_SEGMENTATION, SELFIE_SEGMENTATION_LANDSCAPE
 from live_seg.cli.main import main
-from live_seg.model import wheel_weights
 
 
 @pytest.fixture(scope="module", autouse=True)
-def selfie_weights():
-    try:
-        for f in (SELFIE_SEGMENTATION, SELFIE_SEGMENTATION_LANDSCAPE):
-            wheel_weights.fetch(f)
-    except ModelError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"the selfie weights are not cached and the package registry is not reachable: {exc}")
+def selfie_weights(selfie_files):
+    """Every test here runs MediaPipe's selfie model (conftest's ``selfie_files``: fetched once a session)."""
+    return selfie_files
 
 
 @pytest.fixture(scope="module")
