@@ -29,7 +29,7 @@ included), ``job_fps`` frames over it; ``run_fps`` is the run's own figure from 
 excluded). The machine (CPU model, bf16/VNNI flags, load average before and after) goes into the
 JSON: this machine is shared, so quote ratios, not absolute times.
 
-    python scripts/quality_bench.py --work /tmp/quality --json benchmarks/selfie_quality.json \\
+    python scripts/quality_bench.py --work quality-work --json benchmarks/selfie_quality.json \\
         --markdown benchmarks/selfie_quality.md
 """
 
