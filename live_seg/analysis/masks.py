@@ -27,13 +27,13 @@ from pathlib import Path
 from typing import Protocol
 
 import av
-import cv2
 import numpy as np
 
 from ..base.errors import OutputError, SourceError, one_line
 from ..base.files import PendingFile, write_palette_png
-from ..base.frames import SOFT_THRESHOLD, Mask, check_mask
+from ..base.frames import Mask, check_mask
 from ..media.writer import check_output_path
+from ..render.alpha import upsample_threshold
 from ..render.renderer import resize_mask, voc_palette
 
 log = logging.getLogger(__name__)
@@ -260,14 +260,6 @@ def read_masks(path: str | os.PathLike[str], with_pts: bool = False) -> Iterator
         container.close()
 
 
-def upsample_soft(soft: np.ndarray, height: int, width: int) -> Mask:
-    """Class ids (0 / 1) at ``(height, width)`` from a soft foreground map: bilinear, then the threshold."""
-    if soft.shape == (height, width):
-        return (soft >= SOFT_THRESHOLD).astype(np.uint8)
-    big = cv2.resize(soft, (width, height), interpolation=cv2.INTER_LINEAR)
-    return (big >= SOFT_THRESHOLD).astype(np.uint8)
-
-
 class MaskOutputs:
     """The mask sinks of one run, fed in frame order from one thread.
 
@@ -308,7 +300,7 @@ class MaskOutputs:
         if self.source_size:
             if source_hw is None:
                 raise ValueError("source_hw: needed for masks at the source's size")
-            big = resize_mask(mask, *source_hw) if soft is None else upsample_soft(soft, *source_hw)
+            big = resize_mask(mask, *source_hw) if soft is None else upsample_threshold(soft, *source_hw)
             for sink in self.source_size:
                 sink.write(index, pts, big)
 

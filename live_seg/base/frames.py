@@ -76,6 +76,13 @@ def soft_from_probability(p: np.ndarray, threshold: float) -> np.ndarray:
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def ids_and_soft(p: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """A probability model's output as class ids and :attr:`SegResult.soft`: ``(..., h, w)`` float in [0, 1] →
+    two uint8 arrays of its shape, ids 1 where ``p > threshold`` (``ids == (soft >= SOFT_THRESHOLD)``)."""
+    soft = soft_from_probability(p, threshold)
+    return (soft >= SOFT_THRESHOLD).astype(np.uint8), soft
+
+
 def _check_uint8(array: object, name: str, channels: int | None, order: str = "") -> np.ndarray:
     """Return ``array`` if it is an ``(H, W)`` or ``(H, W, channels)`` uint8 array (H, W >= 1), else raise.
 

@@ -10,12 +10,13 @@ from typing import TYPE_CHECKING, Any
 import cv2
 import numpy as np
 
-from ..analysis.masks import upsample_soft
 from ..base.errors import OutputError, SourceError, one_line
 from ..base.files import write_palette_png, write_png
 from ..base.frames import Frame
 from ..base.options import IMAGE_RENDER, ModelOptions, RenderOptions, fold
 from ..model.select import job_runtime, segmenter_for
+from ..pipeline.infer import infer_masks
+from ..render.alpha import upsample_threshold
 from ..render.effects import EffectOptions
 from ..render.renderer import Renderer, class_shares, resize_mask, side_by_side
 
@@ -100,15 +101,11 @@ def process_image(
     with options.build_before_model(segmenter, model, render.palette, render.alpha) as fx:
         seg = segmenter or segmenter_for(model, mode="latency")
         with job_runtime(seg):
-            batch = seg.preprocess([image])
-            if getattr(seg, "soft_output", False):  # a probability: smooth edges, upsampled before its threshold
-                ids, softs = seg.infer_soft(batch)
-                small, soft = ids[0], softs[0]
-            else:
-                small, soft = seg.infer(batch)[0], None
+            masks, softs = infer_masks(seg, seg.preprocess([image]))
+            small, soft = masks[0], softs[0]  # a probability's soft map: smooth edges, upsampled before its threshold
             described = seg.describe()
         h, w = image.shape[:2]
-        mask = resize_mask(small, h, w) if soft is None else upsample_soft(soft, h, w)
+        mask = resize_mask(small, h, w) if soft is None else upsample_threshold(soft, h, w)
         renderer = Renderer(seg.categories, palette=render.palette, alpha=render.alpha, legend=render.legend, effect=fx)
         shares = class_shares(mask, len(seg.categories))
         blended = renderer.render(image, small, classes=[cid for cid, _ in shares], soft=soft).copy()  # largest first

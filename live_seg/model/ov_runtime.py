@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..base.errors import ModelError, one_line
-from ..base.frames import SOFT_THRESHOLD, Frame, soft_from_probability
+from ..base.frames import Frame, ids_and_soft
 from ..base.options import ModelOptions, check_threshold
 from ..base.registry import INT8
 from ..base.registry import OPENVINO_MODES as MODES
@@ -400,8 +400,7 @@ class OpenVinoSegmenter:
     def infer_soft(self, batch: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """For a probability model: the class ids and the soft foreground map
         (:attr:`~live_seg.base.frames.SegResult.soft`), both ``(N, h, w)`` uint8; ids == (soft >= 128)."""
-        soft = soft_from_probability(self._head("logits").run(batch)[:, 0], self.threshold)
-        return (soft >= SOFT_THRESHOLD).astype(np.uint8), soft
+        return ids_and_soft(self._head("logits").run(batch)[:, 0], self.threshold)
 
     def infer_scores(self, batch: np.ndarray) -> torch.Tensor:
         """Class probabilities of each pixel (softmax over classes, or ``(1 - p, p)``), for temporal smoothing.

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..base.errors import ModelError
-from ..base.frames import SOFT_THRESHOLD, check_frame, soft_from_probability
+from ..base.frames import check_frame, ids_and_soft
 from ..base.options import ModelOptions, check_threshold
 from ..base.registry import (
     AUTO,
@@ -352,8 +352,7 @@ class Segmenter:
         (:attr:`~live_seg.base.frames.SegResult.soft`), both ``(N, h, w)`` uint8; ids == (soft >= 128)."""
         with torch.inference_mode():
             p = self._checked_output(batch)[:, 0].float().cpu().numpy()
-        soft = soft_from_probability(p, self.threshold)
-        return (soft >= SOFT_THRESHOLD).astype(np.uint8), soft
+        return ids_and_soft(p, self.threshold)
 
     def _checked_output(self, batch: torch.Tensor) -> torch.Tensor:
         """The forward pass; in fp16, outputs that overflow switch the model to fp32 and run again."""

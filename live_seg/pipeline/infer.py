@@ -7,6 +7,9 @@ import os
 import queue
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
 
 from ..base.frames import FramePacket, SegResult
 from .threads import END, Control, Give, MaskModel, Take, get, put
@@ -69,6 +72,15 @@ def to_queue(q: queue.Queue, control: Control) -> Give:
     return lambda result: put(q, result, control)
 
 
+def infer_masks(model: MaskModel, batch: Any) -> tuple[Sequence[np.ndarray], Sequence[np.ndarray | None]]:
+    """The masks of a preprocessed ``batch``, and for a probability model (``soft_output``) its soft maps
+    (:attr:`~live_seg.base.frames.SegResult.soft`; ``None`` for each frame of other models)."""
+    if getattr(model, "soft_output", False):
+        return model.infer_soft(batch)
+    masks = model.infer(batch)
+    return masks, [None] * len(masks)
+
+
 def segment(model: MaskModel, packets: Sequence[FramePacket]) -> list[SegResult]:
     """One forward pass over ``packets`` (one batch): a result per packet, in order, each charged its
     share of the batch's preprocess and forward time."""
@@ -76,10 +88,7 @@ def segment(model: MaskModel, packets: Sequence[FramePacket]) -> list[SegResult]
     tensor = model.preprocess([p.image for p in packets])
     t1 = time.perf_counter()
     n = len(packets)
-    if getattr(model, "soft_output", False):  # a probability model: masks and how sure each pixel is
-        masks, softs = model.infer_soft(tensor)
-    else:
-        masks, softs = model.infer(tensor), [None] * n
+    masks, softs = infer_masks(model, tensor)
     t2 = time.perf_counter()
     return [
         SegResult(packet, mask, preprocess_s=(t1 - t0) / n, infer_s=(t2 - t1) / n, soft=soft)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from ..base.frames import Frame
+from ..base.frames import SOFT_THRESHOLD, Frame
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +45,14 @@ above it), 0 and 255 outside it. The edge follows the model's own uncertainty, a
 exactly in or out (only the band is blended: see :func:`_composite`)."""
 
 
+def upsample_threshold(soft: np.ndarray, height: int, width: int, value: int = 1) -> np.ndarray:
+    """A soft map (:attr:`~live_seg.base.frames.SegResult.soft`, or an alpha ramp of it) at ``(height, width)``:
+    resized bilinear, then ``value`` where it reaches :data:`~live_seg.base.frames.SOFT_THRESHOLD`, else 0
+    (``value=1``: class ids; 255: a hard alpha). As MediaPipe's graph upsamples its probability."""
+    big = soft if soft.shape == (height, width) else cv2.resize(soft, (width, height), interpolation=cv2.INTER_LINEAR)
+    return cv2.threshold(big, SOFT_THRESHOLD - 1, value, cv2.THRESH_BINARY)[1]
+
+
 def soft_alpha(
     chosen: np.ndarray, height: int, width: int, feather: float, weight: np.ndarray | None = None
 ) -> Alpha:
@@ -68,8 +76,7 @@ def soft_alpha(
         if weight is None:
             hard = cv2.resize(chosen * np.uint8(255), (width, height), interpolation=cv2.INTER_NEAREST)
         else:  # the probability's own edge at frame size (as MediaPipe upsamples it), still hard: no blend
-            up = cv2.resize(weight, (width, height), interpolation=cv2.INTER_LINEAR)
-            hard = cv2.threshold(up, 127, 255, cv2.THRESH_BINARY)[1]
+            hard = upsample_threshold(weight, height, width, 255)
         x, y, w, h = cv2.boundingRect(hard)
         return Alpha("some", (y, y + h, x, x + w), hard)
     kx, ky = _odd(feather * mw / width), _odd(feather * mh / height)
