@@ -8,6 +8,7 @@ the same cache of compiled blobs, int8 with NNCF.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -53,30 +54,29 @@ def _read(spec: ModelSpec) -> Any:
         raise ModelError(f"OpenVINO could not read {spec.name} ({one_line(exc, limit=200)})") from exc
 
 
-def fixed_input_hw(spec: ModelSpec) -> tuple[int, int] | None:
-    """The ``(height, width)`` the network's file fixes for its image input, or ``None`` when it is dynamic.
-
-    Raises:
-        ModelError: a file OpenVINO cannot read.
-    """
-    shape = _read(spec).inputs[0].get_partial_shape()
+def _fixed_input_hw(model: Any) -> tuple[int, int] | None:
+    """The ``(height, width)`` a network fixes for its image input, or ``None`` when it is dynamic."""
+    shape = model.inputs[0].get_partial_shape()
     if shape.rank.is_static and len(shape) == 4 and shape[2].is_static and shape[3].is_static:
         return shape[2].get_length(), shape[3].get_length()
     return None
 
 
-def read_own_model(spec: ModelSpec) -> Any:
+def read_own_model(spec: ModelSpec, sized: bool = True) -> tuple[Any, ModelSpec]:
     """The user's network as an ``openvino.Model``: input ``frames`` ``(1, h, w, 3)`` uint8 BGR, output
-    ``logits`` ``(1, C, h, w)`` f32.
+    ``logits`` ``(1, C, h, w)`` f32; and its spec.
+
+    Args:
+        spec: the network's spec (:func:`~live_seg.base.specs.custom_spec`).
+        sized: the spec's input size was asked for (``--size``); else a size the file fixes replaces it.
 
     Raises:
         ModelError: a file OpenVINO cannot read, a network with other than one image input, an input size it
             cannot take, or an output that does not match the labels (one line naming both shapes).
     """
-    try:
-        model = ov.Core().read_model(str(spec.path))
-    except Exception as exc:
-        raise ModelError(f"OpenVINO could not read {spec.name} ({one_line(exc, limit=200)})") from exc
+    model = _read(spec)
+    if not sized:
+        spec = dataclasses.replace(spec, input_hw=_fixed_input_hw(model) or spec.input_hw)
     if len(model.inputs) != 1:
         raise ModelError(f"{spec.name} has {len(model.inputs)} inputs; live_seg feeds one image input")
     h, w = spec.input_hw
@@ -101,4 +101,4 @@ def read_own_model(spec: ModelSpec) -> Any:
     network = ppp.build()
     network.input(0).get_tensor().set_names({"frames"})
     network.output(0).get_tensor().set_names({"logits"})
-    return network
+    return network, spec

@@ -8,7 +8,6 @@ CPU, torch on CUDA and MPS, see :data:`live_seg.base.registry.AUTO_BACKEND`) and
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import logging
 import os
 import sys
@@ -184,12 +183,10 @@ def segmenter_for(options: ModelOptions, mode: str = "throughput", cache_dir: st
         "calibration": calib, "threshold": options.threshold,
     }  # fmt: skip
     if spec.custom:
-        from .own_model import fixed_input_hw, read_own_model
+        from .own_model import read_own_model
 
-        if options.size is None:  # a network with a fixed input size takes that size
-            spec = dataclasses.replace(spec, input_hw=fixed_input_hw(spec) or spec.input_hw)
-            common["spec"] = spec
-        network = read_own_model(spec)
+        network, spec = read_own_model(spec, sized=options.size is not None)  # else the file's fixed size
+        common["spec"] = spec
         return ov_backend.OpenVinoSegmenter(network=network, weights_key=weights_key(spec, options.weights), **common)
     key = weights_key(spec, options.weights)
     network = _reference_network(spec, options.weights)
