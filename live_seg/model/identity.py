@@ -12,7 +12,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 from ..base.registry import DEFAULT_WEIGHTS, RANDOM_WEIGHTS
-from ..base.specs import CORNERS, ModelSpec, get_spec
+from ..base.specs import ModelSpec, get_spec
 
 UNTRAINED_NOTE = "untrained weights: masks are meaningless, for benchmarks and tests"
 """What a run with ``--weights random`` logs as a warning, whichever runtime it uses."""
@@ -72,8 +72,8 @@ def weights_key(spec: ModelSpec, weights: str) -> str | None:
 
     ``"default"``: the trained file's name and hash; ``"random"``: the seeded initialisation of the
     installed torch and torchvision; a path: the file's contents; your own model: its file's (and an
-    IR's ``.bin``'s) contents. The spec's input size, colour order, normalisation and resize are part of
-    it (they are traced into the converted network).
+    IR's ``.bin``'s) contents. The spec's input size, colour order and normalisation are part of it (they
+    are traced into the converted network; the resize runs before it, outside the network).
 
     Returns:
         A short hex key, or ``None`` for a file that cannot be read (building the network reports it).
@@ -96,6 +96,6 @@ def weights_key(spec: ModelSpec, weights: str) -> str | None:
             return None
         what = f"file:{digest}"
     h, w = spec.input_hw
-    shape = f"{h}x{w}:{'rgb' if spec.rgb else 'bgr'}:{spec.scale}:{spec.mean}:{spec.std}:{spec.resize == CORNERS}"
+    shape = f"{h}x{w}:{'rgb' if spec.rgb else 'bgr'}:{spec.scale}:{spec.mean}:{spec.std}"
     text = f"{NETWORK_FORMAT}|{spec.name}|{spec.output}|{shape}|{what}"
     return hashlib.blake2b(text.encode(), digest_size=8).hexdigest()
