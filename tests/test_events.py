@@ -263,6 +263,19 @@ def test_records_and_rle_masks_match_the_mask_files(tmp_path, content_weights):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["e.jsonl", "in.mp4", "m", "o.mp4", "s.json"]
 
 
+def read_slowly(args: list) -> tuple[int, list[bytes]]:
+    """Run the command line with its events on stdout read one line a second while it runs (a slow
+    consumer: pacing, not waiting), the rest at once; its exit status and the lines."""
+    got: list[bytes] = []
+    with start_cli(*args, stderr=subprocess.DEVNULL, text=False) as proc:
+        assert proc.stdout is not None
+        while proc.poll() is None:
+            got.append(proc.stdout.readline())
+            time.sleep(1.0)
+        got += proc.stdout.read().splitlines(keepends=True)
+    return proc.returncode, got
+
+
 def test_a_slow_reader_of_the_events_does_not_slow_the_run(tmp_path, content_weights):
     """Events with masks onto a pipe read one line a second: the pipe and the sink's queue fill,
     the oldest records are dropped and counted, and the run goes at its own pace."""
@@ -272,14 +285,8 @@ def test_a_slow_reader_of_the_events_does_not_slow_the_run(tmp_path, content_wei
     assert base.returncode == 0, base.stderr
     args = ["video", src, "-o", tmp_path / "slow.mp4", *common, "--events", "-", "--events-masks", "rle",
             "--stats", tmp_path / "slow.json"]  # fmt: skip
-    got: list[bytes] = []
-    with start_cli(*args, stderr=subprocess.DEVNULL, text=False) as proc:
-        assert proc.stdout is not None
-        while proc.poll() is None:  # one line a second while the run lasts, then the rest at once
-            got.append(proc.stdout.readline())
-            time.sleep(1.0)
-        got += proc.stdout.read().splitlines(keepends=True)
-    assert proc.returncode == 0
+    code, got = read_slowly(args)
+    assert code == 0
     fps = {name: json.loads((tmp_path / f"{name}.json").read_text())["fps"] for name in ("base", "slow")}
     events = json.loads((tmp_path / "slow.json").read_text())["events"]["jsonl"]
     print(f"fps without events {fps['base']:.1f}, into a slow pipe {fps['slow']:.1f}; {events}")
@@ -539,14 +546,8 @@ def test_live_events_into_a_slow_pipe_do_not_slow_inference(tmp_path, content_we
     assert base.returncode == 0, base.stderr
     args = ["live", "--display", "none", *common, "--events", "-", "--events-masks", "rle", "--stats",
             tmp_path / "slow.json"]  # fmt: skip
-    got: list[bytes] = []
-    with start_cli(*args, stderr=subprocess.DEVNULL, text=False) as proc:
-        assert proc.stdout is not None
-        while proc.poll() is None:  # one line a second while the run lasts, then the rest at once
-            got.append(proc.stdout.readline())
-            time.sleep(1.0)
-        got += proc.stdout.read().splitlines(keepends=True)
-    assert proc.returncode == 0
+    code, got = read_slowly(args)
+    assert code == 0
     stats = json.loads((tmp_path / "slow.json").read_text())
     events = stats["events"]["jsonl"]
     ratio = stats["infer_fps"] / infer_fps(tmp_path / "base.json")
