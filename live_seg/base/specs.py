@@ -14,7 +14,7 @@ Torch-free and import-light: the parser and a start from the OpenVINO cache read
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from .errors import ModelError
@@ -34,7 +34,6 @@ LOGITS = "logits"
 PROBABILITY = "probability"
 """Output kind: one foreground probability per pixel, ``(N, 1, H, W)`` in [0, 1]; the class is
 ``probability > threshold`` (class 1) or background (class 0)."""
-OUTPUT_KINDS = (LOGITS, PROBABILITY)
 
 HALF_PIXEL = "half_pixel"
 """Resize as ``cv2.resize`` does (pixel centres aligned): torchvision's training pipeline."""
@@ -111,7 +110,7 @@ class ModelSpec:
     runtimes: tuple[str, ...] = ("torch", "openvino")
     note: str = ""
     cpu_precision: str | None = None
-    path: str | None = field(default=None, compare=True)
+    path: str | None = None
 
     @property
     def num_classes(self) -> int:
