@@ -89,8 +89,7 @@ class EffectOptions:
         """
         chosen = choose_classes(self.classes, categories, self.invert)
         if isinstance(palette, str):  # the model's classes keep their colours (a person is painted as VOC's)
-            colours = make_palette(palette, len(categories), names=categories)
-            palette = np.concatenate([colours, make_palette(palette, 256)[len(categories) :]])
+            palette = make_palette(palette, 256, names=categories)
         fx = Effect(self.name, chosen, palette, self.feather, self.blur, self.block, self.background, overlay_alpha)
         fx.flat = flat
         return fx

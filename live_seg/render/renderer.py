@@ -66,15 +66,16 @@ def make_palette(
             from a fixed seed (as the original single-image script did).
         num_classes: rows in the table.
         seed: the seed of the random palette.
-        names: the model's class names (``"voc"``: VOC classes keep their colour, see :func:`named_voc_palette`).
+        names: the model's class names, for the first rows (``"voc"``: VOC classes keep their colour, see
+            :func:`named_voc_palette`; the rows after them keep their index's colour).
 
     Returns:
         ``(num_classes, 3)`` uint8 array in **BGR** order, ready for BGR frames.
     """
-    if name == "voc" and names is not None and len(names) == num_classes:
-        rgb = named_voc_palette(names)
-    elif name == "voc":
+    if name == "voc":
         rgb = voc_palette(num_classes)
+        if names is not None:
+            rgb[: len(names)] = named_voc_palette(names)[:num_classes]
     elif name == "random":
         rgb = np.random.default_rng(seed).integers(0, 256, size=(num_classes, 3), dtype=np.uint8)
     else:
