@@ -242,7 +242,7 @@ def test_grid_in_the_browser_and_keys_on_the_selected_tile(lraspp, tmp_path):
         runner = threading.Thread(target=session.run)
         runner.start()
         try:
-            wait_for(lambda: urls and session.metrics.inferred >= 6, 60, "the view and six masks")
+            wait_for(lambda: urls and session.processed >= 6, 60, "the view and six masks")
             with http_get(at(urls[0], "frame.jpg")) as resp:  # the view's URL carries its token
                 jpeg = resp.read()
             grid = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -335,13 +335,13 @@ def test_every_tile_of_a_mosaic_is_live_with_its_rates(lraspp, monkeypatch):
     """Four cameras in a browser grid: each tile's HUD gets its capture and inference rates, and
     each cell of the grid moves on."""
     huds: dict[str, list] = {}
-    from live_seg.jobs.live import view as view_module
+    from live_seg.jobs.live import tile as tile_module
 
     def draw(image, info):
         huds.setdefault(info.status.split(":")[0], []).append(info)
         return image
 
-    monkeypatch.setattr(view_module, "draw_hud", draw)
+    monkeypatch.setattr(tile_module, "draw_hud", draw)
     urls: list[str] = []
     with contextlib.ExitStack() as stack:
         servers = [stack.enter_context(MJPEGServer(fps=25, size=(160 + 32 * i, 96), duration=60)) for i in range(4)]
@@ -350,7 +350,7 @@ def test_every_tile_of_a_mosaic_is_live_with_its_rates(lraspp, monkeypatch):
         runner = threading.Thread(target=session.run)
         runner.start()
         try:
-            wait_for(lambda: urls and session.metrics.inferred >= 40, 60, "the view and 40 masks")
+            wait_for(lambda: urls and session.processed >= 40, 60, "the view and 40 masks")
 
             def grab() -> np.ndarray:
                 with http_get(at(urls[0], "frame.jpg")) as resp:

@@ -23,7 +23,10 @@ How a job uses it:
   decides there, on the pixels, since a mask carried across a cut belongs to the old scene;
 * :meth:`RunAnalysis.feed` gives each output frame's mask to the sinks, in frame order (file
   runs: the writer thread, after the frame was encoded, so the mask files hold exactly the
-  frames of the video; live runs: the inference thread, one mask per inferred frame);
+  frames of the video; live runs: :meth:`RunAnalysis.put`, the engine's sink protocol, one mask
+  per processed frame). With ``threaded`` (live runs) each file output (``masks``, ``mask_video``,
+  ``coverage``) runs on its own :class:`~live_seg.pipeline.sinks.SinkThread`: a slow disk drops
+  that output's oldest masks (counted in :meth:`RunAnalysis.sink_stats`), never a frame of the run;
 * :meth:`RunAnalysis.close` finishes the files (``complete=False`` after an interrupt keeps
   what was written, as the video does) and :meth:`RunAnalysis.summary` adds ``flicker`` and
   the analysis fields to the job's summary.
@@ -33,6 +36,7 @@ Frames without a timestamp (cameras) are timed from the first one fed (capture c
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -40,10 +44,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..base.errors import OutputError
 from ..base.frames import Frame, FramePacket, SegResult
 from ..base.metrics import median_ms, samples
 from ..base.options import AnalysisOptions
 from ..base.registry import VOC_CLASSES
+from ..pipeline.sinks import SinkThread
 from .coverage import Coverage
 from .event_outputs import EventOutputs
 from .masks import MaskOutputs, MaskSink, MaskVideo, PngMasks
@@ -86,6 +92,7 @@ class RunAnalysis:
         categories: class names, index = class id.
         events: the run's event outputs (``--events``, ``--mqtt``), fed each output frame as
             the source ``source`` (default: ``title``); shared by the sources of a run, closed by its owner.
+        threaded: each file output on its own sink thread (live runs; see the module docstring).
 
     Raises:
         ValueError: an option out of range.
@@ -100,6 +107,7 @@ class RunAnalysis:
         categories: Sequence[str] = VOC_CLASSES,
         events: EventOutputs | None = None,
         source: str | None = None,
+        threaded: bool = False,
     ) -> None:
         options.check()
         self.events = events.source(source or title, categories) if events else None
@@ -118,22 +126,36 @@ class RunAnalysis:
         self.frames = 0
         self.paths: dict[str, str | None] = {}
         self.outputs = MaskOutputs([self.flicker])
+        self.threads: dict[str, tuple[SinkThread[Any], MaskOutputs]] = {}
         try:
-            self._open_sinks(options, overwrite, title, categories)
+            self._open_sinks(options, overwrite, title, categories, threaded)
         except BaseException:
-            self.outputs.abort()
+            self.abort()
             raise
 
-    def _open_sinks(self, options: AnalysisOptions, overwrite: bool, title: str, categories: Sequence[str]) -> None:
+    def _open_sinks(
+        self, options: AnalysisOptions, overwrite: bool, title: str, categories: Sequence[str], threaded: bool
+    ) -> None:
+        sinks: list[tuple[str, MaskSink, bool]] = []  # name, sink, at the source's size
+        source_size = options.masks_size == "source"
         if options.coverage or options.coverage_plot:
             cov = Coverage(categories, options.coverage, options.coverage_plot, overwrite=overwrite, title=title)
-            self.outputs.model_size.append(cov)
-        files: list[MaskSink] = []
+            sinks.append(("coverage", cov, False))
         if options.mask_video:
-            files.append(MaskVideo(options.mask_video, overwrite=overwrite))
+            sinks.append(("mask_video", MaskVideo(options.mask_video, overwrite=overwrite), source_size))
         if options.masks:
-            files.append(PngMasks(options.masks, len(categories), overwrite=overwrite))
-        (self.outputs.source_size if options.masks_size == "source" else self.outputs.model_size).extend(files)
+            sinks.append(("masks", PngMasks(options.masks, len(categories), overwrite=overwrite), source_size))
+        for name, sink, big in sinks:
+            outputs = MaskOutputs([], [sink]) if big else MaskOutputs([sink])
+            if threaded:
+                self.threads[name] = (SinkThread(name, lambda item, o=outputs: self._write(o, *item)), outputs)
+            else:
+                (self.outputs.source_size if big else self.outputs.model_size).append(sink)
+
+    def _write(self, outputs: MaskOutputs, *item: Any) -> None:
+        t0 = time.perf_counter()
+        outputs.write(*item)
+        self.write_s.append(time.perf_counter() - t0)
 
     def model(self, segmenter: Any) -> Any:
         """The model the pipeline should run: ``segmenter`` itself, or its scores with smoothing."""
@@ -202,13 +224,23 @@ class RunAnalysis:
             if self.t_first is None:
                 self.t_first = packet.t_capture
             pts = packet.t_capture - self.t_first
-        t0 = time.perf_counter()
-        self.outputs.write(packet.index, pts, result.mask, packet.image.shape[:2], result.soft)
-        self.write_s.append(time.perf_counter() - t0)
+        hw = packet.image.shape[:2]
+        self._write(self.outputs, packet.index, pts, result.mask, hw, result.soft)
+        if self.threads:
+            item = (packet.index, pts, result.mask.copy(), hw, None if result.soft is None else result.soft.copy())
+            for thread, _ in self.threads.values():
+                thread.put(item)
         if self.events is not None:
             key = self.propagator is None or not self.between_keys(packet)
             self.events.frame(packet.index, pts, result.mask, key=key, frame_hw=packet.image.shape[:2])
         self.frames += 1
+
+    put = feed
+    """The engine's sink protocol (:class:`~live_seg.pipeline.engine.Sink`): :meth:`feed`."""
+
+    def sink_stats(self) -> dict[str, dict[str, int]]:
+        """Per file output on its own thread: masks ``handled`` and ``dropped`` (it fell behind)."""
+        return {name: thread.stats() for name, (thread, _) in self.threads.items()}
 
     def close(self, complete: bool = True) -> None:
         """Finish every file (what was written is kept when ``complete`` is False).
@@ -218,7 +250,19 @@ class RunAnalysis:
         """
         if self.events is not None:
             self.events.end()
+        first: BaseException | None = None
+        for thread, outputs in self.threads.values():  # each drains its queue (bounded), then finishes its file
+            try:
+                thread.close()
+            except Exception as exc:  # noqa: BLE001 - the other files are still finished
+                first = first or exc
+            try:
+                outputs.close(complete)
+            except OutputError as exc:
+                first = first or exc
         self.outputs.close(complete)
+        if first is not None:
+            raise first
         for key in FILE_OPTIONS:
             value = getattr(self.options, key)
             if value is not None:  # a run without frames leaves no file
@@ -226,6 +270,11 @@ class RunAnalysis:
 
     def abort(self) -> None:
         """Drop the files written so far (a run that failed before its first frame)."""
+        for thread, outputs in self.threads.values():
+            thread.stop.set()
+            with contextlib.suppress(Exception):
+                thread.close(0.0)
+            outputs.abort()
         self.outputs.abort()
 
     def summary(self) -> dict[str, Any]:
@@ -247,6 +296,6 @@ class RunAnalysis:
             cuts = self.smoother.cuts.cuts if self.smoother.cuts is not None else 0
             fields.update(smooth_strength=self.smoother.strength, scene_cuts=cuts, smooth_ms=median_ms(self.smooth_s))
         if self.paths:
-            fields["masks_ms"] = median_ms(self.write_s)  # the mask files' time per frame
+            fields["masks_ms"] = median_ms(self.write_s)  # the mask files' time per frame (each output's write)
         fields.update(self.paths)
         return fields

@@ -60,6 +60,7 @@ class Slot:
         self._cond = cond
         self._running = running
         self._item: FramePacket | None = None
+        self._in_model = False  # one of its frames is in the batch being run
         self._removed = False
 
     def offer(self, packet: FramePacket) -> None:
@@ -92,6 +93,12 @@ class Slot:
         with self._cond:
             return self._cond.wait_for(lambda: self._item is None or self._removed, timeout)
 
+    def wait_idle(self, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until none of its frames waits for the model or is in it
+        (its last result was delivered). True when idle (or removed)."""
+        with self._cond:
+            return self._cond.wait_for(lambda: (self._item is None and not self._in_model) or self._removed, timeout)
+
     @property
     def waiting(self) -> bool:
         """A frame is waiting for the model."""
@@ -111,7 +118,7 @@ class Multiplexer:
 
     Args:
         model: runs a batch (``preprocess(list of frames)`` then ``infer``); frames of one batch may
-            differ in size.
+            differ in size. ``None``: given to :meth:`start` (sources may offer frames while it loads).
         control: the run's stop requests; an abort ends the thread at once, and an error in it
             (the model's or a ``deliver`` callback's) aborts the run.
         max_batch: most frames in one step.
@@ -123,7 +130,9 @@ class Multiplexer:
         batched_frames: frames run so far (``batched_frames / batches``: the mean batch).
     """
 
-    def __init__(self, model: MaskModel, control: Control, *, max_batch: int = 8, window_s: float = 0.005) -> None:
+    def __init__(
+        self, model: MaskModel | None, control: Control, *, max_batch: int = 8, window_s: float = 0.005
+    ) -> None:
         if max_batch < 1:
             raise ValueError(f"max_batch: expected >= 1, got {max_batch}")
         if window_s < 0:
@@ -182,14 +191,17 @@ class Multiplexer:
 
     # -- the thread -----------------------------------------------------------------------------
 
-    def start(self) -> Multiplexer:
-        """Start the inference thread (``live_seg-infer``).
+    def start(self, model: MaskModel | None = None) -> Multiplexer:
+        """Start the inference thread (``live_seg-infer``), with ``model`` when it was not given before.
 
         Raises:
-            RuntimeError: started twice, or after :meth:`close`.
+            RuntimeError: started twice, after :meth:`close`, or without a model.
         """
         if self._stage is not None or self._closing.is_set():
             raise RuntimeError("a Multiplexer starts once")
+        self.model = model if model is not None else self.model
+        if self.model is None:
+            raise RuntimeError("a Multiplexer starts with a model")
         self._running.set()
         self._stage = Stage("infer", self._loop, self.control, None)
         self._stage.start()
@@ -257,6 +269,7 @@ class Multiplexer:
             for slot in rotated:
                 packet, slot._item = slot._item, None
                 assert packet is not None
+                slot._in_model = True
                 picked.append((slot, packet))
             self._busy = True
             self._cond.notify_all()  # wakes wait_taken
@@ -267,6 +280,7 @@ class Multiplexer:
 
     def _run(self, picked: list[tuple[Slot, FramePacket]]) -> None:
         """One batch through the model; each result to its slot (unless it was removed meanwhile)."""
+        assert self.model is not None
         try:
             results = segment(self.model, [packet for _, packet in picked])
             self.batches += 1
@@ -276,8 +290,15 @@ class Multiplexer:
                     if self._slots.get(slot.name) is not slot:
                         continue  # removed while its frame was in the model
                     slot.frames_processed += 1
-                slot.deliver(result)
+                try:
+                    slot.deliver(result)
+                finally:
+                    with self._cond:
+                        slot._in_model = False
+                        self._cond.notify_all()
         finally:
             with self._cond:
                 self._busy = False
+                for slot, _ in picked:
+                    slot._in_model = False
                 self._cond.notify_all()

@@ -1,24 +1,30 @@
-"""Where the live view goes, each behind :class:`~live_seg.pipeline.live_run.ViewOutput`: the window,
-the browser page and the recording; and the grid that puts several sources' views side by side.
+"""Where the live view goes, each behind :class:`ViewOutput`: the window and the browser page; the
+recording; and the grid that puts several sources' views side by side.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import os
 import re
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import cv2
 import numpy as np
 
 from ...base.frames import Frame
+from ...base.metrics import samples
 from ...base.options import EncodeOptions
 from ...media.web_security import WebPolicy, resolve_token
 from ...media.webview import PreviewServer
 from ...media.window import PreviewWindow
 from ...media.writer import VideoWriter, check_output_path
+from ...pipeline.sinks import SinkThread
 from .options import LiveOptions
 
 log = logging.getLogger(__name__)
@@ -35,6 +41,8 @@ SELECTED = (0, 230, 255)
 LIVE_ENCODE = EncodeOptions(tune="zerolatency")
 """The live recording: no look-ahead or B-frames, so libx264 holds no queue of frames (at 59 megapixels a
 frame its default look-ahead alone took ~3 GB)."""
+RECORD_QUEUE = 4
+"""Views a recording's sink thread holds at most (4 of the biggest view: ~100 MB)."""
 VIEW_MAX_PIXELS = 3840 * 2160
 """A source's view (window, page, recording, snapshots) is painted at most this big: a bigger frame is
 scaled down for it (its aspect kept), while the model and the mask files see it whole. This bounds what
@@ -42,84 +50,102 @@ painting, the page's JPEG and the recording's encoder hold per frame (a 7680x768
 of 59 megapixels each)."""
 
 
-class WindowOutput:
+class ViewOutput(Protocol):
+    """Where the live view goes: a window, a browser page.
+
+    ``show`` gets each repainted view (``(H, W, 3)`` uint8 BGR) with the capture time of the frame it
+    shows; ``keys`` returns the keys pressed there since the last call; ``closed`` says the user
+    closed it (a window); ``close`` releases it (whatever happened; a second call does nothing).
+    """
+
+    def show(self, view: Frame, t_capture: float) -> None: ...
+
+    def keys(self) -> list[int]: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def close(self) -> object: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Screen:
+    """A :class:`ViewOutput` made of a display's own calls (:func:`window_output`, :func:`browser_output`).
+
+    Attributes:
+        wait_s: how long the view may sleep between rounds (a window must be polled often for its keys).
+    """
+
+    show: Callable[[Frame, float], None]
+    keys: Callable[[], list[int]]
+    close: Callable[[], object]
+    is_closed: Callable[[], bool] = lambda: False
+    wait_s: float = 0.05
+
+    @property
+    def closed(self) -> bool:
+        return self.is_closed()
+
+
+def window_output(window: PreviewWindow) -> Screen:
     """The view in an OpenCV window (main thread only)."""
 
-    def __init__(self, window: PreviewWindow) -> None:
-        self.window = window
-
-    def show(self, view: Frame, t_capture: float) -> None:
-        self.window.show(view)
-
-    def keys(self) -> list[int]:
-        key = self.window.poll(1)
+    def keys() -> list[int]:
+        key = window.poll(1)
         return [] if key is None else [key]
 
-    @property
-    def closed(self) -> bool:
-        return self.window.closed_by_user
-
-    def close(self) -> None:
-        self.window.close()
+    return Screen(lambda view, _t: window.show(view), keys, window.close, lambda: window.closed_by_user, 0.01)
 
 
-class BrowserOutput:
+def browser_output(server: PreviewServer) -> Screen:
     """The view on the browser page (:class:`~live_seg.media.webview.PreviewServer`)."""
-
-    def __init__(self, server: PreviewServer) -> None:
-        self.server = server
-
-    def show(self, view: Frame, t_capture: float) -> None:
-        self.server.publish(view)
-
-    def keys(self) -> list[int]:
-        return [ord(k) for k in self.server.keys()]
-
-    @property
-    def closed(self) -> bool:
-        return False
-
-    def close(self) -> None:
-        self.server.close()
+    return Screen(lambda view, _t: server.publish(view), lambda: [ord(k) for k in server.keys()], server.close)
 
 
 class Recorder:
     """The rendered view into an MP4 (the ``video`` job's writer), timed by capture wall-clock.
 
-    Opened on the first frame at that frame's size; a view of another size (key m to
-    side-by-side, or a source that came back at another resolution) is scaled into that size
-    with black bars.
+    Opened on the first frame at that frame's size and at the source's rate (``source_fps()``, read
+    then) or ``fps``; a view of another size (key m to side-by-side, or a source that came back at
+    another resolution) is scaled into that size with black bars. Written on its own sink thread
+    (:meth:`sink`), so encoding never holds up the view.
     """
 
-    def __init__(self, path: str | os.PathLike[str], overwrite: bool, fps: float) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        overwrite: bool,
+        fps: float,
+        source_fps: Callable[[], float | None] | None = None,
+    ) -> None:
         self.path = check_output_path(path, overwrite)
         self.overwrite = overwrite
         self.fps = fps
+        self.source_fps = source_fps
         self.writer: VideoWriter | None = None
         self.t0 = 0.0
         self.frames = 0
         self.output: Path | None = None
+        self.encode_s = samples()
 
-    def show(self, view: Frame, t_capture: float) -> None:
-        self.write(view, t_capture)
+    def sink(self, name: str) -> SinkThread[tuple[Frame, float]]:
+        """Its sink thread (``live_seg-sink-record-NAME``): ``put((view, t_capture))`` never waits; a
+        recording that falls behind drops its oldest frames (counted)."""
+        return SinkThread(f"record-{name}", lambda item: self.write(*item), size=RECORD_QUEUE)
 
     def write(self, view: Frame, t_capture: float) -> None:
+        t0 = time.perf_counter()
         if self.writer is None:
             h, w = view.shape[:2]
-            self.writer = VideoWriter(self.path, w, h, fps=self.fps, overwrite=self.overwrite, encode=LIVE_ENCODE)
+            fps = (self.source_fps() if self.source_fps is not None else None) or self.fps
+            self.writer = VideoWriter(self.path, w, h, fps=fps, overwrite=self.overwrite, encode=LIVE_ENCODE)
             self.t0 = t_capture
         size = (self.writer.width, self.writer.height)
         if (view.shape[1], view.shape[0]) != size:
             view = letterbox(view, size)
         self.writer.write(view, t_capture - self.t0)
         self.frames += 1
-
-    def keys(self) -> list[int]:
-        return []
-
-    @property
-    def closed(self) -> bool:
-        return False
+        self.encode_s.append(time.perf_counter() - t0)
 
     def close(self) -> Path | None:
         """Finish the file (under its final name); its path, or ``None`` when nothing was recorded."""

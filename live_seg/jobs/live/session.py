@@ -1,10 +1,11 @@
 """The ``live`` job: cameras, streams or video files in; their segmentation on screen, live.
 
-The threads are :class:`~live_seg.pipeline.live_run.LiveRun`'s: one capture thread per source, each
-into its newest-frame slot, one inference thread that batches the newest frame of every source
-(:class:`~live_seg.pipeline.multiplex.Multiplexer`), and each source's board. This module wires the
+The threads are the stream engine's (:class:`~live_seg.pipeline.engine.Engine`): one capture thread per
+source, each into its newest-frame slot, one inference thread that batches the newest frame of every
+source (:class:`~live_seg.pipeline.multiplex.Multiplexer`), each source's board, and each source's sinks
+on threads of their own (mask files, mask video, coverage, events, recording). This module wires the
 real sources, model, window, browser page and recordings to them; the main thread runs the view
-(:class:`~live_seg.jobs.live.view.LiveView`).
+(:class:`~live_seg.jobs.live.view.LiveView`, one :class:`~live_seg.jobs.live.tile.Tile` per source).
 
 Why the picture never falls behind: a source is read as fast as it delivers; the model always
 starts on a source's newest frame (a frame it has not taken when the next one arrives is replaced
@@ -16,10 +17,11 @@ Latency, as shown in the HUD and summarised in the stats (:mod:`live_seg.jobs.li
 measured per mask: from the capture of the frame the mask was computed on to the moment that
 mask is first shown.
 
-Analysis (``--smooth``, ``--masks``, ``--mask-video``, ``--coverage``): the inference thread's
-results for one source are in that source's frame order, so each source's smoother and mask
-sinks live on that thread, right after the forward pass (:mod:`live_seg.analysis.run`): one
-smoothing step and one mask-file entry per *inferred* frame, timed by its capture.
+Analysis (``--smooth``, ``--masks``, ``--mask-video``, ``--coverage``, ``--events``): the engine's results
+for one source are in that source's frame order, so each source's smoother runs right after the forward
+pass (:mod:`live_seg.analysis.run`), and each mask output gets one entry per *processed* frame, timed by
+its capture, on its own sink thread: a slow disk drops (and counts) that output's oldest masks, it
+never slows inference.
 
 With several sources (``sources``), the view is a grid of tiles; a source that is lost and does
 not come back is reported (state ``failed``) and the others go on; a stream offline at start is
@@ -49,7 +51,6 @@ from ...analysis.event_outputs import EventOutputs
 from ...analysis.propagate import MaskPropagator
 from ...analysis.run import RunAnalysis
 from ...base.errors import LiveSegError, OutputError
-from ...base.frames import FramePacket, SegResult
 from ...base.options import ModelOptions, model_options
 from ...base.redact import redact_text, redact_url
 from ...base.specs import resolve_spec
@@ -57,13 +58,14 @@ from ...media.camera import CaptureSource
 from ...media.file_source import VideoFileSource
 from ...media.webview import PreviewServer
 from ...media.window import PreviewWindow, display_problem
-from ...pipeline.live_run import Feed, LiveRun
+from ...pipeline.engine import Engine
 from ...pipeline.threads import Control, raise_user_error
-from ...render.renderer import Renderer
 from .options import LiveOptions, record_is_folder
-from .outputs import BrowserOutput, Recorder, WindowOutput, serve_view, source_slug, unique_names
-from .stats import NORMAL_ENDS, LiveMetrics, run_summary
-from .view import LiveView, Tile, ViewSettings
+from .outputs import Recorder, browser_output, serve_view, source_slug, unique_names, window_output
+from .sources import Source
+from .stats import NORMAL_ENDS, LiveMetrics, RunFacts, run_summary
+from .tile import Look, Tile, ViewSettings
+from .view import LiveView
 
 if TYPE_CHECKING:
     from ...base.metrics import Stats
@@ -75,19 +77,8 @@ log = logging.getLogger(__name__)
 
 RECORD_FPS = 25.0
 """The recording's nominal rate when the source does not say its own."""
-
-
-@dataclass(eq=False)
-class Source:
-    """One source of the run and what belongs to it alone."""
-
-    spec: str
-    name: str
-    reader: CaptureSource | VideoFileSource
-    analysis: RunAnalysis
-    recorder: Recorder | None
-    metrics: LiveMetrics
-    feed: Feed | None = None
+RECORD_DRAIN_S = 30.0
+"""At the end, how long a recording's queued views may take to be encoded (a few frames: well under it)."""
 
 
 @dataclass
@@ -95,7 +86,7 @@ class _Run:
     """What one run opened: released in :meth:`LiveSession._shut_down` whatever happened."""
 
     sources: list[Source]
-    threads: LiveRun
+    engine: Engine
     display: str
     window: PreviewWindow | None = None
     server: PreviewServer | None = None
@@ -147,11 +138,18 @@ class LiveSession:
         self.t_start = 0.0
         self.events: EventOutputs | None = None
         self._keys: queue.SimpleQueue[int] = queue.SimpleQueue()
+        self._run: _Run | None = None
 
     @property
     def stats(self) -> Stats:
-        """The run's per-stage timings and counts (``frames_out``: frames shown so far)."""
+        """The display's timings and counts (``frames_out``: frames shown so far); the summary has them all."""
         return self.metrics.stats
+
+    @property
+    def processed(self) -> int:
+        """Frames the model has processed so far, over every source (0 before the engine runs)."""
+        run = self._run
+        return sum(f.slot.frames_processed for f in run.engine.feeds) if run is not None else 0
 
     @property
     def latency_s(self) -> array:
@@ -199,6 +197,7 @@ class LiveSession:
                     if not multi or isinstance(src.reader, VideoFileSource):
                         opened.enter_context(src.reader)
                 run = self._start(sources, display)
+                self._run = run
                 opened.pop_all()
         except BaseException:
             for src in sources:
@@ -215,7 +214,7 @@ class LiveSession:
                 self._set_up(run, reason, t_setup)
                 view = self._view(run)
                 deadline = None if opts.duration is None else self.t_start + opts.duration
-                view.run(lambda: run.threads.finished, deadline)
+                view.run(lambda: run.engine.finished, deadline)
         except BaseException as exc:  # noqa: BLE001 - stop the threads first, raise below
             main_error = exc
             control.abort("display failed" if self.t_start else "setup failed")
@@ -263,60 +262,44 @@ class LiveSession:
         self.events = EventOutputs(opts.events, opts.overwrite)
         try:
             for spec, name in zip(specs, names, strict=True):
-                path = opts.recording(name)
-                recorder = Recorder(path, opts.overwrite, RECORD_FPS) if path is not None else None
                 analysis_opts = opts.analysis_for(name) if multi else opts.analysis
-                analysis = RunAnalysis(analysis_opts, opts.overwrite, redact_url(spec), categories, self.events, spec)
-                reader = opts.open_source(spec, self.control.stopping)
-                metrics = self.metrics if not multi else LiveMetrics()
-                made.append(Source(spec, name, reader, analysis, recorder, metrics))
+                analysis = RunAnalysis(
+                    analysis_opts, opts.overwrite, redact_url(spec), categories, self.events, spec, threaded=True
+                )
+                src = Source(spec, name, opts.open_source(spec, self.control.stopping), analysis, None,
+                             self.metrics if not multi else LiveMetrics())  # fmt: skip
+                made.append(src)
+                path = opts.recording(name)
+                if path is not None:
+                    src.recorder = Recorder(path, opts.overwrite, RECORD_FPS, source_fps=_fps_of(src.reader))
+                    src.recording = src.recorder.sink(name)
         except BaseException:
             for src in made:
                 src.analysis.abort()
+                if src.recording is not None:
+                    src.recording.close(0.0)
             self.events.abort()
             raise
         return made
 
     def _start(self, sources: list[Source], display: str) -> _Run:
-        """The run's threads; live sources are read from now on, so no backlog of stale frames
+        """The run's engine; live sources are read from now on, so no backlog of stale frames
         builds up in their buffers while the model loads."""
         multi = len(sources) > 1
-        threads = LiveRun(_LateModel(), self.control, keep_going=multi, max_batch=self.options.max_batch)
+        engine = Engine(self.control, keep_going=multi, max_batch=self.options.max_batch)
         for src in sources:
-            src.feed = threads.add(
+            src.feed = engine.add(
                 src.name,
                 src.reader,
                 wait=isinstance(src.reader, VideoFileSource) and not self.options.realtime,
                 refine=src.analysis.refine,
-                on_result=self._on_result(src),
-                on_frame=self._on_frame(src),
+                look=src.analysis.look,
+                skip=src.analysis.skip,
+                sinks=(src.analysis,),
             )
         self.slot = sources[0].feed.slot if sources[0].feed else None
-        threads.start_capture([s.feed for s in sources if s.feed is not None and isinstance(s.reader, CaptureSource)])
-        return _Run(sources, threads, display)
-
-    def _on_frame(self, src: Source) -> Callable[[FramePacket], None]:
-        total, own, recorder, reader = self.metrics, src.metrics, src.recorder, src.reader
-
-        def on_frame(packet: FramePacket) -> None:
-            own.captured(packet)
-            if own is not total:
-                total.captured(packet)
-            if recorder is not None and recorder.writer is None and reader.info is not None and reader.info.fps:
-                recorder.fps = reader.info.fps
-
-        return on_frame
-
-    def _on_result(self, src: Source) -> Callable[[SegResult], None]:
-        total, own, analysis = self.metrics, src.metrics, src.analysis
-
-        def on_result(result: SegResult) -> None:
-            analysis.feed(result)
-            own.inferred_one(result)
-            if own is not total:
-                total.inferred_one(result)
-
-        return on_result
+        engine.start_capture([s.feed for s in sources if s.feed is not None and isinstance(s.reader, CaptureSource)])
+        return _Run(sources, engine, display)
 
     def _pick_display(self) -> tuple[str, str | None]:
         """The display to use and, when a window was wanted but cannot open, why not."""
@@ -338,7 +321,6 @@ class LiveSession:
             mode = "latency" if len(run.sources) == 1 else "throughput"
             self.segmenter = segmenter_for(self.model_options, mode=mode)
         run.runtime.enter_context(job_runtime(self.segmenter))
-        run.threads.mux.model.target = run.sources[0].analysis.model(self.segmenter)
         if run.display == "browser":
             run.server = serve_view(self.options, _title(run.sources), reason)
             self.url = run.server.public_url  # logs and --stats: never the token
@@ -348,7 +330,7 @@ class LiveSession:
             log.info("keys in the window: q/Esc quit, space pause, m view, e effect, l legend, s snapshot")
         run.setup_s = time.perf_counter() - t_setup
         self.t_start = time.perf_counter()
-        run.threads.start_inference()
+        run.engine.start(run.sources[0].analysis.model(self.segmenter))  # with smoothing: its scores
         duration = self.options.duration
         log.info("live: started%s", f", stopping after {duration:g} s" if duration else "; Ctrl-C to stop")
 
@@ -356,20 +338,21 @@ class LiveSession:
         opts, seg = self.options, self.segmenter
         assert seg is not None
         multi = len(run.sources) > 1
+        look = Look(tuple(seg.categories), opts.palette, opts.alpha, opts.view, opts.legend, opts.effect)
         tiles = []
         for src in run.sources:
-            effect = run.runtime.enter_context(opts.effect.build(seg.categories, opts.palette, opts.alpha, flat=True))
-            renderer = Renderer(seg.categories, opts.palette, opts.alpha, opts.legend, opts.view, effect)
             assert src.feed is not None
             label = src.name if multi else None
             # newest pairing: the newest mask is carried (or held) to the newest frame under it
             prop = MaskPropagator(opts.analysis.propagate) if opts.pairing == "newest" else None
-            tiles.append(Tile(src.feed, renderer, src.metrics, self.metrics, src.recorder, label, prop))
+            tile = Tile(src.feed, look, src.metrics, self.metrics, src.recording, label, prop)
+            run.runtime.callback(tile.close)
+            tiles.append(tile)
         outputs: list[Any] = []
         if run.window is not None:
-            outputs.append(WindowOutput(run.window))
+            outputs.append(window_output(run.window))
         if run.server is not None:
-            outputs.append(BrowserOutput(run.server))
+            outputs.append(browser_output(run.server))
         settings = ViewSettings(opts.pairing, opts.hud, opts.snapshot_dir, self.snapshots)
         return LiveView(tiles, seg, self.metrics, self.control, self._keys, settings, outputs)
 
@@ -382,7 +365,7 @@ class LiveSession:
             src.metrics.stats.wall_s = self.stats.wall_s
         self.stats.stop_reason = control.reason
         try:
-            run.threads.close()
+            run.engine.close()
         except LiveSegError as exc:
             main_error = main_error or exc
         except BaseException as exc:  # noqa: BLE001 - every output is still closed below
@@ -394,15 +377,37 @@ class LiveSession:
         for src in run.sources:
             self._close_source(src)
         self._close_events(control.reason)
-        self.summary = run_summary(self, run)
+        self.summary = run_summary(self._facts(run))
         run.runtime.close()  # torch's thread settings back as they were, after the summary read them
         return main_error
+
+    def _facts(self, run: _Run) -> RunFacts:
+        sources, mux, opts, seg = run.sources, run.engine.mux, self.options, self.segmenter
+        return RunFacts(
+            sources=sources,
+            metrics=self.metrics,
+            batches=mux.batches,
+            batched_frames=mux.batched_frames,
+            setup_s=run.setup_s,
+            live=any(s.reader.info is None or s.reader.info.live for s in sources) or opts.realtime,
+            pairing=opts.pairing,
+            propagate=opts.analysis.propagate if opts.pairing == "newest" else None,
+            display=run.display,
+            url=self.url,
+            snapshots=tuple(self.snapshots),
+            model=seg.describe() if seg is not None else {},
+            events=self.events.summary() if self.events is not None else {},
+        )
 
     def _close_source(self, src: Source) -> None:
         src.reader.close()
         if src.recorder is not None:
             try:
-                src.recorder.close()
+                try:
+                    if src.recording is not None:
+                        src.recording.close(RECORD_DRAIN_S)  # the views still queued are encoded first
+                finally:
+                    src.recorder.close()
             except LiveSegError as exc:
                 log.error("recording %s: %s", src.name, exc)
         try:
@@ -427,14 +432,9 @@ def _title(sources: list[Source]) -> str:
     return redact_text(" + ".join(s.name for s in sources))
 
 
-class _LateModel:
-    """The model of a run whose captures start before the model is loaded: set ``target`` first; every
-    attribute (``preprocess``, ``infer``, a probability model's ``infer_soft``...) is the target's."""
-
-    target: Any = None
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.target, name)
+def _fps_of(reader: CaptureSource | VideoFileSource) -> Callable[[], float | None]:
+    """The source's own rate once it is open (the recording's rate when it says one)."""
+    return lambda: reader.info.fps if reader.info is not None else None
 
 
 def run_live(options: LiveOptions, segmenter: Segmenter | None = None, **kwargs: Any) -> dict[str, Any]:

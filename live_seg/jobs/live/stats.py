@@ -1,8 +1,9 @@
 """The live run's figures: counts, per-mask timings, the HUD's rates and the run's summary.
 
-Each figure has one writer: the capture thread counts frames read (:meth:`LiveMetrics.captured`),
-the inference worker counts masks (:meth:`LiveMetrics.inferred_one`), the display times what
-it shows (:meth:`LiveMetrics.shown`). The summary is read once every thread has stopped.
+Each figure has one writer: the engine counts and times each source's frames read and masks computed
+(:class:`~live_seg.pipeline.engine.Feed`), the display times what it shows (:meth:`LiveMetrics.shown`),
+each recording its encoding. The summary (:func:`run_summary`, from a :class:`RunFacts`) is read once
+every thread has stopped.
 
 Latency is measured per mask: from the capture of the frame the mask was computed on to the
 moment that mask is first shown. Its part that is not the mask's own inference (waiting for
@@ -12,11 +13,18 @@ the worker, then for the display) is the *overhead*: what a queue would make gro
 from __future__ import annotations
 
 import logging
-from typing import Any
+from array import array
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from ...base.frames import FramePacket, SegResult
+from ...base.frames import SegResult
 from ...base.metrics import RateMeter, Stats, job_summary, samples, spread_ms, thirds_ms
 from ...base.redact import redact_url
+
+if TYPE_CHECKING:
+    from ...pipeline.engine import Feed
+    from .sources import Source
 
 log = logging.getLogger(__name__)
 
@@ -27,18 +35,17 @@ NORMAL_ENDS = frozenset({"duration", "quit", "window closed", "end of input"})
 
 
 class LiveMetrics:
-    """Counts and timings of one live run.
+    """What the display of a live run (or of one of its sources) saw: per-mask latency and what was shown.
 
     Samples are kept in compact arrays (see :mod:`live_seg.base.metrics`): a run of hours keeps
     every sample in tens of MB.
 
     Attributes:
-        stats: per-stage timings (``decode``, ``preprocess``, ``infer``, ``render``, ``show``,
-            ``encode``), ``frames_out`` (frames shown), wall time and stop reason.
-        inferred: masks computed.
-        infer_s: preprocess + forward + argmax seconds per mask, in order.
+        stats: the display's timings (``render``, ``show``, ``carry``), ``frames_out`` (frames shown),
+            wall time and stop reason; the summary adds the sources' ``decode``, ``preprocess``,
+            ``infer`` and the recordings' ``encode``.
         latency_s: capture → first shown, per shown mask.
-        shown_infer_s: ``infer_s`` of the masks that were shown (those ``latency_s`` is on).
+        shown_infer_s: preprocess + forward seconds of the masks that were shown (those ``latency_s`` is on).
         overhead_s: ``latency_s`` minus the mask's own inference time.
         masks_shown: shown frames by the mask over them: ``fresh`` (computed on that frame),
             ``carried`` (an older frame's, moved along the optical flow), ``held`` (an older frame's
@@ -49,30 +56,12 @@ class LiveMetrics:
 
     def __init__(self) -> None:
         self.stats = Stats()
-        self.inferred = 0
-        self.infer_s = samples()
         self.latency_s = samples()
         self.shown_infer_s = samples()
         self.overhead_s = samples()
         self.masks_shown = dict.fromkeys(MASK_KINDS, 0)
         self.mask_age_s = samples()
         self._capture_rate, self._infer_rate = RateMeter(), RateMeter()
-        self._first_capture: float | None = None
-        self._last_capture = 0.0
-
-    def captured(self, packet: FramePacket) -> None:
-        """A frame was read (capture thread)."""
-        self.stats.add("decode", packet.decode_s)
-        if self._first_capture is None:
-            self._first_capture = packet.t_capture
-        self._last_capture = packet.t_capture
-
-    def inferred_one(self, result: SegResult) -> None:
-        """A mask was computed (inference thread)."""
-        self.stats.add("preprocess", result.preprocess_s)
-        self.stats.add("infer", result.infer_s)
-        self.infer_s.append(result.preprocess_s + result.infer_s)
-        self.inferred += 1
 
     def shown(self, result: SegResult, t_shown: float) -> None:
         """``result``'s mask was shown for the first time at ``t_shown`` (display thread)."""
@@ -88,17 +77,18 @@ class LiveMetrics:
         self.masks_shown[kind] += 1
         self.mask_age_s.append(age_s)
 
-    def rates(self, now: float, captured: int) -> tuple[float, float]:
-        """Recent ``(capture fps, infer fps)`` for the HUD, given the frames captured so far."""
-        return self._capture_rate.update(now, captured), self._infer_rate.update(now, self.inferred)
+    def rates(self, now: float, captured: int, processed: int) -> tuple[float, float]:
+        """Recent ``(capture fps, infer fps)`` for the HUD, given the frames captured and processed so far."""
+        return self._capture_rate.update(now, captured), self._infer_rate.update(now, processed)
 
-    def summary(self, *, captured: int, dropped: int, recorded: int, **job: Any) -> dict[str, Any]:
-        """The run's JSON-ready summary, once every thread has stopped.
+    def summary(
+        self, feeds: Sequence[Feed], *, recorded: int, encode_s: Sequence[float] = (), **job: Any
+    ) -> dict[str, Any]:
+        """The JSON-ready summary of the sources ``feeds`` (one, or all of a run), once every thread stopped.
 
         Args:
-            captured: frames read from the source.
-            dropped: frames the worker never took (replaced by a newer one, or left at the end).
-            recorded: frames written to the recording.
+            feeds: the engine's sources this summary covers (their counts and decode/inference times).
+            recorded: frames written to the recordings; ``encode_s``: their encoding seconds.
             **job: the job's own fields (input, output, display, model…), placed after
                 :meth:`Stats.summary`'s and before the live figures.
 
@@ -112,36 +102,83 @@ class LiveMetrics:
             of the run's thirds ``latency_thirds_ms``, ``infer_thirds_ms``, ``overhead_thirds_ms``.
         """
         stats = self.stats
+        for stage in ("decode", "preprocess", "infer"):
+            stats.stages[stage] = _joined(f.stats.stages.get(stage, ()) for f in feeds)
+        stats.stages["encode"] = array("d", encode_s)
+        infer_s = _joined(f.infer_s for f in feeds)
+        captured = sum(f.slot.frames_in for f in feeds)
+        inferred = sum(f.slot.frames_processed for f in feeds)
         stats.frames_in = captured
         stats.latency = self.latency_s
         stats.interrupted = stats.stop_reason not in NORMAL_ENDS
         wall = stats.wall_s
-        span = self._last_capture - (self._first_capture or self._last_capture)
+        firsts = [f.first_capture for f in feeds if f.first_capture is not None]
+        lasts = [f.last_capture for f in feeds if f.last_capture is not None]
+        span = max(lasts) - min(firsts) if firsts else 0.0
         return job_summary(
             stats,
             **job,
             frames_captured=captured,
-            frames_inferred=self.inferred,
-            frames_dropped=dropped,
+            frames_inferred=inferred,
+            frames_dropped=sum(f.slot.dropped for f in feeds),
             frames_shown=stats.frames_out,
             frames_recorded=recorded,
             capture_fps=round((captured - 1) / span, 3) if span > 0 else 0.0,
-            infer_fps=round(self.inferred / wall, 3) if wall > 0 else 0.0,
+            infer_fps=round(inferred / wall, 3) if wall > 0 else 0.0,
             display_fps=round(stats.frames_out / wall, 3) if wall > 0 else 0.0,
-            infer_ms=spread_ms(self.infer_s),
+            infer_ms=spread_ms(infer_s),
             shown_infer_ms=spread_ms(self.shown_infer_s),
             overhead_ms=spread_ms(self.overhead_s),
             masks_shown=dict(self.masks_shown),
             mask_age_ms=spread_ms(self.mask_age_s),
             latency_thirds_ms=thirds_ms(self.latency_s),
-            infer_thirds_ms=thirds_ms(self.infer_s),
+            infer_thirds_ms=thirds_ms(infer_s),
             overhead_thirds_ms=thirds_ms(self.overhead_s),
         )
 
 
-def source_entry(src: Any) -> dict[str, Any]:
-    """One source's figures for the summary's ``sources`` list (a :class:`~live_seg.jobs.live.session.Source`)."""
-    feed, info = src.feed, src.reader.info
+def _joined(parts: Any) -> array:
+    out = samples()
+    for part in parts:
+        out.extend(part)
+    return out
+
+
+@dataclass(frozen=True)
+class RunFacts:
+    """What a live run's summary is made of, gathered once every thread stopped (see :func:`run_summary`).
+
+    Attributes:
+        sources: the run's sources (reader, engine feed, recording, analysis, display figures).
+        metrics: the run's display figures (the first source's own with one source).
+        batches, batched_frames: the inference thread's steps and the frames they ran.
+        setup_s: seconds from the start to the first inference step (sources opened, model loaded).
+        live: a source is live (a camera or stream, or a file played in real time).
+        pairing, propagate: how masks were paired with frames (``propagate``: ``None`` with matched pairing).
+        display: ``window``, ``browser`` or ``none``; ``url``: the browser view's address, without its token.
+        snapshots: the PNGs key s saved.
+        model: the model's description (name, device, precision...).
+        events: the event outputs' figures (``events``, ``mqtt``...).
+    """
+
+    sources: Sequence[Source]
+    metrics: LiveMetrics
+    batches: int
+    batched_frames: int
+    setup_s: float
+    live: bool
+    pairing: str
+    propagate: str | None
+    display: str
+    url: str | None
+    snapshots: Sequence[str]
+    model: dict[str, Any]
+    events: dict[str, Any]
+
+
+def source_entry(src: Source) -> dict[str, Any]:
+    """One source's figures for the summary's ``sources`` list."""
+    feed, info, recorder = src.feed, src.reader.info, src.recorder
     slot = feed.slot if feed is not None else None
     entry: dict[str, Any] = {
         "source": redact_url(getattr(src.reader, "name", src.spec)),
@@ -155,31 +192,35 @@ def source_entry(src: Any) -> dict[str, Any]:
         "reconnect_attempts": feed.reconnect_attempts if feed is not None else 0,
         "latency_ms": {k: v for k, v in spread_ms(src.metrics.latency_s).items() if k != "max"},
         "frames_shown": src.metrics.stats.frames_out,
-        "frames_recorded": src.recorder.frames if src.recorder is not None else 0,
-        "output": str(src.recorder.output) if src.recorder is not None and src.recorder.output else None,
+        "frames_recorded": recorder.frames if recorder is not None else 0,
+        "output": str(recorder.output) if recorder is not None and recorder.output else None,
         "width": info.width if info is not None else None,
         "height": info.height if info is not None else None,
+        "sinks": src.sink_stats(),
     }
+    if feed is not None and feed.carried:
+        entry.update(frames_carried=feed.carried, carry_dropped=feed.carry_dropped)
     if feed is not None and feed.error is not None:
         entry["error"] = str(feed.error)
     return entry
 
 
-def run_summary(session: Any, run: Any) -> dict[str, Any]:
-    """The summary of a live run (a :class:`~live_seg.jobs.live.session.LiveSession` and its run):
-    :meth:`LiveMetrics.summary` with the run's fields, then ``sources``.
+def run_summary(facts: RunFacts) -> dict[str, Any]:
+    """The summary of a live run: :meth:`LiveMetrics.summary` with the run's fields, then ``sources``.
 
-    One source: the fields are its own (``input``, ``output``, ``width``…, ``reconnects``). Several:
-    ``input`` names them all, ``output`` lists the recordings, counts and rates are totals, and the
-    analysis fields are in each source's entry.
+    One source: the fields are its own (``input``, ``output``, ``width``…, ``reconnects``, ``sinks``).
+    Several: ``input`` names them all, ``output`` lists the recordings, counts and rates are totals,
+    and the analysis fields and sinks are in each source's entry.
     """
-    sources, mux = run.sources, run.threads.mux
+    sources = facts.sources
     first = sources[0]
     info = first.reader.info
     multi = len(sources) > 1
+    feeds = [s.feed for s in sources if s.feed is not None]
+    recorders = [s.recorder for s in sources if s.recorder is not None]
     own: dict[str, Any] = {}
     if multi:
-        outputs = [str(s.recorder.output) for s in sources if s.recorder is not None and s.recorder.output]
+        outputs = [str(r.output) for r in recorders if r.output]
         names = (redact_url(getattr(s.reader, "name", s.spec)) for s in sources)
         own.update(input=" + ".join(names), output=outputs or None)
     else:
@@ -194,26 +235,26 @@ def run_summary(session: Any, run: Any) -> dict[str, Any]:
             skipped_packets=getattr(first.reader, "skipped_packets", 0),
             truncated_input=getattr(first.reader, "truncated", False),
         )
-    seg = session.segmenter
-    summary = session.metrics.summary(
-        captured=sum(s.feed.slot.frames_in for s in sources if s.feed is not None),
-        dropped=sum(s.feed.slot.dropped for s in sources if s.feed is not None),
-        recorded=sum(s.recorder.frames for s in sources if s.recorder is not None),
+    summary = facts.metrics.summary(
+        feeds,
+        recorded=sum(r.frames for r in recorders),
+        encode_s=_joined(r.encode_s for r in recorders),
         **own,
-        setup_s=round(run.setup_s, 3),
-        batch=round(mux.batched_frames / mux.batches, 3) if multi and mux.batches else 1,
-        live=any(s.reader.info is None or s.reader.info.live for s in sources) or session.options.realtime,
-        pairing=session.options.pairing,
-        propagate=session.options.analysis.propagate if session.options.pairing == "newest" else None,
-        display=run.display,
-        url=session.url,
-        reconnects=sum(s.feed.reconnects for s in sources if s.feed is not None),
-        reconnect_attempts=sum(s.feed.reconnect_attempts for s in sources if s.feed is not None),
-        frames_skipped_loading=sum(s.feed.slot.skipped_loading for s in sources if s.feed is not None),
-        snapshots=list(session.snapshots),
-        **(seg.describe() if seg is not None else {}),
+        setup_s=round(facts.setup_s, 3),
+        batch=round(facts.batched_frames / facts.batches, 3) if multi and facts.batches else 1,
+        live=facts.live,
+        pairing=facts.pairing,
+        propagate=facts.propagate,
+        display=facts.display,
+        url=facts.url,
+        reconnects=sum(f.reconnects for f in feeds),
+        reconnect_attempts=sum(f.reconnect_attempts for f in feeds),
+        frames_skipped_loading=sum(f.slot.skipped_loading for f in feeds),
+        snapshots=list(facts.snapshots),
+        **facts.model,
         **({} if multi else first.analysis.summary()),
-        **(session.events.summary() if session.events is not None else {}),
+        **({} if multi else {"sinks": first.sink_stats()}),
+        **facts.events,
     )
     summary["sources"] = [source_entry(s) | ({"analysis": s.analysis.summary()} if multi else {}) for s in sources]
     return summary

@@ -1,15 +1,16 @@
 """``live_seg.stream``: a generator over one or many live sources, for people who build their own app.
 
-It runs the ``live`` job's threads (:class:`~live_seg.pipeline.live_run.LiveRun`: a capture thread
-and newest-frame slot per source, one batched inference thread) and yields each source's results
-as they are ready, without a view::
+It runs the stream engine of the ``live`` job (:class:`~live_seg.pipeline.engine.Engine`: a capture thread
+and newest-frame slot per source, one batched inference thread) with one sink per source, the queue this
+generator reads, and yields each source's results as they are ready, without a view::
 
     for r in live_seg.stream(["rtsp://cam1/h264", "rtsp://cam2/h264"], model="lraspp_mobilenet_v3_large"):
         print(r.source, r.index, r.latency_s, (r.mask == 15).mean())   # share of "person" pixels
         if done:
             break                                   # stops and joins every thread
 
-A consumer slower than the model holds back the inference thread (the results queue is bounded),
+Unlike the job's other sinks, this one waits: a consumer slower than the model holds back the inference
+thread (the results queue is bounded),
 so live sources drop their older frames in their slots, as in the ``live`` job, and files (read
 as fast as the model goes) lose nothing. Leaving the loop (``break``, an exception, ``close()``)
 stops every source and thread; so does the end of every source. Errors (a single source lost for
@@ -24,12 +25,12 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ...base.frames import Frame, Mask, SegResult
 from ...base.options import ModelOptions, model_options
 from ...media.file_source import VideoFileSource
-from ...pipeline.live_run import LiveRun
+from ...pipeline.engine import Engine
 from ...pipeline.threads import POLL_S, Control, put
 from .options import LiveOptions
 
@@ -114,36 +115,38 @@ def stream(
         from ...model.select import job_runtime
 
         stack.enter_context(job_runtime(segmenter))
-        run = LiveRun(segmenter, control, keep_going=multi, max_batch=opts.max_batch)
+        engine = Engine(control, keep_going=multi, max_batch=opts.max_batch, model=segmenter)
         for spec, reader in zip(specs, readers, strict=True):
-            run.add(
-                spec if spec not in (f.name for f in run.feeds) else f"{spec}#{len(run.feeds)}",
+            engine.add(
+                spec if spec not in (f.name for f in engine.feeds) else f"{spec}#{len(engine.feeds)}",
                 reader,
                 wait=isinstance(reader, VideoFileSource) and not opts.realtime,
-                on_result=_to_queue(spec, results, control, closing),
+                sinks=(_QueueSink(spec, results, control, closing),),
             )
         try:
-            run.start_inference()
-            yield from _drain(results, run, control)
+            engine.start()
+            yield from _drain(results, engine, control)
         finally:
             closing.set()
-            run.close()
+            engine.close()
 
 
-def _to_queue(spec: str, results: queue.Queue[StreamResult], control: Control, closing: threading.Event) -> Any:
-    def on_result(result: SegResult) -> None:
+@dataclass(frozen=True)
+class _QueueSink:
+    """One source's results into the generator's queue: waits for room (until the generator is closed)."""
+
+    spec: str
+    results: queue.Queue[StreamResult]
+    control: Control
+    closing: threading.Event
+
+    def put(self, result: SegResult) -> bool:
         p = result.packet
-        put(
-            results,
-            StreamResult(spec, p.index, p.image, result.mask, p.t_capture, time.perf_counter()),
-            control,
-            closing,
-        )
-
-    return on_result
+        item = StreamResult(self.spec, p.index, p.image, result.mask, p.t_capture, time.perf_counter())
+        return put(self.results, item, self.control, self.closing)
 
 
-def _drain(results: queue.Queue[StreamResult], run: LiveRun, control: Control) -> Iterator[StreamResult]:
+def _drain(results: queue.Queue[StreamResult], run: Engine, control: Control) -> Iterator[StreamResult]:
     """Yield results until every source ended (and all were yielded), a stop, or an error."""
     while not control.stopping.is_set():
         try:

@@ -1,0 +1,413 @@
+"""The stream engine behind ``live``, :func:`live_seg.stream` and ``serve``: sources → newest-frame
+slots → one batched inference thread → one result per source and frame → each source's board and sinks.
+
+* A source is **pulled** (a camera, stream or file: :meth:`Engine.add` with a ``source``, read by its
+  own ``live_seg-capture`` thread as fast as it delivers) or **pushed** (a browser's camera: the
+  transport calls :meth:`Feed.offer` with each frame). Either way :meth:`Feed.offer` takes the frame:
+  it is counted and timed, shown to ``look`` (scene cuts), put into the source's newest-frame slot
+  (:class:`~live_seg.pipeline.multiplex.Slot`: a frame the model has not taken when the next one
+  arrives is replaced and counted as dropped; a file read as fast as the model goes waits instead)
+  and posted to the source's :class:`Board` as "the newest frame".
+* ``live_seg-infer`` (:class:`~live_seg.pipeline.multiplex.Multiplexer`) takes the newest unseen frame
+  of every source that has one (waiting a few ms at most for the others, never for a stalled one),
+  runs them as one batch and hands each result back to its :class:`Feed`.
+* With key frames (``skip``), a frame the network leaves out goes to the source's
+  ``live_seg-carry`` thread instead, which waits for the key frame before it (so results stay in
+  frame order) and gives the frame a result without a mask, for ``refine`` to carry the key mask to.
+* :meth:`Feed.deliver` makes the final result (``refine``: smoothing, key frames; in frame order),
+  posts it to the board ("the newest mask") and puts it into each of the source's **sinks**. A sink
+  never blocks (:class:`~live_seg.pipeline.sinks.SinkThread`: its own thread behind a bounded queue
+  that drops its oldest item when full, counted), so a slow disk, encoder, pipe or broker never slows
+  inference or the other sinks.
+* Whoever runs the engine reads the boards (a window, a browser page) and decides when to stop.
+
+The engine counts and times what passes (per source: frames in, processed, dropped, carried; decode,
+preprocess and inference times; the capture span): the jobs read those figures, nothing calls them.
+
+A source that is lost and does not come back either ends the run (``keep_going=False``: the
+single-source behaviour, its :class:`~live_seg.base.errors.SourceError` raised by :meth:`Engine.close`)
+or is marked ``failed`` and the others go on (``keep_going=True``). :meth:`Engine.close` stops and
+joins every thread on every exit path. Written against small Protocols: the job wires the real
+cameras, files, model and sinks.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from typing import Protocol
+
+from ..base.errors import LiveSegError, SourceError, one_line
+from ..base.frames import FramePacket, SegResult
+from ..base.metrics import Stats, samples
+from ..base.redact import redact_text
+from .board import Board
+from .multiplex import Multiplexer, Slot
+from .threads import POLL_S, Control, MaskModel, Stage, join_all
+
+log = logging.getLogger(__name__)
+
+STATES = ("connecting", "live", "reconnecting", "failed", "ended")
+"""A source's states: opening, delivering, lost and trying again, given up, finished (a file's end
+or the run's stop)."""
+
+
+class LiveSource(Protocol):
+    """What the engine needs of a pulled source (see :class:`live_seg.media.camera.CaptureSource`).
+
+    Iterating opens it if needed, yields frames until it ends, and raises
+    :class:`~live_seg.base.errors.SourceError` when it is lost for good. ``state`` (optional) is one
+    of ``connecting``, ``live``, ``reconnecting``; ``reconnects`` (optional) counts reconnections,
+    ``failed_attempts`` (optional) the attempts to (re)open it that failed.
+    """
+
+    def __iter__(self) -> Iterator[FramePacket]: ...
+
+    def stop(self) -> None: ...
+
+
+class Sink(Protocol):
+    """Where a source's results go besides its board (:class:`~live_seg.pipeline.sinks.SinkThread`, a
+    job's composite of several). ``put`` is called on the delivering thread, in frame order, and must
+    not wait: a sink that falls behind drops (and counts) items, it never holds up the engine."""
+
+    def put(self, item: SegResult) -> object: ...
+
+
+Refine = Callable[[SegResult], SegResult]
+"""Turns a raw result into the final one, in the source's frame order (smoothing, key frames)."""
+Look = Callable[[FramePacket], None]
+"""Sees every frame in order before ``skip`` is asked about it (scene cuts)."""
+Skip = Callable[[FramePacket], bool]
+"""True for a frame the network leaves out (between key frames)."""
+
+
+class Feed:
+    """One source of the engine: its slot, board, sinks, state and figures (made by :meth:`Engine.add`).
+
+    Attributes:
+        name: the source's name (unique in the run).
+        source: what its capture thread reads; ``None`` for a pushed source.
+        board: its newest frame and mask.
+        slot: its newest-frame slot (``frames_in``, ``frames_processed``, ``dropped``, ``skipped_loading``).
+        sinks: where each final result goes, in order.
+        wait: offer a frame only once the model took the previous one (nothing dropped).
+        error: why it failed, once it did.
+        ended: its capture has finished (end of input, stop, failure, or a pushed source removed).
+        exhausted: its input ended by itself (a file's end, a stream that closed for good).
+        stats: ``decode`` (capture), ``preprocess`` and ``infer`` (its share of each batch) seconds.
+        infer_s: preprocess + forward seconds per processed frame, in order.
+        first_capture, last_capture: ``t_capture`` of its first and newest frame (``None`` before one).
+        carried: frames given a result without the network (key frames).
+        carry_dropped: such frames replaced by a newer one before they were carried.
+        superseded: results not delivered because a newer frame's result was delivered first.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        name: str,
+        source: LiveSource | None,
+        *,
+        wait: bool = False,
+        refine: Refine | None = None,
+        look: Look | None = None,
+        skip: Skip | None = None,
+        sinks: tuple[Sink, ...] = (),
+    ) -> None:
+        if skip is not None and refine is None:
+            raise ValueError("key frames (skip) need a refine step to carry the key mask")
+        self.engine, self.name, self.source = engine, name, source
+        self.board = Board(engine.cond)
+        self.slot: Slot = engine.mux.add(name, self.deliver)
+        self.sinks = list(sinks)
+        self.wait, self.refine, self.look, self.skip = wait, refine, look, skip
+        self.error: LiveSegError | None = None
+        self.ended = False
+        self.exhausted = False
+        self.stats = Stats()
+        self.infer_s = samples()
+        self.first_capture: float | None = None
+        self.last_capture: float | None = None
+        self.carried = 0
+        self.carry_dropped = 0
+        self.superseded = 0
+        self.stage: Stage | None = None
+        self._lock = threading.Lock()  # one delivery at a time (inference and carry threads)
+        self._last_index = -1
+        self._carry_cond = threading.Condition()
+        self._to_carry: FramePacket | None = None
+        self._carrier: Stage | None = None
+
+    # -- state ----------------------------------------------------------------------------------
+
+    @property
+    def state(self) -> str:
+        """``connecting``, ``live``, ``reconnecting``, ``failed`` or ``ended`` (its input ended by
+        itself); a source stopped with the run keeps the state it had."""
+        if self.error is not None:
+            return "failed"
+        if self.exhausted:
+            return "ended"
+        return getattr(self.source, "state", "live")
+
+    @property
+    def reconnects(self) -> int:
+        """Successful reconnections."""
+        return int(getattr(self.source, "reconnects", 0))
+
+    @property
+    def reconnect_attempts(self) -> int:
+        """Attempts to (re)open it after the first: successful or not."""
+        return self.reconnects + int(getattr(self.source, "failed_attempts", 0))
+
+    @property
+    def idle(self) -> bool:
+        """No frame of it waits to be carried (the model's side: the multiplexer's ``idle``)."""
+        with self._carry_cond:
+            return self._to_carry is None
+
+    # -- frames in ------------------------------------------------------------------------------
+
+    def offer(self, packet: FramePacket) -> bool:
+        """Take a frame of this source (its capture thread, or the transport of a pushed source;
+        never blocks unless ``wait``). False when the run stops meanwhile."""
+        self.stats.add("decode", packet.decode_s)
+        if self.first_capture is None:
+            self.first_capture = packet.t_capture
+        self.last_capture = packet.t_capture
+        if self.look is not None:
+            self.look(packet)
+        if self.skip is not None and self.skip(packet):
+            self._carry(packet)
+        else:
+            if self.wait and not self._wait_taken():
+                return False
+            self.slot.offer(packet)
+        self.board.post_frame(packet)
+        return True
+
+    def _wait_taken(self) -> bool:
+        """Wait until the model took the slot's frame; False when the run stops meanwhile."""
+        while not self.slot.wait_taken(POLL_S):
+            if self.engine.control.stopping.is_set():
+                return False
+        return True
+
+    def _carry(self, packet: FramePacket) -> None:
+        with self._carry_cond:
+            if self._to_carry is not None:
+                self.carry_dropped += 1
+            self._to_carry = packet
+            self._carry_cond.notify_all()
+        if self._carrier is None:
+            self._carrier = Stage(f"carry-{self.engine.feeds.index(self)}", self._carry_loop, self.engine.control, None)
+            self._carrier.start()
+
+    def _carry_loop(self) -> None:
+        """The carry thread: each waiting frame, once the key frame before it is delivered, gets a result
+        without a mask (``refine`` carries the key mask to it)."""
+        control = self.engine.control
+        while not control.aborted.is_set():
+            with self._carry_cond:
+                if self._to_carry is None:
+                    if self.ended or control.stopping.is_set():
+                        return
+                    self._carry_cond.wait(POLL_S)
+                    continue
+                packet = self._to_carry
+            if not self.slot.wait_idle(POLL_S):
+                continue  # the key frame before it is still in the model
+            with self._carry_cond:
+                if self._to_carry is not packet:
+                    continue  # replaced meanwhile (counted): take the newer one
+                self._to_carry = None
+            self.deliver(SegResult(packet, None))  # type: ignore[arg-type]  # refine fills it
+            with self._lock:
+                self.carried += 1
+
+    # -- results out ----------------------------------------------------------------------------
+
+    def deliver(self, result: SegResult) -> None:
+        """The final result of one frame, in frame order: refined, posted, into every sink (called by
+        the inference thread, and the carry thread with key frames)."""
+        with self._lock:
+            if result.packet.index <= self._last_index:
+                self.superseded += 1  # a newer frame went first (a key frame that came late)
+                return
+            if result.mask is not None:
+                self.stats.add("preprocess", result.preprocess_s)
+                self.stats.add("infer", result.infer_s)
+                self.infer_s.append(result.preprocess_s + result.infer_s)
+            if self.refine is not None:
+                result = self.refine(result)
+            self._last_index = result.packet.index
+            self.board.post_result(result)
+            for sink in self.sinks:
+                sink.put(result)
+
+    def _stop_carrier(self) -> Stage | None:
+        with self._carry_cond:
+            if self._to_carry is not None:
+                self._to_carry = None
+                self.carry_dropped += 1
+            self._carry_cond.notify_all()
+        return self._carrier
+
+
+class Engine:
+    """The threads of one run over one or many sources (see the module's docstring).
+
+    Use: :meth:`add` every source (a pushed one also while running; :meth:`remove` it when it
+    leaves), :meth:`start_capture` as early as possible (a camera read from the moment it opens
+    builds no backlog while the model loads), :meth:`start` with the model once it is ready, then
+    read the boards until :attr:`finished` or a stop, then :meth:`close`.
+
+    Args:
+        control: the run's stop requests.
+        keep_going: a source lost for good is marked failed and the others go on (else it ends
+            the run).
+        max_batch: most frames in one forward pass.
+        window_s: how long an inference step waits for the other sources' frames after the first.
+        model: the model every source shares, when it is ready before the engine (else :meth:`start`'s).
+    """
+
+    KEEP_REMOVED = 1000
+    """Removed sources whose figures the engine keeps (the newest ones)."""
+
+    def __init__(
+        self,
+        control: Control,
+        *,
+        keep_going: bool = False,
+        max_batch: int = 8,
+        window_s: float = 0.005,
+        model: MaskModel | None = None,
+    ) -> None:
+        self.control = control
+        self.keep_going = keep_going
+        self.mux = Multiplexer(model, control, max_batch=max_batch, window_s=window_s)
+        self.feeds: list[Feed] = []
+        self.removed: list[Feed] = []
+        self.cond = threading.Condition()
+        self._feeds_lock = threading.Lock()
+
+    def add(
+        self,
+        name: str,
+        source: LiveSource | None = None,
+        *,
+        wait: bool = False,
+        refine: Refine | None = None,
+        look: Look | None = None,
+        skip: Skip | None = None,
+        sinks: tuple[Sink, ...] = (),
+    ) -> Feed:
+        """Add a source (thread-safe; a pushed one also while running).
+
+        Args:
+            name: its name (unique).
+            source: what its capture thread reads; ``None``: frames are pushed with :meth:`Feed.offer`.
+            wait: never drop a frame (a file read as fast as the model goes).
+            refine: turns a raw result into the final one, in frame order.
+            look: sees every frame in order (scene cuts), before ``skip``.
+            skip: True for a frame the network leaves out (``refine`` gets it with ``mask=None``).
+            sinks: where each final result goes.
+
+        Raises:
+            ValueError: a source of that name exists, or ``skip`` without ``refine``.
+        """
+        with self._feeds_lock:
+            feed = Feed(self, name, source, wait=wait, refine=refine, look=look, skip=skip, sinks=sinks)
+            self.feeds.append(feed)
+        return feed
+
+    def remove(self, feed: Feed) -> None:
+        """A pushed source left: its waiting frames are dropped, a result still being computed for it
+        is not delivered, and its carry thread is joined. Its figures stay readable."""
+        self.mux.remove(feed.name)
+        feed.ended = True
+        carrier = feed._stop_carrier()
+        with self._feeds_lock:
+            if feed in self.feeds:
+                self.feeds.remove(feed)
+                self.removed.append(feed)
+                del self.removed[: -self.KEEP_REMOVED]
+        if carrier is not None:
+            join_all([carrier])
+
+    def start_capture(self, feeds: list[Feed] | None = None) -> None:
+        """Start the capture threads of ``feeds`` (default: every pulled source not started yet)."""
+        for feed in self.feeds if feeds is None else feeds:
+            if feed.stage is None and feed.source is not None:
+                name = "capture" if len(self.feeds) == 1 else f"capture-{self.feeds.index(feed)}"
+                feed.stage = Stage(name, lambda f=feed: self._capture(f), self.control, None)
+                feed.stage.start()
+
+    def start(self, model: MaskModel | None = None) -> None:
+        """Start the capture threads not started yet and the inference thread (with ``model``, when
+        it was not given to the engine)."""
+        self.start_capture()
+        self.mux.start(model)
+
+    @property
+    def finished(self) -> bool:
+        """Every source has ended or failed and every frame read was processed."""
+        return all(feed.ended and feed.idle for feed in self.feeds) and self.mux.idle
+
+    def alive(self) -> bool:
+        """A capture thread still runs."""
+        return any(feed.stage is not None and feed.stage.is_alive() for feed in self.feeds)
+
+    def close(self) -> None:
+        """Stop every source and thread, join them; a waiting frame is dropped (and counted).
+
+        Raises:
+            LiveSegError: the first error of a thread (a source lost for good without
+                ``keep_going``, the model's); anything unexpected as a one-line PipelineError.
+        """
+        self.control.stop("stopped")
+        for feed in self.feeds:
+            if feed.source is not None:
+                feed.source.stop()
+        first: BaseException | None = None
+        try:
+            self.mux.close()
+        except BaseException as exc:  # noqa: BLE001 - join the captures first, raise below
+            first = exc
+        carriers = [c for feed in self.feeds if (c := feed._stop_carrier()) is not None]
+        try:
+            join_all([feed.stage for feed in self.feeds if feed.stage is not None] + carriers)
+        except BaseException as exc:  # noqa: BLE001
+            first = first or exc
+        with self.cond:
+            self.cond.notify_all()
+        if first is not None:
+            raise first
+
+    def failed(self) -> list[Feed]:
+        """The sources that were lost for good."""
+        return [feed for feed in self.feeds if feed.error is not None]
+
+    def _capture(self, feed: Feed) -> None:
+        """Capture thread: every frame of a pulled source into :meth:`Feed.offer`."""
+        control = self.control
+        assert feed.source is not None
+        try:
+            for packet in feed.source:
+                if control.stopping.is_set() or not feed.offer(packet):
+                    break
+            else:
+                feed.exhausted = not control.stopping.is_set()
+        except SourceError as exc:
+            if control.stopping.is_set():
+                return  # stopped while it was still trying to (re)connect: not a failure
+            feed.error = exc
+            if not self.keep_going or all(f.error is not None for f in self.feeds):
+                control.abort("source lost")
+                raise
+            log.error("%s: %s; the other sources go on", redact_text(feed.name), redact_text(one_line(exc)))
+        finally:
+            feed.ended = True
+            feed.board.wake()
