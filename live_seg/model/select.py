@@ -155,13 +155,12 @@ def segmenter_for(options: ModelOptions, mode: str = "throughput", cache_dir: st
     if concrete == "torch":
         from .segmenter import Segmenter
 
-        o = options
         return Segmenter(
-            weights=o.weights,
-            device=o.device,
-            precision=o.precision,
-            threads=o.threads,
-            threshold=o.threshold,
+            weights=options.weights,
+            device=device,  # the concrete device, resolved above
+            precision=options.precision,
+            threads=options.threads,
+            threshold=options.threshold,
             spec=spec,
         )
     if mode not in OPENVINO_MODES:
