@@ -306,8 +306,10 @@ def mqtt_url(text: str) -> str:
 
 def events_arguments(parser: argparse.ArgumentParser) -> None:
     e = parser.add_argument_group("events (one record per frame as data; the events extra)")
-    e.add_argument(
+    field_option(
+        e,
         "--events",
+        EventOptions,
         metavar="FILE.jsonl",
         help="one JSON line per processed frame: source, frame, pts, time, key, class shares ('-': stdout)",
     )
@@ -319,8 +321,10 @@ def events_arguments(parser: argparse.ArgumentParser) -> None:
         help="rle: each class's mask at the source's size in the records, COCO run-length encoded "
         "(default: %(default)s)",
     )
-    e.add_argument(
+    field_option(
+        e,
         "--mqtt",
+        EventOptions,
         type=mqtt_url,
         metavar="mqtt://HOST[:PORT]/PREFIX",
         help="publish the records to PREFIX/<source>/frame, appear/leave to PREFIX/<source>/event, "

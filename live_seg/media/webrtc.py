@@ -154,6 +154,11 @@ class WebRTCServer:
         return len(self._peers)
 
     @property
+    def connected(self) -> int:
+        """Clients whose peer connection is connected now (:attr:`active` less :attr:`pending`)."""
+        return len(self._peers) - len(self._pending)
+
+    @property
     def pending(self) -> int:
         """Offers answered (or being answered) whose peer connection is not connected yet."""
         return len(self._pending)
@@ -271,7 +276,7 @@ class WebRTCServer:
                 raise ValueError(problem)
         except (ValueError, KeyError, TypeError, RecursionError) as exc:  # RecursionError: nested too deep
             return web.Response(status=400, text=f"bad offer: {one_line(exc)}\n")
-        if len(self._peers) - len(self._pending) >= self.policy.max_clients:
+        if self.connected >= self.policy.max_clients:
             return web.Response(status=503, text=f"too many clients (at most {self.policy.max_clients})\n")
         if len(self._pending) >= self.max_pending:  # the oldest answered offer not connected makes room
             answered = [name for name in self._pending if self._peers.get(name) is not None]
@@ -349,7 +354,7 @@ class WebRTCServer:
         @pc.on("connectionstatechange")
         async def _state() -> None:
             if pc.connectionState == "connected" and self._pending.pop(client.name, None) is not None:
-                if len(self._peers) - len(self._pending) > self.policy.max_clients:
+                if self.connected > self.policy.max_clients:
                     log.info("%s connected with every place taken: closing it", client.name)
                     await leave()
                     return

@@ -98,8 +98,9 @@ def build_segmenter(
     device: str = ModelOptions.device,
     precision: str = ModelOptions.precision,
     size: int | None = ModelOptions.size,
-    threads: int | None = ModelOptions.threads,
+    *,
     backend: str = ModelOptions.backend,
+    threads: int | None = ModelOptions.threads,
     mode: str = "throughput",
     cache_dir: str | None = None,
     calibration: str | os.PathLike[str] | Any | None = None,
@@ -107,14 +108,16 @@ def build_segmenter(
 ) -> Any:
     """A segmenter on the chosen runtime, with :class:`live_seg.model.segmenter.Segmenter`'s interface.
 
-    The keywords are :class:`~live_seg.base.options.ModelOptions`' fields (``spec_options``: ``labels``,
+    The arguments are :class:`~live_seg.base.options.ModelOptions`' fields (``spec_options``: ``labels``,
     ``mean``, ``std``, ``rgb``, ``threshold``), plus ``mode`` and ``cache_dir``; jobs call
-    :func:`segmenter_for` with the options value itself.
+    :func:`segmenter_for` with the options value itself. ``model`` to ``size`` may come by position,
+    the rest by keyword.
 
     Args:
-        model, weights, device, precision, size, threads: as for :class:`~live_seg.model.segmenter.Segmenter`
-            (``threads`` is ignored by OpenVINO, which runs its own threads).
+        model, weights, device, precision, size: as for :class:`~live_seg.model.segmenter.Segmenter`.
         backend: a :data:`~live_seg.base.registry.BACKENDS` name.
+        threads: torch CPU threads, as for :class:`~live_seg.model.segmenter.Segmenter` (ignored by
+            OpenVINO, which runs its own threads).
         mode: ``"throughput"`` (file runs) or ``"latency"`` (live, one image); OpenVINO only.
         cache_dir: OpenVINO's cache root (default ``$XDG_CACHE_HOME/live_seg/openvino``; ``""``: none).
         calibration: for ``precision="int8"``: a video or a folder of images to calibrate on (``None``:
@@ -155,13 +158,12 @@ def segmenter_for(options: ModelOptions, mode: str = "throughput", cache_dir: st
     if concrete == "torch":
         from .segmenter import Segmenter
 
-        o = options
         return Segmenter(
-            weights=o.weights,
-            device=o.device,
-            precision=o.precision,
-            threads=o.threads,
-            threshold=o.threshold,
+            weights=options.weights,
+            device=device,  # the concrete device, resolved above
+            precision=options.precision,
+            threads=options.threads,
+            threshold=options.threshold,
             spec=spec,
         )
     if mode not in OPENVINO_MODES:

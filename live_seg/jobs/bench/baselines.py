@@ -21,11 +21,12 @@ import torch
 
 from ...base.errors import OutputError, SourceError
 from ...base.metrics import STAGES, Stats
+from ...base.options import EncodeOptions, RunOptions
 from ...base.specs import PROBABILITY
 from ...model.segmenter import Segmenter
 from ...pipeline.threads import Control
 from ...render.renderer import DEFAULT_ALPHA, voc_palette
-from ..video import process_video
+from ..video import VideoHooks, VideoOptions, process_video
 from .clips import SYNTHETIC_FPS
 from .measure import Sample, check_stop
 
@@ -194,11 +195,15 @@ def pipeline_run(
     src: Path,
     frames: int,
     out_dir: Path,
-    batch: int = 1,
     control: Control | None = None,
+    *,
+    batch: int = 1,
     workers: int | None = None,
 ) -> Sample:
     """Run the ``video`` job on the first ``frames`` frames of ``src``; time it whole.
+
+    It takes :func:`naive_run`'s arguments, and the pipeline's ``batch`` (frames per forward
+    pass) and ``workers`` (inference threads; ``None``: planned from the cores) by keyword.
 
     Returns:
         The run's :class:`Sample` with the pipeline's own per-frame stage times and latencies.
@@ -213,19 +218,13 @@ def pipeline_run(
         if not seen:
             seen.append(stats)
 
-    t_start = time.perf_counter()
-    summary = process_video(
-        src,
-        out_dir / "pipeline.mp4",
-        seg,
-        audio=False,
-        overwrite=True,
-        batch=batch,
-        workers=workers,
-        max_frames=frames,
-        control=control,
-        on_frame=on_frame,
+    options = VideoOptions(
+        encode=EncodeOptions(audio=False),
+        run=RunOptions(batch=batch, workers=workers, max_frames=frames, overwrite=True),
     )
+    hooks = VideoHooks(control=control, on_frame=on_frame)
+    t_start = time.perf_counter()
+    summary = process_video(src, out_dir / "pipeline.mp4", seg, options, hooks=hooks)
     seconds = time.perf_counter() - t_start
     if summary["interrupted"]:
         raise KeyboardInterrupt(summary["stop_reason"] or "interrupted")
