@@ -293,6 +293,32 @@ def test_a_scene_cut_makes_a_key_frame_and_the_masks_after_it_follow_the_new_sce
         assert iou(cut_runs["cuts"][i], every[i]) == 1.0
 
 
+def test_live_key_frames_follow_scene_cuts_as_the_video_job_does(cut_runs, tmp_path):
+    """The stream engine's key frames (``live --key-interval 8`` on a file, read as fast as the model goes):
+    the same key frames as the video job (every 8th and each cut), every frame carried in between, in order."""
+    from live_seg.jobs.live.session import LiveOptions, LiveSession
+
+    clip = cut_clip(tmp_path / "clip.mp4")
+    runs = {}
+    for name, cut_keys in (("cuts", True), ("no cuts", False)):
+        analysis = AnalysisOptions(key_interval=8, cut_keys=cut_keys, mask_video=tmp_path / f"{name}.mkv",
+                                   masks_size="source")  # fmt: skip
+        options = LiveOptions(source=str(clip), display="none", analysis=analysis)
+        summary = LiveSession(options, model="selfie").run()
+        assert summary["cut_key_frames"] == (2 if cut_keys else None) and summary["key_frames"] == (6 if cut_keys else 4)
+        assert summary["sinks"]["mask_video"] == {"handled": 3 * SCENE, "dropped": 0}, summary["sinks"]
+        (source,) = summary["sources"]
+        assert source["frames_carried"] == 3 * SCENE - summary["key_frames"] and source["dropped"] == 0
+        runs[name] = [m == 1 for m in read_masks(tmp_path / f"{name}.mkv")]
+    every = cut_runs["every"]
+    for cut in (SCENE, 2 * SCENE):
+        after = range(cut, cut + 3)
+        with_cuts = [iou(runs["cuts"][i], every[i]) for i in after]
+        without = [iou(runs["no cuts"][i], every[i]) for i in after]
+        assert with_cuts[0] > 0.99 and np.mean(with_cuts) >= 0.9, with_cuts
+        assert max(without) < 0.6, without
+
+
 def test_look_marks_cuts_in_frame_order_and_skip_agrees_on_any_thread():
     analysis = RunAnalysis(AnalysisOptions(key_interval=4))
     flat = [np.full((48, 64, 3), v, np.uint8) for v in (40, 40, 40, 200, 200, 200, 200, 200, 90)]

@@ -546,7 +546,7 @@ def test_serve_smooths_each_client_on_its_own(tmp_path):
         def __init__(self, name: str) -> None:
             self.name = name
 
-        def deliver(self, result: SegResult) -> None:
+        def put(self, result: SegResult) -> None:
             got[self.name].append(result)
 
         def summary(self) -> dict:
@@ -554,7 +554,7 @@ def test_serve_smooths_each_client_on_its_own(tmp_path):
 
     views = [job.connect(Client(name)) for name in got]  # type: ignore[arg-type]
     frames = sample_frames(6, 64, 48, start=20)
-    job.mux.start()
+    job.start()
     try:
         for i, frame in enumerate(frames):
             views[0].offer(FramePacket(i, i / 25, time.perf_counter(), frame))
@@ -562,7 +562,7 @@ def test_serve_smooths_each_client_on_its_own(tmp_path):
         views[1].offer(FramePacket(0, 0.0, time.perf_counter(), frames[-1]))
         wait_for(lambda: got["b"], 30, "the second client's result")
     finally:
-        job.mux.close()
+        job.close()
         job.server.close()
 
     def smoothed(images: list[np.ndarray]) -> list[np.ndarray]:
@@ -578,10 +578,52 @@ def test_serve_smooths_each_client_on_its_own(tmp_path):
     assert job.summary(time.perf_counter())["smooth"] == "ema"
 
 
-def test_serve_refuses_analysis_files():
-    from live_seg.base.errors import UsageError
+def test_serve_refuses_analysis_files_in_a_missing_folder(tmp_path):
+    from live_seg.base.errors import OutputError
     from live_seg.base.options import AnalysisOptions
     from live_seg.jobs.serve import ServeOptions
 
-    with pytest.raises(UsageError, match="smoothing"):
-        ServeOptions(analysis=AnalysisOptions(masks="m")).check()
+    with pytest.raises(OutputError, match="does not exist"):
+        ServeOptions(analysis=AnalysisOptions(coverage=tmp_path / "no" / "cov.csv")).check()
+    ServeOptions(analysis=AnalysisOptions(coverage=tmp_path / "cov.csv", masks=tmp_path / "m")).check()
+
+
+@needs_chromium
+def test_serve_key_frames_coverage_and_events_per_client(tmp_path, camera):
+    """``serve --key-interval 4 --coverage --events --smooth ema``: every frame the browser sends comes back
+    painted, the network runs on a quarter of them, each client gets its own coverage file and its records."""
+    stats, cov, events = tmp_path / "stats.json", tmp_path / "cov.csv", tmp_path / "ev.jsonl"
+    weights = one_class_weights(tmp_path / "person.pth", PERSON)
+    model = ["--model", "lraspp_mobilenet_v3_large", "--weights", str(weights), "--device", "cpu", "--size", "128"]
+    proc = serve_cli("--port", "0", "--stats", str(stats), "--key-interval", "4", "--coverage", str(cov),
+                     "--events", str(events), "--smooth", "ema", *model)  # fmt: skip
+    try:
+        url = wait_url(proc)
+
+        async def browse() -> None:
+            async with Chromium(url, camera, tmp_path / "profile") as page:
+                await page.wait_for("window.liveSeg && window.liveSeg.shown >= 30", 90)
+
+        asyncio.run(browse())
+        code, err = stop(proc)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    assert code == 130 and "Traceback" not in err, err
+    summary = json.loads(stats.read_text())
+    assert summary["key_interval"] == 4 and summary["smooth"] == "ema"
+    (client,) = summary["clients"]
+    assert client["frames_carried"] > 0 and client["frames_sent"] >= 30, client
+    sinks = client["sinks"]
+    assert sinks["coverage"]["handled"] + sinks["coverage"]["dropped"] == client["frames_processed"], client
+    records = [json.loads(line) for line in events.read_text().splitlines()]
+    assert {r["source"] for r in records} == {"client-1"}
+    frames = [r["frame"] for r in records]
+    assert frames == sorted(set(frames)) and len(frames) >= 30
+    keys = [r["frame"] for r in records if r["key"]]
+    # key frames: every 4th, and the first of a new scene (the fake camera loops its clip)
+    assert keys and sum(k % 4 != 0 for k in keys) <= client["analysis"]["cut_key_frames"] and len(keys) < len(records)
+    assert all(abs(r["coverage"]["person"] - 1.0) < 1e-6 for r in records)  # the one-class model: all person
+    rows = (tmp_path / "cov-client-1.csv").read_text().splitlines()
+    assert len(rows) - 1 == client["analysis"]["key_frames"] + client["frames_carried"] == len(records), client

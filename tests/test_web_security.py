@@ -561,10 +561,10 @@ def test_serve_job_lists_only_connected_views_and_a_bounded_history(monkeypatch)
         view = job.connect(WebClient(f"client-{i}"))
         if i < 24:
             view.close()
-    assert [v.client.name for v in job.views] == ["client-24"]  # today: all 25 kept, renderers and all
+    assert [v.name for v in job.views] == ["client-24"]  # today: all 25 kept, renderers and all
     assert len(job.finished) == 10 and job.finished[-1]["name"] == "client-23"
     job.views[0].close()
-    assert job.views == [] and job.mux.close() is None
+    assert job.views == [] and job.close() is None
 
 
 def test_serve_token_file_keeps_the_token_out_of_argv_logs_and_stats(tmp_path):

@@ -47,7 +47,7 @@ from typing import Any
 from ..base.errors import OutputError
 from ..base.frames import Frame, FramePacket, SegResult
 from ..base.metrics import median_ms, samples
-from ..base.options import AnalysisOptions
+from ..base.options import ANALYSIS_FILES, AnalysisOptions
 from ..base.registry import VOC_CLASSES
 from ..pipeline.sinks import SinkThread
 from .coverage import Coverage
@@ -60,7 +60,7 @@ PathLike = str | os.PathLike[str]
 
 __all__ = ["FILE_OPTIONS", "AnalysisOptions", "RunAnalysis", "SmoothedModel"]
 
-FILE_OPTIONS = ("masks", "mask_video", "coverage", "coverage_plot")
+FILE_OPTIONS = ANALYSIS_FILES
 """The options that name a file or folder (and the summary's fields for them)."""
 
 

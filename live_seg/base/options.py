@@ -23,6 +23,7 @@ import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from .errors import ModelError
@@ -213,6 +214,10 @@ def check_key_interval(interval: object) -> int:
     return interval
 
 
+ANALYSIS_FILES = ("masks", "mask_video", "coverage", "coverage_plot")
+"""The analysis options that name a file or folder (and a summary's fields for them)."""
+
+
 @dataclass(frozen=True)
 class AnalysisOptions:
     """What to do with each frame's mask besides showing it (the CLI's analysis flags).
@@ -254,6 +259,22 @@ class AnalysisOptions:
         check_key_interval(self.key_interval)
         if self.propagate not in PROPAGATE_MODES:
             raise ValueError(f"propagate: expected one of {', '.join(PROPAGATE_MODES)}, got {self.propagate!r}")
+
+    @property
+    def files(self) -> dict[str, PathLike]:
+        """The files and folders asked for, by option name."""
+        return {key: value for key in ANALYSIS_FILES if (value := getattr(self, key)) is not None}
+
+    def for_source(self, name: str) -> AnalysisOptions:
+        """Source ``name``'s files in a run of several sources (a camera of ``live``, a client of
+        ``serve``): ``masks/NAME/``, ``FILE-NAME.EXT`` for the mask video, the coverage CSV and its chart."""
+        changes = {
+            key: Path(value) / name
+            if key == "masks"
+            else Path(value).with_name(f"{Path(value).stem}-{name}{Path(value).suffix}")
+            for key, value in self.files.items()
+        }
+        return dataclasses.replace(self, **changes)
 
 
 EVENT_MASKS = ("none", "rle")

@@ -56,7 +56,6 @@ from .groups import (
     render_arguments,
     seconds,
     size_and_threads,
-    smooth_arguments,
 )
 
 if TYPE_CHECKING:
@@ -305,8 +304,10 @@ def _serve_parser(sub: Any, flags: argparse.ArgumentParser) -> None:
     )
     w.add_argument("--duration", type=seconds, metavar="S", help="stop after S seconds")
     w.add_argument("--stats", metavar="FILE.json", help="write run statistics as JSON, one entry per client")
+    w.add_argument("--overwrite", action="store_true", help="replace existing analysis and event files")
     serve.add_argument("--view", default=VIEWS[0], choices=VIEWS, help="first view (the page can change it)")
-    smooth_arguments(serve.add_argument_group("analysis (each client's masks smoothed on its own)"))
+    analysis_arguments(serve, live=True, per="client")
+    events_arguments(serve)
     model_arguments(serve)
     render_arguments(serve, IMAGE_RENDER)
     effect_arguments(serve)

@@ -211,10 +211,15 @@ def smooth_arguments(a: Any) -> None:
     )
 
 
-def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> None:
-    a = parser.add_argument_group("analysis (per-frame masks and figures; --stats also reports flicker)")
+def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False, per: str | None = None) -> None:
+    """The analysis group: smoothing, key frames and mask files (``per``: one set of files per source
+    of this kind, named after it: ``client`` gives ``FILE-client-N.csv``, ``DIR/client-N/``)."""
+    title = "analysis (per-frame masks and figures; --stats also reports flicker)"
+    if per is not None:
+        title = f"analysis (each {per} on its own: FILE-{per}-N.csv, DIR/{per}-N/...)"
+    a = parser.add_argument_group(title)
     smooth_arguments(a)
-    each = "inferred frame" if live else "frame"
+    each = "processed frame" if live else "frame"
     a.add_argument("--masks", metavar="DIR", help=f"one palette PNG of class ids per {each} (INDEX_TIMEms.png)")
     field_option(
         a,
@@ -230,29 +235,29 @@ def analysis_arguments(parser: argparse.ArgumentParser, live: bool = False) -> N
         help=f"share of each class seen, one row per {each}" + (" (flushed every second)" if live else ""),
     )
     a.add_argument("--coverage-plot", metavar="FILE.png", help="chart of each class's share over time (matplotlib)")
-    if not live:
-        field_option(
-            a,
-            "--key-interval",
-            AnalysisOptions,
-            type=positive_int,
-            metavar="N",
-            help="run the network on every N-th frame only, masks carried in between (default: %(default)s: all)",
-        )
-        field_option(
-            a,
-            "--cut-keys",
-            AnalysisOptions,
-            action=argparse.BooleanOptionalAction,
-            help="with --key-interval: the first frame after a scene cut is a key frame too (default: on)",
-        )
+    field_option(
+        a,
+        "--key-interval",
+        AnalysisOptions,
+        type=positive_int,
+        metavar="N",
+        help="run the network on every N-th frame only, masks carried in between (default: %(default)s: all)",
+    )
+    field_option(
+        a,
+        "--cut-keys",
+        AnalysisOptions,
+        action=argparse.BooleanOptionalAction,
+        help="with --key-interval: the first frame after a scene cut is a key frame too (default: on)",
+    )
     field_option(
         a,
         "--propagate",
         AnalysisOptions,
         choices=PROPAGATE_MODES,
         help=(
-            "a newer frame than the newest mask's: move that mask along the optical flow, or hold it"
+            "between key frames, and a newer frame than the newest mask's: move that mask along the optical "
+            "flow, or hold it"
             if live
             else "between key frames: move the key mask along the optical flow, or hold it"
         )

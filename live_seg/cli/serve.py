@@ -16,7 +16,7 @@ from typing import Any
 
 from ..base.errors import one_line
 from ..base.files import written_beside
-from ..base.options import AnalysisOptions, ModelOptions
+from ..base.options import AnalysisOptions, EventOptions, ModelOptions
 from .args import effect_options, options_from
 from .main import SIGNAL_EXIT, SignalGate
 
@@ -33,6 +33,7 @@ def serve_options(args: argparse.Namespace) -> Any:
         allowed_hosts=tuple(args.allow_host),
         effect=effect_options(args),
         analysis=options_from(AnalysisOptions, args),
+        events=options_from(EventOptions, args),
     )
 
 

@@ -1,49 +1,59 @@
 """``live-seg serve``: browsers send their camera over WebRTC, this machine segments it and sends it back.
 
-One model serves every client: each client's frames go into its own newest-frame slot of a
-:class:`~live_seg.pipeline.multiplex.Multiplexer`, which batches the clients whose frames wait;
-each client renders its results with its own settings (effect, classes, view, legend), changed
-from its page. Nothing queues: a frame the model had no time for is replaced by the next one, so
-latency stays flat however slow the model is. With ``--smooth ema`` each client has its own smoother
-(the model then gives class probabilities; :mod:`live_seg.analysis.run`), stepped on the inference
-thread in the client's frame order.
+A front-end over the stream engine (:class:`~live_seg.pipeline.engine.Engine`), as ``live`` is: each
+client is a pushed source of the engine (its frames go into its own newest-frame slot; one inference
+thread batches the clients whose frames wait) and gets the same per-source view as a camera's tile
+(:class:`~live_seg.jobs.live.tile.Tile`: its own renderer, changed from its page). Nothing queues: a
+frame the model had no time for is replaced by the next one, so latency stays flat however slow the
+model is.
+
+The analysis options work per client, as per camera in ``live``: ``--smooth ema`` (its own smoother;
+the model then gives class probabilities), ``--key-interval N`` with ``--cut-keys`` (the network on
+every N-th frame and on the first frame of a new scene, the masks carried along the optical flow in
+between, so every frame the browser sends comes back painted), ``--coverage``, ``--masks``,
+``--mask-video`` (``FILE-client-N.csv``, ``DIR/client-N/``...) and ``--events``/``--mqtt`` (one record
+per client and processed frame; the source is the client's name). Each of those outputs is a sink on a
+thread of its own: a slow disk or broker never slows the model or the other clients.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from ..analysis.run import RunAnalysis
-from ..base.errors import LiveSegError, PipelineError, UsageError, one_line
-from ..base.frames import Frame, FramePacket, SegResult
-from ..base.options import AnalysisOptions, ModelOptions, model_options
+from ..analysis.event_outputs import EventOutputs
+from ..analysis.run import RunAnalysis, SmoothedModel
+from ..base.errors import LiveSegError, OutputError, PipelineError, UsageError
+from ..base.options import AnalysisOptions, EventOptions, ModelOptions, model_options
 from ..base.registry import DEFAULT_ALPHA, EFFECTS, VIEWS, VOC_CLASSES
 from ..media.serve_page import serve_page
 from ..media.web_security import WebPolicy, resolve_token
 from ..media.webrtc import MAX_SIDE, WebRTCServer, require
 from ..media.webrtc_client import WebClient
-from ..pipeline.multiplex import Multiplexer, Slot
+from ..pipeline.engine import Engine, Feed
+from ..pipeline.sinks import SinkThread
 from ..pipeline.threads import Control
-from ..render.effects import Effect, EffectOptions
-from ..render.renderer import Renderer
+from ..render.effects import EffectOptions
+from .live.tile import Look, Tile, classes_text
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 8443
 MAX_FINISHED = 1000
 """Clients that left whose summaries the run keeps for ``--stats`` (the newest ones)."""
+CLOSE_S = 30.0
+"""At the end, how long the clients' files may take to be finished."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class ServeOptions:
-    """Settings of a ``serve`` run (the CLI's flags).
+    """Settings of a ``serve`` run (the CLI's flags): a frozen value, built once.
 
     Attributes:
         host: address to bind (beyond loopback: HTTPS and a token).
@@ -58,7 +68,9 @@ class ServeOptions:
         duration: stop by itself after this many seconds (``None``: until stopped).
         view, legend, palette, alpha, effect: every client's first rendering settings.
         max_batch: most clients' frames in one forward pass.
-        analysis: temporal smoothing (``smooth``, ``smooth_strength``), per client; no files.
+        analysis: smoothing, key frames and mask files, per client (files named after the client).
+        events: per-frame event records (``--events``, ``--mqtt``), one feed per client.
+        overwrite: replace existing analysis and event files.
     """
 
     host: str = "127.0.0.1"
@@ -78,6 +90,8 @@ class ServeOptions:
     effect: EffectOptions = field(default_factory=EffectOptions)
     max_batch: int = 8
     analysis: AnalysisOptions = field(default_factory=AnalysisOptions)
+    events: EventOptions = field(default_factory=EventOptions)
+    overwrite: bool = False
 
     def check(self, categories: Sequence[str] = VOC_CLASSES) -> None:
         """Raise ``ValueError`` (``UsageError``) for settings that cannot work."""
@@ -94,106 +108,65 @@ class ServeOptions:
             raise ValueError(f"duration: expected > 0 seconds, got {self.duration}")
         self.effect.check(categories)
         self.analysis.check()
-        smoothing = AnalysisOptions(smooth=self.analysis.smooth, smooth_strength=self.analysis.smooth_strength)
-        if self.analysis != smoothing:
-            raise UsageError("serve takes the smoothing of the analysis options only (no mask files, no key frames)")
+        self.events.check()
+        for key, value in self.analysis.files.items():  # DIR/client-N/, FILE-client-N.csv: beside what was given
+            if not Path(value).parent.is_dir():
+                raise OutputError(f"--{key.replace('_', '-')} {value}: the folder {Path(value).parent} does not exist")
 
 
-def classes_text(effect: EffectOptions) -> str:
-    """The effect's classes as the page's text field shows them (empty: the default)."""
-    classes = effect.classes
-    return (classes if isinstance(classes, str) else ",".join(classes)) if classes else ""
+@dataclass(eq=False)
+class ServedClient:
+    """One browser client: the transport's client (counts), its engine feed, its view and its analysis."""
 
-
-class ClientView:
-    """One client's side of the job: its slot in the multiplexer and its own renderer.
-
-    Args:
-        client: the transport's client (counts, results).
-        slot: the client's newest-frame slot.
-        categories: the model's class names.
-        options: the run's first settings.
-        on_close: called once when the client leaves.
-    """
-
-    def __init__(
-        self, client: WebClient, slot: Slot, categories: list[str], options: ServeOptions, on_close: Callable[[], None]
-    ) -> None:
-        self.client, self.slot, self.categories, self.options = client, slot, categories, options
-        self._on_close = on_close
-        self._lock = threading.Lock()
-        self._effect_options = options.effect
-        self._renderer = Renderer(categories, options.palette, options.alpha, options.legend, options.view,
-                                  self._build(options.effect))  # fmt: skip
-        self._closed = False
-
-    def _build(self, effect: EffectOptions) -> Effect:
-        return effect.build(self.categories, self.options.palette, self.options.alpha, flat=True)
-
-    def offer(self, packet: FramePacket) -> None:
-        self.slot.offer(packet)
-
-    def render(self, result: SegResult) -> Frame:
-        with self._lock:
-            return self._renderer.render(result.packet.image, result.mask, soft=result.soft)
-
-    def settings(self) -> dict[str, Any]:
-        """The client's rendering settings now."""
-        r, fx = self._renderer, self._effect_options
-        return {"effect": fx.name, "view": r.mode, "legend": r.legend, "classes": classes_text(fx)}
-
-    def control(self, message: dict[str, Any]) -> dict[str, Any]:
-        """Apply the page's settings (``effect``, ``classes``, ``view``, ``legend``); a bad one is
-        refused with ``error`` and changes nothing."""
-        try:
-            view = message.get("view", self._renderer.mode)
-            if view not in VIEWS:
-                raise ValueError(f"unknown view {view!r}")
-            classes = message.get("classes", self._effect_options.classes)
-            wanted = dataclasses.replace(
-                self._effect_options,
-                name=message.get("effect", self._effect_options.name),
-                classes=str(classes).strip() or None if classes is not None else None,
-            )
-            effect = self._build(wanted) if wanted != self._effect_options else None
-        except (ValueError, LiveSegError) as exc:  # UsageError: an unknown class name
-            return {**self.settings(), "error": one_line(exc)}
-        with self._lock:
-            r = self._renderer
-            r.mode, r.legend = view, bool(message.get("legend", r.legend))
-            if effect is not None:
-                old, r.effect, self._effect_options = r.effect, effect, wanted
-                if old is not None:
-                    old.close()
-        return self.settings()
-
-    def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
-        self._on_close()
-        with self._lock:
-            if self._renderer.effect is not None:
-                self._renderer.effect.close()
+    client: WebClient
+    feed: Feed
+    tile: Tile
+    analysis: RunAnalysis
+    entry: dict[str, Any] = field(default_factory=dict)
+    """Its summary as last taken (kept up to date: at connect, when it left, when its files were finished)."""
 
     def summary(self) -> dict[str, Any]:
-        return {**self.client.summary(), "dropped": self.slot.dropped}
+        """Its entry in ``--stats``: the transport's counts, the frames the model never took, its sinks
+        and analysis (key frames carried, files written)."""
+        return {
+            **self.client.summary(),
+            "dropped": self.feed.slot.dropped,
+            "frames_carried": self.feed.carried,
+            "sinks": self.analysis.sink_stats(),
+            "analysis": self.analysis.summary(),
+        }
 
 
 class ServeJob:
     """One ``serve`` run (see :func:`run_serve`).
 
+    Args:
+        options: what to serve.
+        segmenter: the model every client shares.
+        control: stop requests.
+        events: the run's event outputs (built before the model loads; closed by the job).
+
     Attributes:
-        views: the clients connected now (a client that leaves is removed: its renderer is freed).
+        engine: the stream engine; each client is a pushed source of it.
+        clients: the clients connected now (a client that leaves is removed: its renderer is freed,
+            its files finished on the job's closing thread).
         finished: the summaries of the last :data:`MAX_FINISHED` clients that left.
     """
 
-    def __init__(self, options: ServeOptions, segmenter: Any, control: Control) -> None:
+    def __init__(
+        self, options: ServeOptions, segmenter: Any, control: Control, events: EventOutputs | None = None
+    ) -> None:
         self.options, self.segmenter, self.control = options, segmenter, control
-        self.views: list[ClientView] = []
+        self.events = events or EventOutputs(options.events, options.overwrite)
+        self.clients: list[ServedClient] = []
         self.finished: deque[dict[str, Any]] = deque(maxlen=MAX_FINISHED)
-        model = RunAnalysis(options.analysis, categories=segmenter.categories).model(segmenter)  # scores to smooth
-        self.mux = Multiplexer(model, control, max_batch=options.max_batch)
+        self.engine = Engine(control, keep_going=True, max_batch=options.max_batch)
+        self.look = Look(tuple(segmenter.categories), options.palette, options.alpha, options.view, options.legend,
+                         options.effect)  # fmt: skip
+        masks = options.analysis.masks
+        if masks is not None:
+            Path(masks).mkdir(exist_ok=True)  # DIR/client-N/ per client
+        self._closer: SinkThread[Callable[[], None]] | None = None
         page = serve_page("live_seg serve", EFFECTS, VIEWS, effect=options.effect.name, view=options.view,
                           legend=options.legend, classes=classes_text(options.effect))  # fmt: skip
         token = resolve_token(options.token, options.token_file)  # a per-run one when none is given
@@ -202,19 +175,57 @@ class ServeJob:
         self.server = WebRTCServer(policy, page, self.connect, port=options.port, cert=options.cert,
                                    key=options.key, max_side=options.max_side)  # fmt: skip
 
-    def connect(self, client: WebClient) -> ClientView:
-        """A new client: a slot in the multiplexer and a renderer of its own."""
-        refine = RunAnalysis(self.options.analysis, categories=self.segmenter.categories).refine  # its own smoother
-        slot = self.mux.add(client.name, client.deliver if refine is None else lambda r: client.deliver(refine(r)))
+    @property
+    def views(self) -> list[Tile]:
+        """The connected clients' views."""
+        return [c.tile for c in self.clients]
+
+    def start(self) -> None:
+        """Start the inference thread (with smoothing, the model gives its class probabilities)."""
+        smooth = self.options.analysis.smooth == "ema"
+        self.engine.start(SmoothedModel(self.segmenter) if smooth else self.segmenter)
+
+    def connect(self, client: WebClient) -> Tile:
+        """A new client: its analysis (files named after it), a pushed source of the engine, its view.
+
+        Raises:
+            OutputError: one of its files cannot be written (the client is refused).
+        """
+        name = client.name
+        analysis_options = self.options.analysis.for_source(name)
+        categories = self.segmenter.categories
+        analysis = RunAnalysis(analysis_options, self.options.overwrite, name, categories, self.events, name,
+                               threaded=True)  # fmt: skip
+        feed = self.engine.add(name, refine=analysis.refine, look=analysis.look, skip=analysis.skip,
+                               sinks=(client, analysis))  # fmt: skip
+        served: ServedClient
 
         def closed() -> None:
-            self.mux.remove(client.name)
-            self.views.remove(view)
-            self.finished.append(view.summary())
+            self.engine.remove(feed)
+            self.clients.remove(served)
+            self.finished.append(served.entry)
+            if self._closer is None:  # a client's files are finished off the event loop, one client after the other
+                self._closer = SinkThread("serve-close", lambda done: done(), size=MAX_FINISHED)
+            self._closer.put(lambda: self._finish(served))
 
-        view = ClientView(client, slot, list(self.segmenter.categories), self.options, closed)
-        self.views.append(view)
-        return view
+        try:
+            tile = Tile(feed, self.look, on_close=closed)
+        except BaseException:
+            self.engine.remove(feed)
+            analysis.abort()
+            raise
+        served = ServedClient(client, feed, tile, analysis)
+        served.entry.update(served.summary())
+        self.clients.append(served)
+        return tile
+
+    def _finish(self, served: ServedClient) -> None:
+        """A client that left: finish its files (on the closing thread), then its final summary."""
+        try:
+            served.analysis.close()
+        except LiveSegError as exc:
+            log.error("%s: %s", served.client.name, exc)
+        served.entry.update(served.summary())
 
     def wait(self, t_start: float) -> None:
         """Until stopped, the duration is over, or the web server's thread ended."""
@@ -225,19 +236,37 @@ class ServeJob:
             if not self.server.alive:
                 raise PipelineError("the web server stopped unexpectedly")
 
+    def close(self) -> None:
+        """Stop the engine, finish every client's files and the event outputs (the web server first:
+        every client leaves as it would on its own)."""
+        try:
+            self.engine.close()
+        finally:
+            for served in list(self.clients):
+                self._finish(served)
+            try:
+                if self._closer is not None:
+                    self._closer.close(CLOSE_S)
+            finally:
+                self.events.close(complete=True)
+
     def summary(self, t_start: float) -> dict[str, Any]:
-        mux = self.mux
+        mux = self.engine.mux
+        for served in self.clients:
+            served.entry.update(served.summary())
         return {
             "url": self.server.policy.url("/", with_token=False),
             "https": self.server.policy.tls,
             "token": self.server.policy.token is not None,
-            "clients": [*self.finished, *(v.summary() for v in self.views)],
+            "clients": [*self.finished, *(c.entry for c in self.clients)],
             "clients_served": self.server.served,
             "batches": mux.batches,
             "mean_batch": round(mux.batched_frames / mux.batches, 3) if mux.batches else None,
             "wall_s": round(time.perf_counter() - t_start, 3),
             "stop_reason": self.control.reason,
             "smooth": self.options.analysis.smooth,
+            "key_interval": self.options.analysis.key_interval,
+            **self.events.summary(),
             **self.segmenter.describe(),
         }
 
@@ -276,14 +305,23 @@ def run_serve(
     model = model_options(model)
     options.check(segmenter.categories if segmenter is not None else model.spec().categories)
     require()
-    # the token file is read now: a bad one fails before the model loads
+    # the token file is read now, the events file and broker URL checked: a bad one fails before the model loads
     options = dataclasses.replace(options, token=resolve_token(options.token, options.token_file), token_file=None)
+    events = EventOutputs(options.events, options.overwrite)
     control = control or Control()
-    seg = segmenter or segmenter_for(model, mode="latency")
     summary = {} if summary is None else summary
+    try:
+        seg = segmenter or segmenter_for(model, mode="latency")
+    except BaseException:
+        events.abort()
+        raise
     with job_runtime(seg):
-        job = ServeJob(options, seg, control)
-        job.mux.start()
+        try:
+            job = ServeJob(options, seg, control, events)
+        except BaseException:
+            events.abort()
+            raise
+        job.start()
         t_start: float | None = None
         try:
             job.server.start()
@@ -295,7 +333,7 @@ def run_serve(
         finally:
             try:
                 job.server.close()
-                job.mux.close()
+                job.close()
             finally:
                 if t_start is not None:
                     summary.update(job.summary(t_start))

@@ -114,6 +114,9 @@ class WebClient:
             with contextlib.suppress(RuntimeError):  # the loop closed: the client is gone
                 self._loop.call_soon_threadsafe(self._fresh.set)
 
+    put = deliver
+    """The engine's sink protocol: the client's results go to its outgoing track (only the newest is kept)."""
+
     def report(self) -> dict[str, Any]:
         """The running counts sent to the page twice a second: bounded work, however long it runs."""
         return {

@@ -138,6 +138,7 @@ class Feed:
         self._last_index = -1
         self._carry_cond = threading.Condition()
         self._to_carry: FramePacket | None = None
+        self._carrying = False  # the carry thread is delivering a frame
         self._carrier: Stage | None = None
 
     # -- state ----------------------------------------------------------------------------------
@@ -166,7 +167,7 @@ class Feed:
     def idle(self) -> bool:
         """No frame of it waits to be carried (the model's side: the multiplexer's ``idle``)."""
         with self._carry_cond:
-            return self._to_carry is None
+            return self._to_carry is None and not self._carrying
 
     # -- frames in ------------------------------------------------------------------------------
 
@@ -179,6 +180,8 @@ class Feed:
         self.last_capture = packet.t_capture
         if self.look is not None:
             self.look(packet)
+        if self.wait and not self._wait_carried():  # a file: each frame after the one before it, none dropped
+            return False
         if self.skip is not None and self.skip(packet):
             self._carry(packet)
         else:
@@ -193,6 +196,15 @@ class Feed:
         while not self.slot.wait_taken(POLL_S):
             if self.engine.control.stopping.is_set():
                 return False
+        return True
+
+    def _wait_carried(self) -> bool:
+        """Wait until the frame waiting to be carried was delivered; False when the run stops meanwhile."""
+        with self._carry_cond:
+            while self._to_carry is not None or self._carrying:
+                if self.engine.control.stopping.is_set():
+                    return False
+                self._carry_cond.wait(POLL_S)
         return True
 
     def _carry(self, packet: FramePacket) -> None:
@@ -222,10 +234,14 @@ class Feed:
             with self._carry_cond:
                 if self._to_carry is not packet:
                     continue  # replaced meanwhile (counted): take the newer one
-                self._to_carry = None
-            self.deliver(SegResult(packet, None))  # type: ignore[arg-type]  # refine fills it
-            with self._lock:
-                self.carried += 1
+                self._to_carry, self._carrying = None, True
+            try:
+                self.deliver(SegResult(packet, None))  # type: ignore[arg-type]  # refine fills it
+            finally:
+                with self._carry_cond:
+                    self._carrying = False
+                    self.carried += 1
+                    self._carry_cond.notify_all()  # wakes _wait_carried
 
     # -- results out ----------------------------------------------------------------------------
 

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ...analysis.run import FILE_OPTIONS, AnalysisOptions
-from ...base.options import IMAGE_RENDER, EventOptions
+from ...base.options import IMAGE_RENDER, AnalysisOptions, EventOptions
 from ...base.registry import (
     DEFAULT_MAX_FRAME_PIXELS,
     DEFAULT_READ_TIMEOUT_S,
@@ -29,9 +27,9 @@ DEFAULT_MAX_BATCH = 8
 """Most frames (one per source) in one forward pass of a many-source run."""
 
 
-@dataclass
+@dataclass(frozen=True)
 class LiveOptions:
-    """Settings of a live run (the CLI's flags).
+    """Settings of a live run (the CLI's flags): a frozen value, built once.
 
     Attributes:
         source: camera index (``"0"``), stream URL (RTSP, HTTP MJPEG…) or video file.
@@ -137,18 +135,6 @@ class LiveOptions:
         if self.record is None:
             return None
         return Path(self.record) / f"{name}.mp4" if record_is_folder(self.record) else Path(self.record)
-
-    def analysis_for(self, name: str) -> AnalysisOptions:
-        """Source ``name``'s analysis files in a run of several sources: ``masks/NAME/``,
-        ``FILE-NAME.EXT`` for the mask video, the coverage CSV and its chart."""
-        changes: dict[str, Path] = {}
-        for key in FILE_OPTIONS:
-            value = getattr(self.analysis, key)
-            if value is None:
-                continue
-            path = Path(value)
-            changes[key] = path / name if key == "masks" else path.with_name(f"{path.stem}-{name}{path.suffix}")
-        return dataclasses.replace(self.analysis, **changes)
 
 
 def record_is_folder(record: str | os.PathLike[str]) -> bool:

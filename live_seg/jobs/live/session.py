@@ -262,7 +262,7 @@ class LiveSession:
         self.events = EventOutputs(opts.events, opts.overwrite)
         try:
             for spec, name in zip(specs, names, strict=True):
-                analysis_opts = opts.analysis_for(name) if multi else opts.analysis
+                analysis_opts = opts.analysis.for_source(name) if multi else opts.analysis
                 analysis = RunAnalysis(
                     analysis_opts, opts.overwrite, redact_url(spec), categories, self.events, spec, threaded=True
                 )

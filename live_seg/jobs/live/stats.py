@@ -235,11 +235,8 @@ def run_summary(facts: RunFacts) -> dict[str, Any]:
             skipped_packets=getattr(first.reader, "skipped_packets", 0),
             truncated_input=getattr(first.reader, "truncated", False),
         )
-    summary = facts.metrics.summary(
-        feeds,
-        recorded=sum(r.frames for r in recorders),
-        encode_s=_joined(r.encode_s for r in recorders),
-        **own,
+    fields = dict(
+        own,
         setup_s=round(facts.setup_s, 3),
         batch=round(facts.batched_frames / facts.batches, 3) if multi and facts.batches else 1,
         live=facts.live,
@@ -251,11 +248,13 @@ def run_summary(facts: RunFacts) -> dict[str, Any]:
         reconnect_attempts=sum(f.reconnect_attempts for f in feeds),
         frames_skipped_loading=sum(f.slot.skipped_loading for f in feeds),
         snapshots=list(facts.snapshots),
-        **facts.model,
-        **({} if multi else first.analysis.summary()),
-        **({} if multi else {"sinks": first.sink_stats()}),
-        **facts.events,
     )
+    fields |= facts.model
+    if not multi:  # its analysis (the same propagate mode for key frames and the view) and sinks
+        fields |= first.analysis.summary() | {"sinks": first.sink_stats()}
+    fields |= facts.events
+    recorded, encode_s = sum(r.frames for r in recorders), _joined(r.encode_s for r in recorders)
+    summary = facts.metrics.summary(feeds, recorded=recorded, encode_s=encode_s, **fields)
     summary["sources"] = [source_entry(s) | ({"analysis": s.analysis.summary()} if multi else {}) for s in sources]
     return summary
 
