@@ -319,6 +319,22 @@ def test_live_key_frames_follow_scene_cuts_as_the_video_job_does(cut_runs, tmp_p
         assert max(without) < 0.6, without
 
 
+def test_stream_yields_key_and_carried_frames_in_order(cut_runs, tmp_path):
+    """``live_seg.stream()`` runs the same engine: with key frames in its options every frame of a file comes
+    out once, in order, marked key or carried, the carried masks following the new scene after each cut."""
+    import live_seg
+    from live_seg.jobs.live.session import LiveOptions
+
+    clip = cut_clip(tmp_path / "clip.mp4")
+    options = LiveOptions(analysis=AnalysisOptions(key_interval=8))
+    got = list(live_seg.stream(str(clip), options=options, model="selfie"))
+    assert [r.index for r in got] == list(range(3 * SCENE))
+    assert [r.index for r in got if r.key] == [0, 8, SCENE, 16, 2 * SCENE, 24]
+    every = cut_runs["every"]
+    masks = [cv2.resize(r.mask, every[0].shape[::-1], interpolation=cv2.INTER_NEAREST) == 1 for r in got]
+    assert min(iou(masks[i], every[i]) for i in (SCENE + 1, 2 * SCENE + 1)) >= 0.85
+
+
 def test_look_marks_cuts_in_frame_order_and_skip_agrees_on_any_thread():
     analysis = RunAnalysis(AnalysisOptions(key_interval=4))
     flat = [np.full((48, 64, 3), v, np.uint8) for v in (40, 40, 40, 200, 200, 200, 200, 200, 90)]

@@ -119,6 +119,7 @@ class Feed:
         if skip is not None and refine is None:
             raise ValueError("key frames (skip) need a refine step to carry the key mask")
         self.engine, self.name, self.source = engine, name, source
+        self.number = len(engine.feeds) + len(engine.removed)  # names its threads
         self.board = Board(engine.cond)
         self.slot: Slot = engine.mux.add(name, self.deliver)
         self.sinks = list(sinks)
@@ -173,7 +174,9 @@ class Feed:
 
     def offer(self, packet: FramePacket) -> bool:
         """Take a frame of this source (its capture thread, or the transport of a pushed source;
-        never blocks unless ``wait``). False when the run stops meanwhile."""
+        never blocks unless ``wait``). False when the run stops meanwhile, or the source was removed."""
+        if self.ended:
+            return False
         self.stats.add("decode", packet.decode_s)
         if self.first_capture is None:
             self.first_capture = packet.t_capture
@@ -214,7 +217,7 @@ class Feed:
             self._to_carry = packet
             self._carry_cond.notify_all()
         if self._carrier is None:
-            self._carrier = Stage(f"carry-{self.engine.feeds.index(self)}", self._carry_loop, self.engine.control, None)
+            self._carrier = Stage(f"carry-{self.number}", self._carry_loop, self.engine.control, None)
             self._carrier.start()
 
     def _carry_loop(self) -> None:
@@ -229,29 +232,31 @@ class Feed:
                     self._carry_cond.wait(POLL_S)
                     continue
                 packet = self._to_carry
-            if not self.slot.wait_idle(POLL_S):
-                continue  # the key frame before it is still in the model
+            if not self.slot.wait_done_before(packet.index, POLL_S):
+                continue  # the key frame before it is still waiting or in the model
             with self._carry_cond:
                 if self._to_carry is not packet:
                     continue  # replaced meanwhile (counted): take the newer one
                 self._to_carry, self._carrying = None, True
+            delivered = False
             try:
-                self.deliver(SegResult(packet, None))  # type: ignore[arg-type]  # refine fills it
+                delivered = self.deliver(SegResult(packet, None))  # type: ignore[arg-type]  # refine fills it
             finally:
                 with self._carry_cond:
                     self._carrying = False
-                    self.carried += 1
+                    self.carried += delivered
                     self._carry_cond.notify_all()  # wakes _wait_carried
 
     # -- results out ----------------------------------------------------------------------------
 
-    def deliver(self, result: SegResult) -> None:
+    def deliver(self, result: SegResult) -> bool:
         """The final result of one frame, in frame order: refined, posted, into every sink (called by
-        the inference thread, and the carry thread with key frames)."""
+        the inference thread, and the carry thread with key frames). False when a newer frame's result
+        was delivered first (it is then left out, counted in ``superseded``)."""
         with self._lock:
             if result.packet.index <= self._last_index:
-                self.superseded += 1  # a newer frame went first (a key frame that came late)
-                return
+                self.superseded += 1  # a newer frame went first (a carried frame that came late)
+                return False
             if result.mask is not None:
                 self.stats.add("preprocess", result.preprocess_s)
                 self.stats.add("infer", result.infer_s)
@@ -262,6 +267,7 @@ class Feed:
             self.board.post_result(result)
             for sink in self.sinks:
                 sink.put(result)
+        return True
 
     def _stop_carrier(self) -> Stage | None:
         with self._carry_cond:

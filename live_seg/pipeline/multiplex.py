@@ -60,7 +60,7 @@ class Slot:
         self._cond = cond
         self._running = running
         self._item: FramePacket | None = None
-        self._in_model = False  # one of its frames is in the batch being run
+        self._in_model: FramePacket | None = None  # its frame in the batch being run
         self._removed = False
 
     def offer(self, packet: FramePacket) -> None:
@@ -93,11 +93,16 @@ class Slot:
         with self._cond:
             return self._cond.wait_for(lambda: self._item is None or self._removed, timeout)
 
-    def wait_idle(self, timeout: float) -> bool:
-        """Wait up to ``timeout`` seconds until none of its frames waits for the model or is in it
-        (its last result was delivered). True when idle (or removed)."""
+    def wait_done_before(self, index: int, timeout: float) -> bool:
+        """Wait up to ``timeout`` seconds until none of its frames older than frame ``index`` waits for the
+        model or is in it (their results were delivered, or they were dropped). True then (or when removed)."""
+
+        def done() -> bool:
+            older = [p for p in (self._item, self._in_model) if p is not None and p.index < index]
+            return not older or self._removed
+
         with self._cond:
-            return self._cond.wait_for(lambda: (self._item is None and not self._in_model) or self._removed, timeout)
+            return self._cond.wait_for(done, timeout)
 
     @property
     def waiting(self) -> bool:
@@ -269,7 +274,7 @@ class Multiplexer:
             for slot in rotated:
                 packet, slot._item = slot._item, None
                 assert packet is not None
-                slot._in_model = True
+                slot._in_model = packet
                 picked.append((slot, packet))
             self._busy = True
             self._cond.notify_all()  # wakes wait_taken
@@ -294,11 +299,11 @@ class Multiplexer:
                     slot.deliver(result)
                 finally:
                     with self._cond:
-                        slot._in_model = False
+                        slot._in_model = None
                         self._cond.notify_all()
         finally:
             with self._cond:
                 self._busy = False
                 for slot, _ in picked:
-                    slot._in_model = False
+                    slot._in_model = None
                 self._cond.notify_all()

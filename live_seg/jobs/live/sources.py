@@ -11,8 +11,8 @@ from ...media.camera import CaptureSource
 from ...media.file_source import VideoFileSource
 from ...pipeline.engine import Feed
 from ...pipeline.sinks import SinkThread
+from .metrics import LiveMetrics
 from .outputs import Recorder
-from .stats import LiveMetrics
 
 
 @dataclass(eq=False)

@@ -23,16 +23,20 @@ import contextlib
 import queue
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ...base.frames import Frame, Mask, SegResult
+from ...analysis.run import RunAnalysis
+from ...base.frames import Frame, FramePacket, Mask, SegResult
 from ...base.options import ModelOptions, model_options
+from ...base.redact import redact_url
+from ...base.specs import resolve_spec
 from ...media.file_source import VideoFileSource
 from ...pipeline.engine import Engine
 from ...pipeline.threads import POLL_S, Control, put
 from .options import LiveOptions
+from .outputs import unique_names
 
 if TYPE_CHECKING:
     from ...model.segmenter import Segmenter
@@ -50,6 +54,8 @@ class StreamResult:
             with nearest neighbour: ``cv2.resize(mask, (W, H), interpolation=cv2.INTER_NEAREST)``).
         t_capture: ``time.perf_counter()`` when the frame was read.
         t_done: ``time.perf_counter()`` when its mask was ready.
+        key: the network ran on this frame (False: with ``key_interval`` in the options' analysis, its
+            mask was carried from the key frame before it).
     """
 
     source: str
@@ -58,6 +64,7 @@ class StreamResult:
     mask: Mask
     t_capture: float
     t_done: float
+    key: bool = True
 
     @property
     def latency_s(self) -> float:
@@ -79,7 +86,8 @@ def stream(
         sources: a camera index, stream URL or video file, or a list of them.
         segmenter: a ready model; when ``None`` one is built from ``model`` after the sources opened.
         options: the source settings of :class:`LiveOptions` (``realtime``, ``reconnect``,
-            ``rtsp_transport``, ``read_timeout``, ``max_batch``); the view's are not used.
+            ``rtsp_transport``, ``read_timeout``, ``max_batch``) and its ``analysis`` (smoothing, key
+            frames, mask files: per source, as in the ``live`` job); the view's are not used.
         control: stop requests from elsewhere (``control.stop()`` ends the loop).
         model: the model to build: a :class:`~live_seg.base.options.ModelOptions`, or a model's name.
 
@@ -100,7 +108,14 @@ def stream(
     multi = len(specs) > 1
     results: queue.Queue[StreamResult] = queue.Queue(maxsize=2 * len(specs))
     closing = threading.Event()
+    categories = segmenter.categories if segmenter is not None else resolve_spec(model).categories
+    names = unique_names(specs)
     with contextlib.ExitStack() as stack:
+        analyses = []  # each source's smoother, key frames and files, checked before anything opens
+        for spec, name in zip(specs, names, strict=True):
+            analysis_options = opts.analysis.for_source(name) if multi else opts.analysis
+            analyses.append(RunAnalysis(analysis_options, opts.overwrite, redact_url(spec), categories, threaded=True))
+            stack.push(_closer(analyses[-1], control))
         readers = [opts.open_source(spec, control.stopping) for spec in specs]
         for reader in readers:
             stack.callback(reader.close)
@@ -115,13 +130,16 @@ def stream(
         from ...model.select import job_runtime
 
         stack.enter_context(job_runtime(segmenter))
-        engine = Engine(control, keep_going=multi, max_batch=opts.max_batch, model=segmenter)
-        for spec, reader in zip(specs, readers, strict=True):
+        engine = Engine(control, keep_going=multi, max_batch=opts.max_batch, model=analyses[0].model(segmenter))
+        for spec, name, reader, analysis in zip(specs, names, readers, analyses, strict=True):
             engine.add(
-                spec if spec not in (f.name for f in engine.feeds) else f"{spec}#{len(engine.feeds)}",
+                name,
                 reader,
                 wait=isinstance(reader, VideoFileSource) and not opts.realtime,
-                sinks=(_QueueSink(spec, results, control, closing),),
+                refine=analysis.refine,
+                look=analysis.look,
+                skip=analysis.skip,
+                sinks=(analysis, _QueueSink(spec, results, control, closing, analysis.skip)),
             )
         try:
             engine.start()
@@ -139,11 +157,25 @@ class _QueueSink:
     results: queue.Queue[StreamResult]
     control: Control
     closing: threading.Event
+    skip: Callable[[FramePacket], bool] | None = None
 
     def put(self, result: SegResult) -> bool:
         p = result.packet
-        item = StreamResult(self.spec, p.index, p.image, result.mask, p.t_capture, time.perf_counter())
+        key = self.skip is None or not self.skip(p)
+        item = StreamResult(self.spec, p.index, p.image, result.mask, p.t_capture, time.perf_counter(), key)
         return put(self.results, item, self.control, self.closing)
+
+
+def _closer(analysis: RunAnalysis, control: Control) -> Callable[..., None]:
+    """An exit callback: the source's analysis files finished (kept as they are after an interruption)."""
+
+    def close(exc_type: object, *_rest: object) -> None:
+        if exc_type is not None and control.reason is None:
+            analysis.abort()  # failed before a frame was processed
+        else:
+            analysis.close(complete=exc_type is None)
+
+    return close
 
 
 def _drain(results: queue.Queue[StreamResult], run: Engine, control: Control) -> Iterator[StreamResult]:

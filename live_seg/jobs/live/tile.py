@@ -32,8 +32,8 @@ from ...pipeline.engine import Feed
 from ...render.effects import Effect, EffectOptions
 from ...render.hud import HudInfo, draw_hud
 from ...render.renderer import Renderer, side_by_side
+from .metrics import LiveMetrics
 from .outputs import fit_view
-from .stats import LiveMetrics
 
 if TYPE_CHECKING:
     from ...model.segmenter import Segmenter

@@ -25,8 +25,8 @@ from ...base.files import write_png
 from ...base.frames import Frame
 from ...media.window import KEY_QUIT
 from ...pipeline.threads import POLL_S, Control
+from .metrics import LiveMetrics
 from .outputs import ViewOutput, compose_grid
-from .stats import LiveMetrics
 from .tile import Tile, ViewSettings
 
 if TYPE_CHECKING:
