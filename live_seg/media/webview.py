@@ -291,14 +291,12 @@ class PreviewServer:
             return self._streams
 
     def publish(self, image: Frame) -> None:
-        """Offer the newest rendered view (BGR uint8); encoded only while someone watches."""
+        """Offer the newest rendered view (BGR uint8): kept as it is; encoded as JPEG by the viewers'
+        threads when they send it (never on the caller's thread, the live view's)."""
         copy = image.copy()
-        jpeg = self._encode(copy) if self.clients else None
         with self._cond:
             self._seq += 1
             self._image = copy
-            if jpeg is not None:
-                self._jpeg, self._jpeg_seq = jpeg, self._seq
             self._cond.notify_all()
 
     def keys(self) -> list[str]:
