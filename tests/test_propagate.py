@@ -316,6 +316,7 @@ def test_live_key_frames_follow_scene_cuts_as_the_video_job_does(cut_runs, tmp_p
         after = range(cut, cut + 3)
         with_cuts = [iou(runs["cuts"][i], every[i]) for i in after]
         without = [iou(runs["no cuts"][i], every[i]) for i in after]
+        print(f"cut at {cut}: person IoU {np.round(with_cuts, 3)} with cut keys, {np.round(without, 3)} without")
         assert with_cuts[0] > 0.99 and np.mean(with_cuts) >= 0.9, with_cuts
         assert max(without) < 0.6, without
 

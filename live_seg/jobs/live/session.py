@@ -109,7 +109,8 @@ class LiveSession:
         summary: the run's statistics (see :meth:`run`), set on every exit path once the
             sources were opened, also when :meth:`run` raises.
         url: the browser view's address without the token, when it is served.
-        metrics: the run's counts and timings (see :class:`~live_seg.jobs.live.stats.LiveMetrics`).
+        metrics: the display's figures (see :class:`~live_seg.jobs.live.metrics.LiveMetrics`); the engine's
+            per-source counts and timings are in its feeds, the summary has both.
         slot: the first source's newest-frame slot (its counts: ``frames_in``, ``dropped``).
         snapshots: paths of the PNGs key s saved.
         t_start: ``time.perf_counter()`` when capture and inference were both running.
