@@ -13,6 +13,7 @@ from test_multiplex import FakeModel, packet
 
 from live_seg.base.frames import SegResult
 from live_seg.pipeline.engine import Engine
+from live_seg.pipeline.infer import Steps
 from live_seg.pipeline.sinks import SinkThread
 from live_seg.pipeline.threads import Control
 
@@ -78,7 +79,7 @@ def test_a_pushed_source_with_key_frames_is_delivered_in_frame_order():
     sink = SinkThread("got", lambda r: got.append(r.packet.index), size=1000)
     control = Control()
     engine = Engine(control, model=FakeModel(delay=0.03))
-    feed = engine.add("client-1", refine=refine, skip=lambda p: p.index % 4 != 0, sinks=(sink,))
+    feed = engine.add("client-1", steps=Steps(refine=refine, skip=lambda p: p.index % 4 != 0), sinks=(sink,))
     engine.start()
     for i in range(120):
         feed.offer(packet(i, 3))
@@ -102,8 +103,7 @@ def test_key_frames_on_a_file_drop_nothing():
         "file",
         Frames(60),
         wait=True,
-        refine=fill,
-        skip=lambda p: p.index % 8 != 0,
+        steps=Steps(refine=fill, skip=lambda p: p.index % 8 != 0),
         sinks=(SinkThread("got", lambda r: got.append(r.packet.index), size=100),),
     )
     engine.start()
@@ -116,7 +116,7 @@ def test_key_frames_on_a_file_drop_nothing():
 
 def test_a_removed_pushed_source_stops_its_carry_thread_and_keeps_its_figures():
     engine = Engine(Control(), model=FakeModel(delay=0.01))
-    feed = engine.add("client-1", refine=fill, skip=lambda p: p.index % 2 == 1)
+    feed = engine.add("client-1", steps=Steps(refine=fill, skip=lambda p: p.index % 2 == 1))
     engine.start()
     for i in range(10):
         feed.offer(packet(i, 1))

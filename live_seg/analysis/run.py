@@ -49,6 +49,7 @@ from ..base.frames import Frame, FramePacket, SegResult
 from ..base.metrics import median_ms, samples
 from ..base.options import ANALYSIS_FILES, AnalysisOptions
 from ..base.registry import VOC_CLASSES
+from ..pipeline.infer import Steps
 from ..pipeline.sinks import SinkThread
 from .coverage import Coverage
 from .event_outputs import EventOutputs
@@ -160,6 +161,12 @@ class RunAnalysis:
     def model(self, segmenter: Any) -> Any:
         """The model the pipeline should run: ``segmenter`` itself, or its scores with smoothing."""
         return segmenter if self.smoother is None else SmoothedModel(segmenter)
+
+    @property
+    def steps(self) -> Steps:
+        """Its steps around the model, for the file run and the stream engine: ``refine``, ``feed``
+        (``on_result``), ``skip``, ``look``."""
+        return Steps(self.refine, self.feed, self.skip, self.look)
 
     @property
     def refine(self) -> Any:

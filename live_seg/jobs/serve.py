@@ -196,8 +196,7 @@ class ServeJob:
         categories = self.segmenter.categories
         analysis = RunAnalysis(analysis_options, self.options.overwrite, name, categories, self.events, name,
                                threaded=True)  # fmt: skip
-        feed = self.engine.add(name, refine=analysis.refine, look=analysis.look, skip=analysis.skip,
-                               sinks=(client, analysis))  # fmt: skip
+        feed = self.engine.add(name, steps=analysis.steps, sinks=(client,))
         served: ServedClient
 
         def closed() -> None:

@@ -38,7 +38,7 @@ from ..media.file_source import VideoFileSource
 from ..media.formats import video_format
 from ..media.writer import VideoWriter, check_output_path
 from ..model.select import job_runtime, segmenter_for
-from ..pipeline.file_run import Steps, run_file
+from ..pipeline.file_run import run_file
 from ..pipeline.infer import plan_batch, plan_workers
 from ..pipeline.threads import Control
 from ..render.effects import EffectOptions
@@ -99,7 +99,7 @@ def _run(
                 workers=workers,
                 control=control,
                 on_frame=on_frame,
-                steps=Steps(analysis.refine, analysis.feed, analysis.skip, analysis.look),
+                steps=analysis.steps,
             )
     except BaseException:
         if keep_partial:

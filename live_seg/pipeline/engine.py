@@ -15,7 +15,8 @@ slots → one batched inference thread → one result per source and frame → e
   ``live_seg-carry`` thread instead, which waits for the key frame before it (so results stay in
   frame order) and gives the frame a result without a mask, for ``refine`` to carry the key mask to.
 * :meth:`Feed.deliver` makes the final result (``refine``: smoothing, key frames; in frame order),
-  posts it to the board ("the newest mask") and puts it into each of the source's **sinks**. A sink
+  posts it to the board ("the newest mask"), hands it to ``on_result`` and puts it into each of the
+  source's **sinks**; the steps (:class:`~live_seg.pipeline.infer.Steps`) are the file run's. A sink
   never blocks (:class:`~live_seg.pipeline.sinks.SinkThread`: its own thread behind a bounded queue
   that drops its oldest item when full, counted), so a slow disk, encoder, pipe or broker never slows
   inference or the other sinks.
@@ -35,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Protocol
 
 from ..base.errors import LiveSegError, SourceError, one_line
@@ -43,6 +44,7 @@ from ..base.frames import FramePacket, SegResult
 from ..base.metrics import Stats, samples
 from ..base.redact import redact_text
 from .board import Board
+from .infer import Steps
 from .multiplex import Multiplexer, Slot
 from .threads import POLL_S, Control, MaskModel, Stage, join_all
 
@@ -75,14 +77,6 @@ class Sink(Protocol):
     def put(self, item: SegResult) -> object: ...
 
 
-Refine = Callable[[SegResult], SegResult]
-"""Turns a raw result into the final one, in the source's frame order (smoothing, key frames)."""
-Look = Callable[[FramePacket], None]
-"""Sees every frame in order before ``skip`` is asked about it (scene cuts)."""
-Skip = Callable[[FramePacket], bool]
-"""True for a frame the network leaves out (between key frames)."""
-
-
 class Feed:
     """One source of the engine: its slot, board, sinks, state and figures (made by :meth:`Engine.add`).
 
@@ -111,19 +105,19 @@ class Feed:
         source: LiveSource | None,
         *,
         wait: bool = False,
-        refine: Refine | None = None,
-        look: Look | None = None,
-        skip: Skip | None = None,
+        steps: Steps | None = None,
         sinks: tuple[Sink, ...] = (),
     ) -> None:
-        if skip is not None and refine is None:
+        steps = steps or Steps()
+        if steps.skip is not None and steps.refine is None:
             raise ValueError("key frames (skip) need a refine step to carry the key mask")
         self.engine, self.name, self.source = engine, name, source
         self.number = len(engine.feeds) + len(engine.removed)  # names its threads
         self.board = Board(engine.cond)
         self.slot: Slot = engine.mux.add(name, self.deliver)
         self.sinks = list(sinks)
-        self.wait, self.refine, self.look, self.skip = wait, refine, look, skip
+        self.wait, self.refine, self.look, self.skip = wait, steps.refine, steps.look, steps.skip
+        self.on_result = steps.on_result
         self.error: LiveSegError | None = None
         self.ended = False
         self.exhausted = False
@@ -265,6 +259,8 @@ class Feed:
                 result = self.refine(result)
             self._last_index = result.packet.index
             self.board.post_result(result)
+            if self.on_result is not None:
+                self.on_result(result)
             for sink in self.sinks:
                 sink.put(result)
         return True
@@ -321,9 +317,7 @@ class Engine:
         source: LiveSource | None = None,
         *,
         wait: bool = False,
-        refine: Refine | None = None,
-        look: Look | None = None,
-        skip: Skip | None = None,
+        steps: Steps | None = None,
         sinks: tuple[Sink, ...] = (),
     ) -> Feed:
         """Add a source (thread-safe; a pushed one also while running).
@@ -332,16 +326,18 @@ class Engine:
             name: its name (unique).
             source: what its capture thread reads; ``None``: frames are pushed with :meth:`Feed.offer`.
             wait: never drop a frame (a file read as fast as the model goes).
-            refine: turns a raw result into the final one, in frame order.
-            look: sees every frame in order (scene cuts), before ``skip``.
-            skip: True for a frame the network leaves out (``refine`` gets it with ``mask=None``).
-            sinks: where each final result goes.
+            steps: its steps around the model (:class:`~live_seg.pipeline.infer.Steps`, the file run's):
+                ``look`` sees every frame in order (scene cuts); ``skip`` is True for a frame the network
+                leaves out; ``refine`` makes each final result, in frame order (smoothing; a skipped
+                frame's mask, carried from its key frame); ``on_result`` takes each final result in order
+                (an analysis that hands its files to sink threads).
+            sinks: where each final result goes, after ``on_result``.
 
         Raises:
             ValueError: a source of that name exists, or ``skip`` without ``refine``.
         """
         with self._feeds_lock:
-            feed = Feed(self, name, source, wait=wait, refine=refine, look=look, skip=skip, sinks=sinks)
+            feed = Feed(self, name, source, wait=wait, steps=steps, sinks=sinks)
             self.feeds.append(feed)
         return feed
 

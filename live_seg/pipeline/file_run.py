@@ -6,40 +6,16 @@ from __future__ import annotations
 import queue
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import numpy as np
 
-from ..base.frames import Frame, FramePacket, SegResult
+from ..base.frames import Frame, SegResult
 from ..base.metrics import Stats
-from .infer import from_queue, infer_loop, to_queue
+from .infer import Steps, from_queue, infer_loop, to_queue
 from .threads import END, Control, FrameSource, MaskModel, Stage, get, join_all, put, raise_user_error
 
 WRITE_QUEUE = 4
 """Rendered frames waiting for the writer (each a copy of the frame: bounded memory)."""
-
-
-@dataclass(frozen=True)
-class Steps:
-    """A file run's steps around the model, each optional.
-
-    Attributes:
-        refine: in frame order, a result to its final mask (smoothing; key frames: the mask carried
-            to a frame the model left out).
-        on_result: in frame order, each written result (mask files, coverage).
-        skip: ``skip(packet)`` True: the model leaves the frame out, and ``refine`` gets its result with
-            ``mask=None`` to fill (key frames); such frames count in neither ``preprocess`` nor ``infer``.
-            Called on any inference worker, in any order, and again on the write thread: it must
-            give the same answer each time.
-        look: called with each frame on the capture thread, in frame order, before it is queued
-            (before ``skip`` is asked about it): a decision that depends on the frame before
-            (a scene cut that makes a key frame).
-    """
-
-    refine: Callable[[SegResult], SegResult] | None = None
-    on_result: Callable[[SegResult], None] | None = None
-    skip: Callable[[FramePacket], bool] | None = None
-    look: Callable[[FramePacket], None] | None = None
 
 
 def run_file(

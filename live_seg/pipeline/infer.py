@@ -7,6 +7,7 @@ import os
 import queue
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,29 @@ MAX_CPU_WORKERS = 4
 CPU_BATCH = 2
 """Frames per forward pass on the CPU when not given: two frames a pass keep the cores busier
 than one (the README has the measurements)."""
+
+
+@dataclass(frozen=True)
+class Steps:
+    """A run's steps around the model, each optional (the file run's, and each source's in the stream engine).
+
+    Attributes:
+        refine: in frame order, a result to its final mask (smoothing; key frames: the mask carried
+            to a frame the model left out).
+        on_result: in frame order, each written result (mask files, coverage).
+        skip: ``skip(packet)`` True: the model leaves the frame out, and ``refine`` gets its result with
+            ``mask=None`` to fill (key frames); such frames count in neither ``preprocess`` nor ``infer``.
+            Called on any inference worker, in any order, and again on the write thread (file runs), or
+            on the source's own thread (the engine): it must give the same answer each time.
+        look: called with each frame on its capture thread, in frame order, before it is queued
+            (before ``skip`` is asked about it): a decision that depends on the frame before
+            (a scene cut that makes a key frame).
+    """
+
+    refine: Callable[[SegResult], SegResult] | None = None
+    on_result: Callable[[SegResult], None] | None = None
+    skip: Callable[[FramePacket], bool] | None = None
+    look: Callable[[FramePacket], None] | None = None
 
 
 def plan_batch(device: str, requests: int | None = None) -> int:

@@ -293,10 +293,7 @@ class LiveSession:
                 src.name,
                 src.reader,
                 wait=isinstance(src.reader, VideoFileSource) and not self.options.realtime,
-                refine=src.analysis.refine,
-                look=src.analysis.look,
-                skip=src.analysis.skip,
-                sinks=(src.analysis,),
+                steps=src.analysis.steps,
             )
         self.slot = sources[0].feed.slot if sources[0].feed else None
         engine.start_capture([s.feed for s in sources if s.feed is not None and isinstance(s.reader, CaptureSource)])

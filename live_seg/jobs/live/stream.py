@@ -136,10 +136,8 @@ def stream(
                 name,
                 reader,
                 wait=isinstance(reader, VideoFileSource) and not opts.realtime,
-                refine=analysis.refine,
-                look=analysis.look,
-                skip=analysis.skip,
-                sinks=(analysis, _QueueSink(spec, results, control, closing, analysis.skip)),
+                steps=analysis.steps,
+                sinks=(_QueueSink(spec, results, control, closing, analysis.skip),),
             )
         try:
             engine.start()
