@@ -130,7 +130,7 @@ class ServedClient:
         and analysis (key frames carried, files written)."""
         return {
             **self.client.summary(),
-            "dropped": self.feed.slot.dropped,
+            "dropped": self.feed.dropped,
             "frames_carried": self.feed.carried,
             "sinks": self.analysis.sink_stats(),
             "analysis": self.analysis.summary(),

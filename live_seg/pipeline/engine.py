@@ -90,6 +90,8 @@ class Feed:
         error: why it failed, once it did.
         ended: its capture has finished (end of input, stop, failure, or a pushed source removed).
         exhausted: its input ended by itself (a file's end, a stream that closed for good).
+        frames_in: frames taken (read from a pulled source, pushed by the transport).
+        delivered: final results delivered (the network's and the carried ones).
         stats: ``decode`` (capture), ``preprocess`` and ``infer`` (its share of each batch) seconds.
         infer_s: preprocess + forward seconds per processed frame, in order.
         first_capture, last_capture: ``t_capture`` of its first and newest frame (``None`` before one).
@@ -121,6 +123,8 @@ class Feed:
         self.error: LiveSegError | None = None
         self.ended = False
         self.exhausted = False
+        self.frames_in = 0
+        self.delivered = 0
         self.stats = Stats()
         self.infer_s = samples()
         self.first_capture: float | None = None
@@ -159,6 +163,13 @@ class Feed:
         return self.reconnects + int(getattr(self.source, "failed_attempts", 0))
 
     @property
+    def dropped(self) -> int:
+        """Frames taken that got no result: replaced in the model's slot or the carry thread's before they
+        were taken, discarded at the end, or superseded (``frames_in == delivered + dropped +
+        slot.skipped_loading`` once the run ended)."""
+        return self.slot.dropped + self.carry_dropped + self.superseded
+
+    @property
     def idle(self) -> bool:
         """No frame of it waits to be carried (the model's side: the multiplexer's ``idle``)."""
         with self._carry_cond:
@@ -171,6 +182,7 @@ class Feed:
         never blocks unless ``wait``). False when the run stops meanwhile, or the source was removed."""
         if self.ended:
             return False
+        self.frames_in += 1
         self.stats.add("decode", packet.decode_s)
         if self.first_capture is None:
             self.first_capture = packet.t_capture
@@ -258,6 +270,7 @@ class Feed:
             if self.refine is not None:
                 result = self.refine(result)
             self._last_index = result.packet.index
+            self.delivered += 1
             self.board.post_result(result)
             if self.on_result is not None:
                 self.on_result(result)

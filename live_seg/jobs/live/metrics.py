@@ -96,7 +96,7 @@ class LiveMetrics:
             stats.stages[stage] = joined(f.stats.stages.get(stage, ()) for f in feeds)
         stats.stages["encode"] = array("d", encode_s)
         infer_s = joined(f.infer_s for f in feeds)
-        captured = sum(f.slot.frames_in for f in feeds)
+        captured = sum(f.frames_in for f in feeds)
         inferred = sum(f.slot.frames_processed for f in feeds)
         stats.frames_in = captured
         stats.latency = self.latency_s
@@ -110,7 +110,7 @@ class LiveMetrics:
             **job,
             frames_captured=captured,
             frames_inferred=inferred,
-            frames_dropped=sum(f.slot.dropped for f in feeds),
+            frames_dropped=sum(f.dropped for f in feeds),
             frames_shown=stats.frames_out,
             frames_recorded=recorded,
             capture_fps=round((captured - 1) / span, 3) if span > 0 else 0.0,

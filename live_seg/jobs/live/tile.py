@@ -233,12 +233,12 @@ class Tile:
 
     def _hud(self, now: float, status: str | None, segmenter: Segmenter | None, pairing: str) -> HudInfo:
         slot = self.feed.slot
-        capture_fps, infer_fps = self.metrics.rates(now, slot.frames_in, slot.frames_processed)
+        capture_fps, infer_fps = self.metrics.rates(now, self.feed.frames_in, slot.frames_processed)
         return HudInfo(
             capture_fps=capture_fps,
             infer_fps=infer_fps,
             latency_ms=self._latency_ms,
-            dropped=slot.dropped,
+            dropped=self.feed.dropped,
             model=segmenter.name if segmenter is not None else "",
             device=segmenter.device if segmenter is not None else "",
             precision=segmenter.precision if segmenter is not None else "",
