@@ -12,8 +12,8 @@ slots → one batched inference thread → one result per source and frame → e
   of every source that has one (waiting a few ms at most for the others, never for a stalled one),
   runs them as one batch and hands each result back to its :class:`Feed`.
 * With key frames (``skip``), a frame the network leaves out goes to the source's
-  ``live_seg-carry`` thread instead, which waits for the key frame before it (so results stay in
-  frame order) and gives the frame a result without a mask, for ``refine`` to carry the key mask to.
+  ``live_seg-carry`` thread instead, which waits until the key frames before it have left the model
+  (so results stay in frame order) and gives the frame a result without a mask, for ``refine`` to carry the key mask to.
 * :meth:`Feed.deliver` makes the final result (``refine``: smoothing, key frames; in frame order),
   posts it to the board ("the newest mask"), hands it to ``on_result`` and puts it into each of the
   source's **sinks**; the steps (:class:`~live_seg.pipeline.infer.Steps`) are the file run's. A sink
@@ -34,6 +34,7 @@ cameras, files, model and sinks.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
 from collections.abc import Iterator
@@ -114,7 +115,7 @@ class Feed:
         if steps.skip is not None and steps.refine is None:
             raise ValueError("key frames (skip) need a refine step to carry the key mask")
         self.engine, self.name, self.source = engine, name, source
-        self.number = len(engine.feeds) + len(engine.removed)  # names its threads
+        self.number = next(engine.numbers)  # names its threads
         self.board = Board(engine.cond)
         self.slot: Slot = engine.mux.add(name, self.deliver)
         self.sinks = list(sinks)
@@ -304,9 +305,6 @@ class Engine:
         model: the model every source shares, when it is ready before the engine (else :meth:`start`'s).
     """
 
-    KEEP_REMOVED = 1000
-    """Removed sources whose figures the engine keeps (the newest ones)."""
-
     def __init__(
         self,
         control: Control,
@@ -320,7 +318,7 @@ class Engine:
         self.keep_going = keep_going
         self.mux = Multiplexer(model, control, max_batch=max_batch, window_s=window_s)
         self.feeds: list[Feed] = []
-        self.removed: list[Feed] = []
+        self.numbers = itertools.count()  # each source's number, for its threads' names
         self.cond = threading.Condition()
         self._feeds_lock = threading.Lock()
 
@@ -356,17 +354,20 @@ class Engine:
 
     def remove(self, feed: Feed) -> None:
         """A pushed source left: its waiting frames are dropped, a result still being computed for it
-        is not delivered, and its carry thread is joined. Its figures stay readable."""
+        is not delivered, its carry thread is joined, and the engine lets go of it (its figures stay
+        readable on ``feed``; its frames and steps are released)."""
         self.mux.remove(feed.name)
         feed.ended = True
         carrier = feed._stop_carrier()
         with self._feeds_lock:
             if feed in self.feeds:
                 self.feeds.remove(feed)
-                self.removed.append(feed)
-                del self.removed[: -self.KEEP_REMOVED]
         if carrier is not None:
             join_all([carrier])
+        with feed._lock:  # nothing is delivered any more: what it held can go
+            feed.board.frame = feed.board.result = None
+            feed.refine = feed.look = feed.skip = feed.on_result = None
+            feed.sinks.clear()
 
     def start_capture(self, feeds: list[Feed] | None = None) -> None:
         """Start the capture threads of ``feeds`` (default: every pulled source not started yet)."""
