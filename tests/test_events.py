@@ -398,18 +398,24 @@ def test_frames_and_appear_leave_events_reach_a_subscriber(tmp_path, broker, sub
     assert available == [(b"online", False), (b"offline", False)]  # live, as they were sent
 
 
-def test_killing_the_broker_mid_run_drops_and_counts(tmp_path, broker, subscriber, content_weights):
-    src = write_clip(tmp_path / "in.mp4", sample_frames(150, 160, 96) * 4)  # ~2 s of run after the first frame
-    broker_url = f"mqtt://127.0.0.1:{broker.port}/t"
-    args = ["video", src, "-o", tmp_path / "o.mp4", *LIGHT, "--weights", content_weights, "--size", "64",
-            "--workers", "1", "--stats", tmp_path / "s.json", "--mqtt", broker_url]  # fmt: skip
-    with start_cli(*args, stdout=None) as proc:
-        wait_for(lambda: len(subscriber.on("/frame")) >= 3, 120, "three frames", alive=proc)
+def kill_the_broker_mid_run(args: list, stats_path: Path, broker, subscriber, frames: int) -> dict:
+    """Run the command line with ``--mqtt`` to ``broker`` and ``--stats``; kill the broker once ``frames``
+    frame records arrived. The run must end by itself with status 0, having logged the loss; its stats."""
+    url = f"mqtt://127.0.0.1:{broker.port}/t"
+    with start_cli(*args, "--stats", stats_path, "--mqtt", url, stdout=None) as proc:
+        wait_for(lambda: len(subscriber.on("/frame")) >= frames, 120, f"{frames} frames", alive=proc)
         broker.kill()
         _, err = proc.communicate(timeout=120)
     assert proc.returncode == 0, err
     assert "MQTT: lost mqtt://127.0.0.1" in err
-    stats = json.loads((tmp_path / "s.json").read_text())
+    return json.loads(stats_path.read_text())
+
+
+def test_killing_the_broker_mid_run_drops_and_counts(tmp_path, broker, subscriber, content_weights):
+    src = write_clip(tmp_path / "in.mp4", sample_frames(150, 160, 96) * 4)  # ~2 s of run after the first frame
+    args = ["video", src, "-o", tmp_path / "o.mp4", *LIGHT, "--weights", content_weights, "--size", "64",
+            "--workers", "1"]  # fmt: skip
+    stats = kill_the_broker_mid_run(args, tmp_path / "s.json", broker, subscriber, 3)
     mqtt_stats = stats["events"]["mqtt"]
     print(stats["fps"], mqtt_stats)
     assert mqtt_stats["published"] >= 3 and mqtt_stats["dropped"] > 0
@@ -521,15 +527,7 @@ def test_live_killing_the_broker_mid_run_keeps_the_rate_and_counts_the_drops(tmp
     common = ["--source", left, "--source", right, *LIGHT, "--weights", content_weights, "--size", "64"]
     base = run_cli("live", "--display", "none", *common, "--stats", tmp_path / "base.json")
     assert base.returncode == 0, base.stderr
-    broker_url = f"mqtt://127.0.0.1:{broker.port}/t"
-    with start_cli("live", "--display", "none", *common, "--stats", tmp_path / "s.json", "--mqtt", broker_url,
-                   stdout=None) as proc:  # fmt: skip
-        wait_for(lambda: len(subscriber.on("/frame")) >= 6, 120, "six frames", alive=proc)
-        broker.kill()
-        _, err = proc.communicate(timeout=120)
-    assert proc.returncode == 0, err
-    assert "MQTT: lost mqtt://127.0.0.1" in err
-    stats = json.loads((tmp_path / "s.json").read_text())
+    stats = kill_the_broker_mid_run(["live", "--display", "none", *common], tmp_path / "s.json", broker, subscriber, 6)
     mqtt_stats = stats["events"]["mqtt"]
     ratio = stats["infer_fps"] / infer_fps(tmp_path / "base.json")
     print(f"infer fps: {infer_fps(tmp_path / 'base.json'):.1f} without MQTT, {stats['infer_fps']:.1f} broker killed "
