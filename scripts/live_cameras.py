@@ -40,15 +40,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from mjpeg import MJPEGServer  # noqa: E402
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return width, height
+from mjpeg import MJPEGServer, parse_size  # noqa: E402
 
 
 def clip_frames(clip: Path, size: tuple[int, int], count: int) -> list[np.ndarray]:

@@ -47,6 +47,10 @@ import numpy as np
 from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from mjpeg import parse_size  # noqa: E402  (the test suite's WIDTHxHEIGHT argument)
+
 INDEX = re.compile(r"^(\d+)(?:_\d+ms)?\.png$")
 """A mask file: the frame index, then (live_seg's names) the frame's time."""
 PERSON = 1
@@ -195,14 +199,6 @@ def run(opts: argparse.Namespace) -> dict[str, dict]:
     return results
 
 
-def size_arg(text: str) -> tuple[int, int]:
-    try:
-        width, height = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, got {text!r}") from None
-    return width, height
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -216,7 +212,7 @@ def main() -> int:
     run_.add_argument("--photos", nargs="*", default=[], help="scikit-image photos (astronaut, rocket, …)")
     run_.add_argument("--model", default="selfie", help="live_seg's --model (default: selfie)")
     run_.add_argument("--model-selection", type=int, choices=(0, 1), default=0, help="MediaPipe's (1: landscape)")
-    run_.add_argument("--resize", type=size_arg, help="scale the clips to WIDTHxHEIGHT first (lossless)")
+    run_.add_argument("--resize", type=parse_size, help="scale the clips to WIDTHxHEIGHT first (lossless)")
     run_.add_argument("extra", nargs="*", help="more live-seg video options, after --")
     for p in (cmp_, run_):
         p.add_argument("--json", type=Path, help="write every figure here")

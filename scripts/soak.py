@@ -47,7 +47,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from media import CODE_BITS, read_index  # noqa: E402 - the test helpers live beside the tests
-from mjpeg import MJPEGServer  # noqa: E402
+from mjpeg import MJPEGServer, parse_size  # noqa: E402
 
 DEFAULT_LIVE_ARGS = ["--model", "lraspp_mobilenet_v3_large", "--weights", "random", "--size", "256"]
 
@@ -97,11 +97,6 @@ def view_latency_ms(server: MJPEGServer, host: str, port: int, size: tuple[int, 
 def quarter(values: list[float], which: str) -> list[float]:
     n = max(1, len(values) // 4)
     return values[:n] if which == "first" else values[-n:]
-
-
-def parse_size(text: str) -> tuple[int, int]:
-    w, h = (int(v) for v in text.lower().split("x"))
-    return w, h
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -526,7 +526,8 @@ def read_parts(url: str, count: int, timeout: float = 10.0) -> list[bytes]:
         conn.close()
 
 
-def _parse_size(text: str) -> tuple[int, int]:
+def parse_size(text: str) -> tuple[int, int]:
+    """An argparse ``type=`` for ``WIDTHxHEIGHT`` (also the benchmark scripts')."""
     try:
         w, h = (int(v) for v in text.lower().split("x"))
     except ValueError:
@@ -540,7 +541,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 = a free port (printed)")
     parser.add_argument("--fps", type=float, default=25.0)
-    parser.add_argument("--size", type=_parse_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
+    parser.add_argument("--size", type=parse_size, default=(640, 360), help="WIDTHxHEIGHT (default 640x360)")
     parser.add_argument("--duration", type=float, default=600.0, help="stop after S seconds (default 600)")
     parser.add_argument("--quality", type=int, default=85)
     parser.add_argument("--stall-after", type=float, metavar="S", help="open connections go silent after S seconds")
