@@ -47,7 +47,7 @@ from typing import Any
 from ..base.errors import OutputError
 from ..base.frames import Frame, FramePacket, SegResult
 from ..base.metrics import median_ms, samples
-from ..base.options import ANALYSIS_FILES, AnalysisOptions
+from ..base.options import AnalysisOptions
 from ..base.registry import VOC_CLASSES
 from ..pipeline.infer import Steps
 from ..pipeline.sinks import SinkThread
@@ -59,10 +59,7 @@ from .smoothing import FlickerMeter, SceneCutDetector, TemporalSmoother, pack_sc
 
 PathLike = str | os.PathLike[str]
 
-__all__ = ["FILE_OPTIONS", "AnalysisOptions", "RunAnalysis", "SmoothedModel"]
-
-FILE_OPTIONS = ANALYSIS_FILES
-"""The options that name a file or folder (and the summary's fields for them)."""
+__all__ = ["AnalysisOptions", "RunAnalysis", "SmoothedModel", "model_for"]
 
 
 class SmoothedModel:
@@ -81,6 +78,12 @@ class SmoothedModel:
     def infer(self, batch: Any) -> Any:
         """``(N, C, s, s)`` float16 class probabilities on the model's device (one row per frame)."""
         return pack_scores(self.model.infer_scores(batch))
+
+
+def model_for(options: AnalysisOptions, segmenter: Any) -> Any:
+    """The model a run with these options runs: ``segmenter`` itself, or its scores with smoothing (the
+    same for every source of a run, whose smoothers then each take their own)."""
+    return SmoothedModel(segmenter) if options.smooth == "ema" else segmenter
 
 
 class RunAnalysis:
@@ -159,8 +162,8 @@ class RunAnalysis:
         self.write_s.append(time.perf_counter() - t0)
 
     def model(self, segmenter: Any) -> Any:
-        """The model the pipeline should run: ``segmenter`` itself, or its scores with smoothing."""
-        return segmenter if self.smoother is None else SmoothedModel(segmenter)
+        """The model the pipeline should run (:func:`model_for` its options)."""
+        return model_for(self.options, segmenter)
 
     @property
     def steps(self) -> Steps:
@@ -270,10 +273,8 @@ class RunAnalysis:
         self.outputs.close(complete)
         if first is not None:
             raise first
-        for key in FILE_OPTIONS:
-            value = getattr(self.options, key)
-            if value is not None:  # a run without frames leaves no file
-                self.paths[key] = str(Path(value)) if self.frames else None
+        for key, value in self.options.files.items():  # a run without frames leaves no file
+            self.paths[key] = str(Path(value)) if self.frames else None
 
     def abort(self) -> None:
         """Drop the files written so far (a run that failed before its first frame)."""

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.event_outputs import EventOutputs
-from ..analysis.run import RunAnalysis, SmoothedModel
+from ..analysis.run import RunAnalysis, model_for
 from ..base.errors import LiveSegError, OutputError, PipelineError, UsageError
 from ..base.options import AnalysisOptions, EventOptions, ModelOptions, model_options
 from ..base.registry import DEFAULT_ALPHA, EFFECTS, VIEWS, VOC_CLASSES
@@ -182,8 +182,7 @@ class ServeJob:
 
     def start(self) -> None:
         """Start the inference thread (with smoothing, the model gives its class probabilities)."""
-        smooth = self.options.analysis.smooth == "ema"
-        self.engine.start(SmoothedModel(self.segmenter) if smooth else self.segmenter)
+        self.engine.start(model_for(self.options.analysis, self.segmenter))
 
     def connect(self, client: WebClient) -> Tile:
         """A new client: its analysis (files named after it), a pushed source of the engine, its view.

@@ -388,10 +388,6 @@ class Engine:
         """Every source has ended or failed and every frame read was processed."""
         return all(feed.ended and feed.idle for feed in self.feeds) and self.mux.idle
 
-    def alive(self) -> bool:
-        """A capture thread still runs."""
-        return any(feed.stage is not None and feed.stage.is_alive() for feed in self.feeds)
-
     def close(self) -> None:
         """Stop every source and thread, join them; a waiting frame is dropped (and counted).
 
@@ -417,10 +413,6 @@ class Engine:
             self.cond.notify_all()
         if first is not None:
             raise first
-
-    def failed(self) -> list[Feed]:
-        """The sources that were lost for good."""
-        return [feed for feed in self.feeds if feed.error is not None]
 
     def _capture(self, feed: Feed) -> None:
         """Capture thread: every frame of a pulled source into :meth:`Feed.offer`."""
